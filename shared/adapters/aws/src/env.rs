@@ -1,0 +1,61 @@
+//! Building the Lambda functions' service from the environment, once, in `main`.
+
+use crate::{DynamoStore, EventBridgeScheduler, SqsQueue};
+use hookline_service::ports::{HttpSender, SystemClock};
+use hookline_service::{Config, Mode, Ports, Service};
+use std::sync::Arc;
+
+fn required(name: &str) -> Result<String, String> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{name} is not set"))
+}
+
+/// The service on DynamoDB, SQS and EventBridge Scheduler, configured from `HOOKLINE_*`.
+pub async fn lambda_service(sender: Arc<dyn HttpSender>) -> Result<Service, String> {
+    let config = Config::from_env(Mode::Lambda)?;
+    let aws = aws_config::load_from_env().await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        required("HOOKLINE_TABLE")?,
+        config.log_retention_days,
+    );
+    let queue = SqsQueue::new(
+        aws_sdk_sqs::Client::new(&aws),
+        required("HOOKLINE_QUEUE_URL")?,
+    );
+    let scheduler = EventBridgeScheduler::new(
+        aws_sdk_scheduler::Client::new(&aws),
+        required("HOOKLINE_SCHEDULE_GROUP")?,
+        required("HOOKLINE_RETRY_TARGET_ARN")?,
+        required("HOOKLINE_SCHEDULER_ROLE_ARN")?,
+    );
+    Ok(Service::new(
+        Ports {
+            store: Arc::new(store),
+            queue: Arc::new(queue),
+            scheduler: Arc::new(scheduler),
+            clock: Arc::new(SystemClock),
+            sender,
+        },
+        config,
+    ))
+}
+
+/// SDK configuration for a DynamoDB-compatible (or SQS/Scheduler) emulator on `endpoint`:
+/// dummy credentials, a fixed region. Used by local mode (dynoxide) and tests (moto).
+pub async fn emulator_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "hookline-emulator",
+        ))
+        .load()
+        .await
+}

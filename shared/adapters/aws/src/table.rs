@@ -1,0 +1,123 @@
+//! The single table's layout, and creating it where no stack does (local mode, tests).
+//!
+//! | item | pk | sk |
+//! |---|---|---|
+//! | account | `ACCT#<id>` | `ACCOUNT` |
+//! | API key | `KEY#<sha256>` | `KEY` |
+//! | webhook | `ACCT#<account>` | `WH#<id>` |
+//! | event | `ACCT#<account>` | `EVT#<id>` |
+//! | delivery | `ACCT#<account>` | `DLV#<id>` (ULID: time-ordered) |
+//!
+//! The sparse GSI `due` (`dueShard`, `dueAt` epoch ms) holds every unfinished event fan-out
+//! and delivery: what the sweep reads. `expiresAt` (epoch s) is the TTL of events and deliveries.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use hookline_service::PortError;
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const KIND: &str = "kind";
+pub const DUE_INDEX: &str = "due";
+pub const DUE_SHARD: &str = "dueShard";
+pub const DUE_AT: &str = "dueAt";
+pub const EXPIRES_AT: &str = "expiresAt";
+/// Spreads the due index over a few partitions; the sweep reads them all.
+pub const DUE_SHARDS: u32 = 4;
+
+pub fn account_pk(account_id: &str) -> String {
+    format!("ACCT#{account_id}")
+}
+
+/// Creates the table (and its TTL) if it is missing. Lambda gets it from `template.yaml`.
+pub async fn ensure_table(client: &Client, name: &str) -> Result<(), PortError> {
+    let err = |e| PortError::new("creating the table", e);
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .map_err(err)
+    };
+    let attr = |n: &str, t| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(t)
+            .build()
+            .map_err(err)
+    };
+    let created = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .attribute_definitions(attr(PK, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(SK, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(DUE_SHARD, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(DUE_AT, ScalarAttributeType::N)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(DUE_INDEX)
+                .key_schema(key(DUE_SHARD, KeyType::Hash)?)
+                .key_schema(key(DUE_AT, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .set_non_key_attributes(Some(
+                            [
+                                KIND,
+                                "id",
+                                "accountId",
+                                "eventId",
+                                "webhookId",
+                                "nextAttemptAt",
+                            ]
+                            .map(String::from)
+                            .to_vec(),
+                        ))
+                        .build(),
+                )
+                .build()
+                .map_err(err)?,
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(PortError::new(
+                "creating the table",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            ));
+        }
+    }
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(EXPIRES_AT)
+                .enabled(true)
+                .build()
+                .map_err(err)?,
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            PortError::new(
+                "enabling TTL",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )
+        })?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! Hookline's embedded adapters for the one local process: the dynoxide DynamoDB served on
+//! 127.0.0.1 (so local mode runs the very same DynamoDB adapter as Lambda), an in-process
+//! queue with its delivery workers, and an in-process retry scheduler.
+
+pub mod dynamo;
+pub mod queue;
+pub mod scheduler;
+
+pub use dynamo::EmbeddedDynamo;
+pub use queue::{InProcessQueue, run_delivery_workers};
+pub use scheduler::InProcessScheduler;

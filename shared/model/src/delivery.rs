@@ -1,0 +1,138 @@
+//! Deliveries (one event to one webhook) and their attempts.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its first attempt (or a manual retry).
+    Pending,
+    /// Failed at least once; the next attempt is scheduled.
+    Retrying,
+    Delivered,
+    /// Every scheduled attempt failed (or the endpoint is gone); can be retried by hand.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Delivered | Self::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Retrying => "retrying",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Pending, Self::Retrying, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: String,
+    pub account_id: String,
+    pub webhook_id: String,
+    /// The URL and type at fan-out time, so the log reads as it happened.
+    pub webhook_url: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_response_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl Delivery {
+    /// Impilo's `retryAttempts`: attempts after the first.
+    pub fn retry_attempts(&self) -> u32 {
+        (self.attempts.len() as u32).saturating_sub(1)
+    }
+
+    pub fn job(&self) -> DeliveryJob {
+        DeliveryJob {
+            account_id: self.account_id.clone(),
+            delivery_id: self.id.clone(),
+            event_id: self.event_id.clone(),
+            webhook_id: self.webhook_id.clone(),
+        }
+    }
+}
+
+/// One try of a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    /// Why it failed, when it did: `timeout`, `connect`, `status`, `redirect`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// At most 4 KiB of the receiver's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+}
+
+/// What travels on the queue: everything needed to load a delivery in one batch read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryJob {
+    pub account_id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub webhook_id: String,
+}
+
+/// What the retry function is invoked with: a scheduled retry of one job (the input of its
+/// one-time schedule) or the recurring sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase")]
+pub enum RetryTrigger {
+    Retry(DeliveryJob),
+    Sweep,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_trigger_wire_format() {
+        let job = DeliveryJob {
+            account_id: "acct_1".into(),
+            delivery_id: "dlv_1".into(),
+            event_id: "evt_1".into(),
+            webhook_id: "wh_1".into(),
+        };
+        let json = serde_json::to_value(RetryTrigger::Retry(job.clone())).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"action":"retry","accountId":"acct_1","deliveryId":"dlv_1","eventId":"evt_1","webhookId":"wh_1"})
+        );
+        assert_eq!(
+            serde_json::from_str::<RetryTrigger>(r#"{"action":"sweep"}"#).unwrap(),
+            RetryTrigger::Sweep
+        );
+        assert_eq!(
+            serde_json::from_value::<RetryTrigger>(json).unwrap(),
+            RetryTrigger::Retry(job)
+        );
+    }
+}

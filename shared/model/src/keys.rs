@@ -1,0 +1,57 @@
+//! Random secrets and API keys. Keys are shown once and stored only as SHA-256 hashes: they are
+//! 32 random bytes, so a fast hash is enough (no password stretching needed).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+    bytes
+}
+
+/// A new API key: `hlk_` and 32 random bytes, base64url.
+pub fn generate_api_key() -> String {
+    format!("hlk_{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+}
+
+/// What is stored of a key, and what a presented key is looked up by.
+pub fn hash_api_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares two key hashes in constant time.
+pub fn hashes_equal(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// A generated account webhook secret (the one sent as a header).
+pub fn generate_account_secret() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+/// A random string for ping challenges.
+pub fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_and_hash_stably() {
+        let a = generate_api_key();
+        let b = generate_api_key();
+        assert_ne!(a, b);
+        assert!(a.starts_with("hlk_") && a.len() >= 4 + 43);
+        assert_eq!(hash_api_key(&a), hash_api_key(&a));
+        assert_ne!(hash_api_key(&a), hash_api_key(&b));
+        assert!(!hash_api_key(&a).contains(&a[4..]));
+        assert!(hashes_equal(&hash_api_key(&a), &hash_api_key(&a)));
+        assert!(!hashes_equal(&hash_api_key(&a), &hash_api_key(&b)));
+    }
+}

@@ -1,0 +1,19 @@
+//! Hookline's domain: types, validation, the event catalog, the delivery envelope, Standard
+//! Webhooks signing and the retry policy. Pure: no I/O, no clock, no AWS.
+
+pub mod catalog;
+pub mod delivery;
+pub mod envelope;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod limits;
+pub mod retry;
+pub mod signing;
+pub mod types;
+pub mod url_check;
+
+pub use catalog::{BUILT_IN_EVENT_TYPES, EventPattern, EventTypeInfo};
+pub use delivery::{Attempt, Delivery, DeliveryJob, DeliveryStatus, RetryTrigger};
+pub use error::ValidationError;
+pub use types::{Account, ApiKeyRecord, Event, Principal, Webhook};

@@ -1,0 +1,104 @@
+//! Accounts, keys, webhooks and events, as stored.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// The account webhook secret, sent as a header on every delivery when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+/// An API key as stored: only its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub account_id: String,
+    pub key_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who is calling the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Account(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    pub id: String,
+    pub account_id: String,
+    pub url: String,
+    /// Subscriptions: event type names, `ns.*` wildcards or `*`.
+    pub events: Vec<String>,
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    /// Sent in the token header on deliveries; never shown but on create and token update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_token: Option<String>,
+    /// Standard Webhooks secrets (`whsec_...`), newest first. Older ones stay until their
+    /// grace period ends, so receivers keep verifying through a rotation.
+    pub signing_secrets: Vec<SigningSecretEntry>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningSecretEntry {
+    pub secret: String,
+    /// When this secret stops being used to sign; `None` for the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Webhook {
+    /// The current signing secret.
+    pub fn signing_secret(&self) -> Option<&str> {
+        self.signing_secrets.first().map(|s| s.secret.as_str())
+    }
+
+    /// Every secret a delivery at `now` is signed with.
+    pub fn valid_signing_secrets(&self, now: DateTime<Utc>) -> impl Iterator<Item = &str> {
+        self.signing_secrets
+            .iter()
+            .filter(move |s| s.expires_at.is_none_or(|at| at > now))
+            .map(|s| s.secret.as_str())
+    }
+
+    /// `type` in API responses: the one subscription when there is exactly one.
+    pub fn single_type(&self) -> Option<&str> {
+        match self.events.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: String,
+    pub account_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The payload exactly as published (serialised JSON).
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+    /// How many deliveries the fan-out created.
+    pub deliveries: u32,
+    /// False until every delivery of the fan-out is stored; an unfinished fan-out is
+    /// completed by the sweep.
+    pub fanned_out: bool,
+}

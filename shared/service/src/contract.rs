@@ -1,0 +1,530 @@
+//! The contract test suites of the ports. Every adapter of a port runs its suite (from the
+//! adapter's tests), so all adapters behave alike. Each suite works in accounts of its own, so
+//! it can share a table or queue with other tests.
+
+use crate::ports::{
+    AttemptRecord, DeliveryQuery, DueItem, HttpSender, OutboundRequest, Queue, SendErrorKind, Store,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use hookline_model::types::SigningSecretEntry;
+use hookline_model::{
+    Account, ApiKeyRecord, Attempt, Delivery, DeliveryJob, DeliveryStatus, Event, Webhook, ids,
+    keys,
+};
+use std::collections::BTreeSet;
+use std::future::Future;
+
+fn account(now: DateTime<Utc>) -> (Account, ApiKeyRecord) {
+    let account = Account {
+        id: ids::new_id(ids::ACCOUNT, now),
+        name: "Contract Clinic".into(),
+        created_at: now,
+        webhook_secret: Some("account-secret".into()),
+    };
+    let key = ApiKeyRecord {
+        id: ids::new_id(ids::API_KEY, now),
+        account_id: account.id.clone(),
+        key_hash: keys::hash_api_key(&keys::generate_api_key()),
+        created_at: now,
+    };
+    (account, key)
+}
+
+fn webhook(account_id: &str, now: DateTime<Utc>, events: &[&str]) -> Webhook {
+    Webhook {
+        id: ids::new_id(ids::WEBHOOK, now),
+        account_id: account_id.into(),
+        url: "https://receiver.example/hook".into(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        active: true,
+        description: Some("contract".into()),
+        metadata: Some(serde_json::json!({"team": "care"})),
+        authorization_token: Some("tok".into()),
+        signing_secrets: vec![SigningSecretEntry {
+            secret: "whsec_x".into(),
+            expires_at: None,
+        }],
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn delivery(event: &Event, webhook: &Webhook) -> Delivery {
+    Delivery {
+        id: ids::delivery_id(&event.id, &webhook.id, event.created_at),
+        account_id: event.account_id.clone(),
+        webhook_id: webhook.id.clone(),
+        webhook_url: webhook.url.clone(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        status: DeliveryStatus::Pending,
+        created_at: event.created_at,
+        attempts: vec![],
+        last_response_status: None,
+        last_attempt_at: None,
+        next_attempt_at: None,
+    }
+}
+
+/// Due items of one account only (the table may hold other tests' work).
+async fn due_of(store: &dyn Store, account_id: &str, before: DateTime<Utc>) -> Vec<DueItem> {
+    store
+        .due(before, usize::MAX)
+        .await
+        .expect("due")
+        .into_iter()
+        .filter(|item| match item {
+            DueItem::FanOut { account_id: a, .. } => a == account_id,
+            DueItem::Delivery { job, .. } => job.account_id == account_id,
+        })
+        .collect()
+}
+
+/// The Store contract.
+pub async fn store_contract(store: &dyn Store) {
+    // Times well in the past, so due-queries here see only items this suite made due.
+    let now =
+        Utc.with_ymd_and_hms(2001, 2, 3, 4, 5, 6).unwrap() + Duration::milliseconds(rand_ms());
+
+    // Accounts and keys.
+    let (acct, key) = account(now);
+    store.insert_account(&acct, &key).await.unwrap();
+    assert_eq!(
+        store.get_account(&acct.id).await.unwrap(),
+        Some(acct.clone())
+    );
+    assert_eq!(store.get_account("acct_missing").await.unwrap(), None);
+    assert_eq!(
+        store.find_api_key(&key.key_hash).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(
+        store
+            .find_api_key(&keys::hash_api_key("unknown"))
+            .await
+            .unwrap(),
+        None
+    );
+    let (other, other_key) = account(now);
+    store.insert_account(&other, &other_key).await.unwrap();
+
+    // Webhooks are per account.
+    let wh = webhook(&acct.id, now, &["patient.created"]);
+    let wh2 = webhook(&acct.id, now + Duration::milliseconds(1), &["reading.*"]);
+    store.put_webhook(&wh).await.unwrap();
+    store.put_webhook(&wh2).await.unwrap();
+    assert_eq!(
+        store.get_webhook(&acct.id, &wh.id).await.unwrap(),
+        Some(wh.clone())
+    );
+    assert_eq!(
+        store.get_webhook(&other.id, &wh.id).await.unwrap(),
+        None,
+        "another account's webhook is not found"
+    );
+    let listed: Vec<String> = store
+        .list_webhooks(&acct.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(listed, vec![wh.id.clone(), wh2.id.clone()]);
+    assert!(store.list_webhooks(&other.id).await.unwrap().is_empty());
+    let mut changed = wh.clone();
+    changed.url = "https://receiver.example/v2".into();
+    store.put_webhook(&changed).await.unwrap();
+    assert_eq!(
+        store
+            .get_webhook(&acct.id, &wh.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .url,
+        changed.url
+    );
+
+    // Events: inserted once, the first one wins, due for fan-out until fanned out.
+    let event = Event {
+        id: ids::new_id(ids::EVENT, now),
+        account_id: acct.id.clone(),
+        event_type: "patient.created".into(),
+        payload: r#"{"patientId":7,"name":"Ada"}"#.into(),
+        created_at: now,
+        deliveries: 0,
+        fanned_out: false,
+    };
+    assert_eq!(store.insert_event(&event, now).await.unwrap(), None);
+    let mut again = event.clone();
+    again.payload = "{}".into();
+    assert_eq!(
+        store.insert_event(&again, now).await.unwrap(),
+        Some(event.clone()),
+        "the first publish wins"
+    );
+    assert_eq!(
+        store.get_event(&acct.id, &event.id).await.unwrap(),
+        Some(event.clone())
+    );
+    assert_eq!(store.get_event(&other.id, &event.id).await.unwrap(), None);
+    assert_eq!(
+        due_of(store, &acct.id, now).await,
+        vec![DueItem::FanOut {
+            account_id: acct.id.clone(),
+            event_id: event.id.clone()
+        }]
+    );
+    assert!(
+        due_of(store, &acct.id, now - Duration::seconds(1))
+            .await
+            .is_empty(),
+        "not due before its sweep time"
+    );
+
+    // Fan-out: deliveries stored and due, the event marked done.
+    let d1 = delivery(&event, &changed);
+    let sweep_at = now + Duration::seconds(120);
+    store
+        .insert_deliveries(&event, std::slice::from_ref(&d1), sweep_at)
+        .await
+        .unwrap();
+    let stored_event = store.get_event(&acct.id, &event.id).await.unwrap().unwrap();
+    assert!(stored_event.fanned_out);
+    assert_eq!(stored_event.deliveries, 1);
+    assert_eq!(
+        store
+            .get_events(&acct.id, &[event.id.clone(), "evt_missing".into()])
+            .await
+            .unwrap(),
+        vec![stored_event.clone()]
+    );
+    assert_eq!(
+        due_of(store, &acct.id, sweep_at).await,
+        vec![DueItem::Delivery {
+            job: d1.job(),
+            next_attempt_at: None
+        }]
+    );
+    // Re-running the fan-out (after a crash) does not duplicate.
+    store
+        .insert_deliveries(&event, std::slice::from_ref(&d1), sweep_at)
+        .await
+        .unwrap();
+    assert_eq!(due_of(store, &acct.id, sweep_at).await.len(), 1);
+
+    // Loading a delivery brings everything an attempt needs.
+    let ctx = store
+        .load_delivery(&d1.job())
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(ctx.delivery, d1);
+    assert_eq!(ctx.event, Some(stored_event.clone()));
+    assert_eq!(ctx.webhook, Some(changed.clone()));
+    assert_eq!(ctx.account, Some(acct.clone()));
+    let mut foreign = d1.job();
+    foreign.account_id = other.id.clone();
+    assert!(store.load_delivery(&foreign).await.unwrap().is_none());
+
+    // Postponing moves the sweep time.
+    let due_item = DueItem::Delivery {
+        job: d1.job(),
+        next_attempt_at: None,
+    };
+    store
+        .postpone(&due_item, sweep_at + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert!(due_of(store, &acct.id, sweep_at).await.is_empty());
+    assert_eq!(
+        due_of(store, &acct.id, sweep_at + Duration::seconds(60))
+            .await
+            .len(),
+        1
+    );
+
+    // A failed attempt with a retry: recorded, due at its sweep time with the retry time.
+    let retry_at = now + Duration::seconds(900);
+    let failure = Attempt {
+        at: now,
+        status_code: Some(500),
+        duration_ms: 12,
+        error: Some("status".into()),
+        response_body: Some("oops".into()),
+    };
+    store
+        .record_attempt(
+            &acct.id,
+            &d1.id,
+            &AttemptRecord {
+                attempt: failure.clone(),
+                status: DeliveryStatus::Retrying,
+                next_attempt_at: Some(retry_at),
+                sweep_at: Some(retry_at + Duration::seconds(120)),
+            },
+        )
+        .await
+        .unwrap();
+    let after = store.get_delivery(&acct.id, &d1.id).await.unwrap().unwrap();
+    assert_eq!(after.status, DeliveryStatus::Retrying);
+    assert_eq!(after.attempts, vec![failure.clone()]);
+    assert_eq!(after.last_response_status, Some(500));
+    assert_eq!(after.next_attempt_at, Some(retry_at));
+    assert_eq!(
+        due_of(store, &acct.id, retry_at + Duration::seconds(120)).await,
+        vec![DueItem::Delivery {
+            job: d1.job(),
+            next_attempt_at: Some(retry_at)
+        }]
+    );
+    assert!(
+        store
+            .get_delivery(&other.id, &d1.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Success: terminal, no longer due.
+    let success = Attempt {
+        at: retry_at,
+        status_code: Some(204),
+        duration_ms: 3,
+        error: None,
+        response_body: None,
+    };
+    store
+        .record_attempt(
+            &acct.id,
+            &d1.id,
+            &AttemptRecord {
+                attempt: success.clone(),
+                status: DeliveryStatus::Delivered,
+                next_attempt_at: None,
+                sweep_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let done = store.get_delivery(&acct.id, &d1.id).await.unwrap().unwrap();
+    assert_eq!(done.status, DeliveryStatus::Delivered);
+    assert_eq!(done.attempts, vec![failure, success]);
+    assert_eq!(done.last_response_status, Some(204));
+    assert_eq!(done.last_attempt_at, Some(retry_at));
+    assert_eq!(done.next_attempt_at, None);
+    assert!(
+        due_of(store, &acct.id, DateTime::<Utc>::MAX_UTC)
+            .await
+            .is_empty()
+    );
+
+    // Listing: newest first, filtered, paginated, with a total.
+    let mut second_event = event.clone();
+    second_event.id = ids::new_id(ids::EVENT, now + Duration::seconds(5));
+    second_event.created_at = now + Duration::seconds(5);
+    second_event.event_type = "reading.weight".into();
+    store.insert_event(&second_event, now).await.unwrap();
+    let d2 = delivery(&second_event, &wh2);
+    store
+        .insert_deliveries(&second_event, std::slice::from_ref(&d2), sweep_at)
+        .await
+        .unwrap();
+    let all = store
+        .list_deliveries(
+            &acct.id,
+            &DeliveryQuery {
+                size: 20,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.total, 2);
+    assert_eq!(
+        all.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        vec![d2.id.clone(), d1.id.clone()]
+    );
+    let page1 = store
+        .list_deliveries(
+            &acct.id,
+            &DeliveryQuery {
+                size: 1,
+                page: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (page1.total, page1.items.len(), page1.items[0].id.clone()),
+        (2, 1, d1.id.clone())
+    );
+    let by_status = DeliveryQuery {
+        size: 20,
+        status: Some(DeliveryStatus::Delivered),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_deliveries(&acct.id, &by_status)
+            .await
+            .unwrap()
+            .items,
+        vec![done.clone()]
+    );
+    let by_webhook = DeliveryQuery {
+        size: 20,
+        webhook_id: Some(wh2.id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_deliveries(&acct.id, &by_webhook)
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+    let by_type = DeliveryQuery {
+        size: 20,
+        event_type: Some("reading.weight".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_deliveries(&acct.id, &by_type)
+            .await
+            .unwrap()
+            .items[0]
+            .id,
+        d2.id
+    );
+    let by_time = DeliveryQuery {
+        size: 20,
+        created_from: Some(now + Duration::seconds(1)),
+        created_to: Some(now + Duration::seconds(10)),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_deliveries(&acct.id, &by_time)
+            .await
+            .unwrap()
+            .items,
+        vec![d2.clone()]
+    );
+    assert_eq!(
+        store
+            .list_deliveries(
+                &other.id,
+                &DeliveryQuery {
+                    size: 20,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+}
+
+fn rand_ms() -> i64 {
+    (u32::from_le_bytes(keys::random_bytes::<4>()) % 1_000_000) as i64
+}
+
+/// The Queue contract: every enqueued job comes out, in batches of any size.
+/// `receive` returns whatever the adapter's consumer got since the last call.
+pub async fn queue_contract<F, Fut>(queue: &dyn Queue, mut receive: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Vec<DeliveryJob>>,
+{
+    let now = Utc::now();
+    let account_id = ids::new_id(ids::ACCOUNT, now);
+    let jobs: Vec<DeliveryJob> = (0..25)
+        .map(|i| DeliveryJob {
+            account_id: account_id.clone(),
+            delivery_id: ids::new_id(ids::DELIVERY, now + Duration::milliseconds(i)),
+            event_id: ids::new_id(ids::EVENT, now),
+            webhook_id: ids::new_id(ids::WEBHOOK, now),
+        })
+        .collect();
+    queue.enqueue(&[]).await.expect("an empty batch is fine");
+    queue.enqueue(&jobs[..1]).await.unwrap();
+    queue.enqueue(&jobs[1..]).await.unwrap();
+    let want: BTreeSet<String> = jobs.iter().map(|j| j.delivery_id.clone()).collect();
+    let mut got = BTreeSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while got != want && std::time::Instant::now() < deadline {
+        for job in receive().await {
+            if job.account_id == account_id {
+                assert!(jobs.contains(&job), "a job comes out as it went in");
+                got.insert(job.delivery_id);
+            }
+        }
+    }
+    assert_eq!(got, want, "every enqueued job is received");
+}
+
+/// The HttpSender contract, against a receiver on `base` (http://127.0.0.1:port) that answers:
+/// `/ok` 204, `/fail` 500 with a 10 KiB body, `/redirect` 302 to `/ok`, `/slow` after
+/// `slow_secs` + 1 seconds, `/echo` 200 with the request's body and `x-seen-*` of its headers.
+pub async fn http_sender_contract(sender: &dyn HttpSender, base: &str) {
+    let req = |path: &str| OutboundRequest {
+        url: format!("{base}{path}"),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("webhook-id".into(), "dlv_1".into()),
+        ],
+        body: br#"{"hello":"world"}"#.to_vec(),
+    };
+    let ok = sender.send(req("/ok")).await;
+    assert!(ok.is_success(), "{ok:?}");
+    assert_eq!(ok.status, Some(204));
+
+    let echo = sender.send(req("/echo")).await;
+    assert_eq!(
+        echo.body.as_deref(),
+        Some(r#"{"hello":"world"}"#),
+        "the body arrives as sent"
+    );
+
+    let fail = sender.send(req("/fail")).await;
+    assert!(!fail.is_success());
+    assert_eq!(fail.status, Some(500));
+    assert!(
+        fail.body
+            .as_ref()
+            .is_some_and(|b| !b.is_empty() && b.len() <= 4096),
+        "the kept body is cut to 4 KiB"
+    );
+
+    let redirect = sender.send(req("/redirect")).await;
+    assert!(!redirect.is_success(), "redirects are not followed");
+    assert_eq!(redirect.status, Some(302));
+    assert_eq!(
+        redirect.error.as_ref().map(|e| e.0),
+        Some(SendErrorKind::Redirect)
+    );
+
+    let slow = sender.send(req("/slow")).await;
+    assert!(!slow.is_success());
+    assert_eq!(
+        slow.error.as_ref().map(|e| e.0),
+        Some(SendErrorKind::Timeout)
+    );
+
+    let refused = sender
+        .send(OutboundRequest {
+            url: "http://127.0.0.1:1/".into(),
+            ..req("/")
+        })
+        .await;
+    assert!(!refused.is_success());
+    assert_eq!(refused.status, None);
+    assert_eq!(
+        refused.error.as_ref().map(|e| e.0),
+        Some(SendErrorKind::Connect)
+    );
+}

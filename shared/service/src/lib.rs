@@ -1,0 +1,54 @@
+//! Hookline's use cases, written against small ports (store, queue, retry scheduler, clock,
+//! HTTP sender) so the same code runs on Lambda (AWS adapters) and locally (embedded adapters).
+
+pub mod accounts;
+pub mod config;
+#[cfg(feature = "contract")]
+pub mod contract;
+pub mod deliver;
+pub mod error;
+pub mod logs;
+pub mod ports;
+pub mod publish;
+pub mod sweep;
+pub mod webhooks;
+
+pub use config::{Config, Mode};
+pub use error::{ServiceError, ServiceResult};
+pub use ports::{Clock, HttpSender, PortError, Queue, RetryScheduler, Store, SystemClock};
+
+use std::sync::Arc;
+
+/// The adapters a service runs on.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub scheduler: Arc<dyn RetryScheduler>,
+    pub clock: Arc<dyn Clock>,
+    pub sender: Arc<dyn HttpSender>,
+}
+
+/// Every use case, over one set of ports and one configuration. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    ports: Ports,
+    config: Arc<Config>,
+}
+
+impl Service {
+    pub fn new(ports: Ports, config: Config) -> Self {
+        Self {
+            ports,
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+}

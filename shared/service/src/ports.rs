@@ -1,0 +1,206 @@
+//! The ports: what the use cases need from the outside world, and nothing more.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hookline_model::{
+    Account, ApiKeyRecord, Attempt, Delivery, DeliveryJob, DeliveryStatus, Event, Webhook,
+};
+use std::time::Duration;
+use thiserror::Error;
+
+/// A backend failure (network, throttling, emulator down). Never a user's fault.
+#[derive(Debug, Clone, Error)]
+#[error("{0}")]
+pub struct PortError(pub String);
+
+impl PortError {
+    pub fn new(context: &str, error: impl std::fmt::Display) -> Self {
+        Self(format!("{context}: {error}"))
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// Everything a delivery attempt needs, read in one go.
+#[derive(Debug, Clone)]
+pub struct DeliveryContext {
+    pub delivery: Delivery,
+    pub event: Option<Event>,
+    pub webhook: Option<Webhook>,
+    pub account: Option<Account>,
+}
+
+/// The outcome of one attempt, as the store records it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub attempt: Attempt,
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the sweep should step in if nothing else moves the delivery on; `None` once terminal.
+    pub sweep_at: Option<DateTime<Utc>>,
+}
+
+/// Work the sweep found overdue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DueItem {
+    /// An event whose fan-out did not finish.
+    FanOut {
+        account_id: String,
+        event_id: String,
+    },
+    /// A delivery not yet terminal; `next_attempt_at` when a retry is scheduled.
+    Delivery {
+        job: DeliveryJob,
+        next_attempt_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// Which deliveries a log query wants; times bound the creation time.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub webhook_id: Option<String>,
+    pub event_type: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub page: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+    pub total: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new account with its first API key.
+    async fn insert_account(&self, account: &Account, key: &ApiKeyRecord) -> PortResult<()>;
+    async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>>;
+    /// Stores an API key not tied to an account record (the local admin key).
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> PortResult<()>;
+    async fn find_api_key(&self, key_hash: &str) -> PortResult<Option<ApiKeyRecord>>;
+
+    async fn put_webhook(&self, webhook: &Webhook) -> PortResult<()>;
+    async fn get_webhook(&self, account_id: &str, webhook_id: &str) -> PortResult<Option<Webhook>>;
+    async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>>;
+
+    /// Stores a new event, due for the sweep at `sweep_at` until its fan-out is done.
+    /// Returns the stored event instead when one with that id exists (idempotent publish).
+    async fn insert_event(
+        &self,
+        event: &Event,
+        sweep_at: DateTime<Utc>,
+    ) -> PortResult<Option<Event>>;
+    async fn get_event(&self, account_id: &str, event_id: &str) -> PortResult<Option<Event>>;
+    async fn get_events(&self, account_id: &str, event_ids: &[String]) -> PortResult<Vec<Event>>;
+    /// Stores the deliveries of a fan-out (each due for the sweep at `sweep_at`), then marks
+    /// the event fanned out with their count.
+    async fn insert_deliveries(
+        &self,
+        event: &Event,
+        deliveries: &[Delivery],
+        sweep_at: DateTime<Utc>,
+    ) -> PortResult<()>;
+    async fn load_delivery(&self, job: &DeliveryJob) -> PortResult<Option<DeliveryContext>>;
+    async fn record_attempt(
+        &self,
+        account_id: &str,
+        delivery_id: &str,
+        record: &AttemptRecord,
+    ) -> PortResult<()>;
+    async fn list_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+    ) -> PortResult<DeliveryPage>;
+    async fn get_delivery(
+        &self,
+        account_id: &str,
+        delivery_id: &str,
+    ) -> PortResult<Option<Delivery>>;
+
+    /// Items whose sweep time is at or before `before`, oldest first, at most `limit`.
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>>;
+    /// Moves an item's sweep time to `until` (it was just re-enqueued).
+    async fn postpone(&self, item: &DueItem, until: DateTime<Utc>) -> PortResult<()>;
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Hands jobs to the delivery workers.
+    async fn enqueue(&self, jobs: &[DeliveryJob]) -> PortResult<()>;
+}
+
+#[async_trait]
+pub trait RetryScheduler: Send + Sync + 'static {
+    /// Arranges for `job` to be enqueued again at `at`. Best effort: the sweep covers a failure.
+    async fn schedule(&self, job: &DeliveryJob, at: DateTime<Utc>) -> PortResult<()>;
+}
+
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why an attempt failed, as logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    Timeout,
+    Connect,
+    Redirect,
+    Status,
+    Refused,
+    Other,
+}
+
+impl SendErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Redirect => "redirect",
+            Self::Status => "status",
+            Self::Refused => "refused",
+            Self::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SendOutcome {
+    pub status: Option<u16>,
+    pub duration: Duration,
+    pub error: Option<(SendErrorKind, String)>,
+    /// At most 4 KiB of the answer.
+    pub body: Option<String>,
+    /// From a `Retry-After` header, when the receiver sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl SendOutcome {
+    pub fn is_success(&self) -> bool {
+        self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+#[async_trait]
+pub trait HttpSender: Send + Sync + 'static {
+    /// POSTs once, without following redirects. Never fails: every problem is in the outcome.
+    async fn send(&self, request: OutboundRequest) -> SendOutcome;
+}
