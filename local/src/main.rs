@@ -1,1 +1,162 @@
-fn main() {}
+//! `hookline serve`: the API, the delivery workers and the retry sweep in one process, on the
+//! embedded store under a data directory.
+
+use hookline_aws::{DynamoStore, env::emulator_config, table::ensure_table};
+use hookline_embedded::{EmbeddedDynamo, InProcessQueue, InProcessScheduler, run_delivery_workers};
+use hookline_http::ReqwestSender;
+use hookline_service::{Config, Mode, Ports, Service, SystemClock};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const USAGE: &str = "usage: hookline serve [--addr ADDR] [--data-dir DIR]";
+const TABLE: &str = "hookline";
+/// Deliveries in flight at once.
+const WORKERS: usize = 256;
+/// How often the local sweep looks for overdue work.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+struct Args {
+    addr: String,
+    data_dir: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("serve") => {}
+        _ => return Err(USAGE.into()),
+    }
+    let mut addr = std::env::var("HOOKLINE_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let mut data_dir =
+        PathBuf::from(std::env::var("HOOKLINE_DATA_DIR").unwrap_or_else(|_| ".hookline".into()));
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--addr" => addr = value,
+            "--data-dir" => data_dir = value.into(),
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    Ok(Args { addr, data_dir })
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if let Err(error) = serve().await {
+        eprintln!("hookline: {error}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve() -> Result<(), String> {
+    let args = parse_args()?;
+    let config = Config::from_env(Mode::Local)?;
+
+    let dynamo = EmbeddedDynamo::start(&args.data_dir)?;
+    let client = aws_sdk_dynamodb::Client::new(&emulator_config(dynamo.endpoint()).await);
+    ensure_table(&client, TABLE)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let (queue, jobs) = InProcessQueue::new();
+    let service = Service::new(
+        Ports {
+            store: Arc::new(DynamoStore::new(client, TABLE, config.log_retention_days)),
+            queue: Arc::new(queue.clone()),
+            scheduler: Arc::new(InProcessScheduler::new(queue.clone())),
+            clock: Arc::new(SystemClock),
+            sender: Arc::new(ReqwestSender::from_config(&config)?),
+        },
+        config,
+    );
+    issue_admin_key(&service, &args.data_dir).await?;
+
+    tokio::spawn(run_delivery_workers(service.clone(), queue, jobs, WORKERS));
+    let resumed = service
+        .resume_after_restart()
+        .await
+        .map_err(|e| format!("resuming pending work: {e}"))?;
+    if resumed.enqueued + resumed.scheduled + resumed.fan_outs > 0 {
+        tracing::info!(
+            enqueued = resumed.enqueued,
+            scheduled = resumed.scheduled,
+            fan_outs = resumed.fan_outs,
+            "resumed pending work"
+        );
+    }
+    let sweeper = service.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            every.tick().await;
+            if let Err(error) = sweeper.sweep().await {
+                tracing::warn!(%error, "sweep failed");
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .map_err(|e| format!("binding {}: {e}", args.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!(
+        "Hookline is running at http://{addr} (API under http://{addr}/api/v3, data in {})",
+        args.data_dir.display()
+    );
+    axum::serve(listener, hookline_api::router(service))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("serving: {e}"))?;
+    drop(dynamo);
+    Ok(())
+}
+
+/// Without `HOOKLINE_ADMIN_KEY`, the first start generates an admin key, stores its hash and
+/// prints it once; a marker file (holding no secret) remembers that it was issued.
+async fn issue_admin_key(service: &Service, data_dir: &std::path::Path) -> Result<(), String> {
+    if service.config().admin_key_hash.is_some() {
+        return Ok(());
+    }
+    let marker = data_dir.join("admin-key-issued");
+    if marker.exists() {
+        println!("Admin key: the one printed at first start (or set HOOKLINE_ADMIN_KEY).");
+        return Ok(());
+    }
+    let key = hookline_model::keys::generate_api_key();
+    service
+        .register_admin_key(&key)
+        .await
+        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        &marker,
+        "The admin key was printed once, at first start. Only its hash is stored.\n",
+    )
+    .map_err(|e| format!("writing {}: {e}", marker.display()))?;
+    println!("Admin key (shown once, keep it): {key}");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,7 +1,8 @@
 //! Building the Lambda functions' service from the environment, once, in `main`.
 
 use crate::{DynamoStore, EventBridgeScheduler, SqsQueue};
-use hookline_service::ports::{HttpSender, SystemClock};
+use hookline_http::ReqwestSender;
+use hookline_service::ports::SystemClock;
 use hookline_service::{Config, Mode, Ports, Service};
 use std::sync::Arc;
 
@@ -13,8 +14,9 @@ fn required(name: &str) -> Result<String, String> {
 }
 
 /// The service on DynamoDB, SQS and EventBridge Scheduler, configured from `HOOKLINE_*`.
-pub async fn lambda_service(sender: Arc<dyn HttpSender>) -> Result<Service, String> {
+pub async fn lambda_service() -> Result<Service, String> {
     let config = Config::from_env(Mode::Lambda)?;
+    let sender = ReqwestSender::from_config(&config)?;
     let aws = aws_config::load_from_env().await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
@@ -37,7 +39,7 @@ pub async fn lambda_service(sender: Arc<dyn HttpSender>) -> Result<Service, Stri
             queue: Arc::new(queue),
             scheduler: Arc::new(scheduler),
             clock: Arc::new(SystemClock),
-            sender,
+            sender: Arc::new(sender),
         },
         config,
     ))

@@ -1,0 +1,69 @@
+//! Every failure as `{"error":{"code","message"}}` with a fitting status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hookline_service::ServiceError;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation_error", message)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Validation(e) => Self::bad_request(e.to_string()),
+            ServiceError::NotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            ServiceError::Unauthorized => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
+            }
+            ServiceError::Forbidden(_) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", error.to_string())
+            }
+            ServiceError::TooLarge { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                error.to_string(),
+            ),
+            ServiceError::Port(e) => {
+                // The detail goes to the log, not to the caller.
+                tracing::error!(error = %e, "backend failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an internal error occurred; try again",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,145 @@
+//! Response bodies. Stored types never go out as they are: secrets and tokens are left out
+//! here unless DESIGN.md says a response shows them.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use hookline_model::{Attempt, Delivery, Webhook};
+use serde::Serialize;
+
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    pub id: String,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    pub url: String,
+    pub events: Vec<String>,
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    /// Only on create and on the update that sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_token: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WebhookView {
+    /// The webhook without its token.
+    pub fn of(webhook: Webhook) -> Self {
+        Self {
+            id: webhook.id.clone(),
+            event_type: webhook.single_type().map(String::from),
+            url: webhook.url,
+            events: webhook.events,
+            active: webhook.active,
+            description: webhook.description,
+            metadata: webhook.metadata,
+            authorization_token: None,
+            created_at: timestamp(webhook.created_at),
+            updated_at: timestamp(webhook.updated_at),
+        }
+    }
+
+    /// The webhook with its token (create, token update).
+    pub fn with_token(webhook: Webhook) -> Self {
+        let token = webhook.authorization_token.clone();
+        Self {
+            authorization_token: token,
+            ..Self::of(webhook)
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogView {
+    pub id: String,
+    pub webhook_id: String,
+    pub webhook_type: String,
+    pub webhook_url: String,
+    pub event_id: String,
+    /// The event payload as a JSON string, as in Impilo's log.
+    pub payload: Option<String>,
+    pub status: &'static str,
+    pub create_timestamp: String,
+    pub last_response_status: Option<u16>,
+    pub retry_attempts: u32,
+    pub last_retry_timestamp: Option<String>,
+    pub next_retry_timestamp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptView>>,
+}
+
+impl LogView {
+    pub fn of(delivery: Delivery, payload: Option<String>, with_attempts: bool) -> Self {
+        Self {
+            id: delivery.id.clone(),
+            webhook_id: delivery.webhook_id.clone(),
+            webhook_type: delivery.event_type.clone(),
+            webhook_url: delivery.webhook_url.clone(),
+            event_id: delivery.event_id.clone(),
+            payload,
+            status: delivery.status.as_str(),
+            create_timestamp: timestamp(delivery.created_at),
+            last_response_status: delivery.last_response_status,
+            retry_attempts: delivery.retry_attempts(),
+            last_retry_timestamp: delivery.last_attempt_at.map(timestamp),
+            next_retry_timestamp: delivery.next_attempt_at.map(timestamp),
+            attempts: with_attempts
+                .then(|| delivery.attempts.into_iter().map(AttemptView::of).collect()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub timestamp: String,
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+impl AttemptView {
+    fn of(attempt: Attempt) -> Self {
+        Self {
+            timestamp: timestamp(attempt.at),
+            status_code: attempt.status_code,
+            duration_ms: attempt.duration_ms,
+            error: attempt.error,
+            response_body: attempt.response_body,
+        }
+    }
+}
+
+/// Impilo's page envelope.
+#[derive(Serialize)]
+pub struct Paged<T> {
+    pub content: Vec<T>,
+    pub page: u32,
+    pub size: u32,
+    pub total: u64,
+    pub first: bool,
+    pub last: bool,
+}
+
+impl<T> Paged<T> {
+    pub fn new(content: Vec<T>, page: u32, size: u32, total: u64) -> Self {
+        let last = (page as u64 + 1) * size as u64 >= total;
+        Self {
+            content,
+            page,
+            size,
+            total,
+            first: page == 0,
+            last,
+        }
+    }
+}
