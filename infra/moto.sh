@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# moto server (DynamoDB, SQS, EventBridge Scheduler emulator) on 127.0.0.1.
+#   infra/moto.sh start [PORT]   starts it (default port 5055) and waits until it answers
+#   infra/moto.sh stop           stops the one started here
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+pidfile="$root/target/moto.pid"
+case "${1:-}" in
+  start)
+    port="${2:-5055}"
+    "$root/infra/python-tools.sh"
+    mkdir -p "$root/target"
+    "$root/infra/moto.sh" stop
+    "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$root/target/moto.log" 2>&1 &
+    echo $! > "$pidfile"
+    for _ in $(seq 1 100); do
+      if curl -fsS "http://127.0.0.1:$port/moto-api/" > /dev/null 2>&1; then
+        echo "moto listening on http://127.0.0.1:$port"
+        exit 0
+      fi
+      sleep 0.2
+    done
+    echo "moto did not start; see target/moto.log" >&2
+    exit 1
+    ;;
+  stop)
+    if [ -f "$pidfile" ]; then
+      kill "$(cat "$pidfile")" 2>/dev/null || true
+      rm -f "$pidfile"
+    fi
+    ;;
+  *)
+    echo "usage: infra/moto.sh start [PORT] | stop" >&2
+    exit 2
+    ;;
+esac

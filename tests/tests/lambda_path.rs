@@ -1,0 +1,438 @@
+//! The Lambda path on moto (DynamoDB, SQS, EventBridge Scheduler): the deliver and retry
+//! handlers run in-process with the `infra/events/` fixtures that `sam local invoke` uses, a
+//! real receiver on 127.0.0.1 answers.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use hookline_aws::env::emulator_config;
+use hookline_aws::table::ensure_table;
+use hookline_aws::{DynamoStore, EventBridgeScheduler, SqsQueue};
+use hookline_http::ReqwestSender;
+use hookline_model::retry::RetryPolicy;
+use hookline_model::{DeliveryStatus, RetryTrigger};
+use hookline_service::ports::{Clock, DeliveryQuery};
+use hookline_service::publish::NewEvent;
+use hookline_service::webhooks::NewWebhook;
+use hookline_service::{Config, Mode, Ports, Service, SystemClock};
+use lambda_runtime::{Context, LambdaEvent};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+fn moto() -> String {
+    std::env::var("HOOKLINE_TEST_MOTO_ENDPOINT")
+        .expect("HOOKLINE_TEST_MOTO_ENDPOINT is not set: run the tests through infra/test.sh, which starts moto")
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../infra/events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// A receiver that fails its first `failures` requests with 500, then answers 200.
+async fn flaky_receiver(failures: usize) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < failures {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+struct Shifted(chrono::Duration);
+
+impl Clock for Shifted {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.0
+    }
+}
+
+struct Stack {
+    service: Service,
+    ports: Ports,
+    config: Config,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    scheduler: aws_sdk_scheduler::Client,
+    group: String,
+}
+
+async fn stack() -> Stack {
+    let aws = emulator_config(&moto()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let table = unique("hookline");
+    ensure_table(&dynamodb, &table).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique("deliveries"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let scheduler = aws_sdk_scheduler::Client::new(&aws);
+    let group = unique("retries");
+    scheduler
+        .create_schedule_group()
+        .name(&group)
+        .send()
+        .await
+        .unwrap();
+
+    let mut config = Config::for_mode(Mode::Lambda);
+    // The receiver is on loopback over http.
+    config.targets.allow_http = true;
+    config.targets.allow_private_targets = true;
+    config.retry_policy = RetryPolicy::parse("1s,2s,3s").unwrap();
+    let ports = Ports {
+        store: Arc::new(DynamoStore::new(dynamodb, table, 30)),
+        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
+        scheduler: Arc::new(EventBridgeScheduler::new(
+            scheduler.clone(),
+            &group,
+            "arn:aws:lambda:us-east-1:123456789012:function:hookline-retry",
+            "arn:aws:iam::123456789012:role/hookline-scheduler",
+        )),
+        clock: Arc::new(SystemClock),
+        sender: Arc::new(ReqwestSender::from_config(&config).unwrap()),
+    };
+    Stack {
+        service: Service::new(ports.clone(), config.clone()),
+        ports,
+        config,
+        sqs,
+        queue_url,
+        scheduler,
+        group,
+    }
+}
+
+impl Stack {
+    /// Receives what is on the queue (and deletes it, as Lambda's event source mapping does
+    /// after a successful batch).
+    async fn receive_bodies(&self) -> Vec<String> {
+        let mut bodies = Vec::new();
+        for _ in 0..3 {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for message in out.messages.unwrap_or_default() {
+                bodies.push(message.body().unwrap().to_string());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            if !bodies.is_empty() {
+                break;
+            }
+        }
+        bodies
+    }
+
+    /// The `sqs-deliver.json` fixture with its first record carrying `body`; its second record
+    /// (a poison message) stays as it is.
+    fn sqs_event(body: &str) -> SqsEvent {
+        let mut event: SqsEvent = serde_json::from_str(&fixture("sqs-deliver.json")).unwrap();
+        event.records[0].body = Some(body.to_string());
+        event
+    }
+
+    async fn account_with_webhook(&self, url: &str) -> String {
+        let account = self
+            .service
+            .create_account("Lambda Clinic")
+            .await
+            .unwrap()
+            .account
+            .id;
+        self.service
+            .create_webhook(
+                &account,
+                NewWebhook {
+                    url: url.into(),
+                    event_type: Some("reading.weight".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        account
+    }
+
+    async fn publish(&self, account_id: &str) -> String {
+        self.service
+            .publish(NewEvent {
+                account_id: account_id.into(),
+                event_type: "reading.weight".into(),
+                payload: serde_json::value::to_raw_value(
+                    &serde_json::json!({"id": 1, "weight": 81.5, "manual": true}),
+                )
+                .unwrap(),
+                id: None,
+            })
+            .await
+            .unwrap()
+            .id
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqs_batch_to_delivery_then_scheduled_retry_until_delivered() {
+    let stack = stack().await;
+    let (url, hits) = flaky_receiver(1).await;
+    let account = stack.account_with_webhook(&url).await;
+    stack.publish(&account).await;
+
+    // Publish queued one job on SQS; the deliver handler gets it in the fixture's batch.
+    let bodies = stack.receive_bodies().await;
+    assert_eq!(bodies.len(), 1);
+    let event = Stack::sqs_event(&bodies[0]);
+    let poison_id = event.records[1].message_id.clone().unwrap();
+    let response =
+        hookline_fn_deliver::handle(&stack.service, LambdaEvent::new(event, Context::default()))
+            .await
+            .unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        vec![poison_id],
+        "only the unparseable message is reported failed"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the receiver was called once (and failed)"
+    );
+
+    // The failure is logged as retrying, and a one-time schedule targets the retry function.
+    let logs = stack
+        .service
+        .list_logs(&account, DeliveryQuery::default())
+        .await
+        .unwrap();
+    let (delivery, _) = &logs.items[0];
+    assert_eq!(delivery.status, DeliveryStatus::Retrying);
+    assert_eq!(delivery.last_response_status, Some(500));
+    let schedules = stack
+        .scheduler
+        .list_schedules()
+        .group_name(&stack.group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schedules.schedules().len(), 1);
+    let name = schedules.schedules()[0].name().unwrap();
+    let schedule = stack
+        .scheduler
+        .get_schedule()
+        .group_name(&stack.group)
+        .name(name)
+        .send()
+        .await
+        .unwrap();
+    let expected_at = delivery.next_attempt_at.unwrap();
+    assert_eq!(
+        schedule.schedule_expression().unwrap(),
+        format!("at({})", expected_at.format("%Y-%m-%dT%H:%M:%S"))
+    );
+    assert_eq!(
+        schedule.flexible_time_window().unwrap().mode().as_str(),
+        "OFF"
+    );
+    assert_eq!(
+        schedule.action_after_completion().unwrap().as_str(),
+        "DELETE"
+    );
+
+    // moto never fires schedules: invoke the retry handler with the schedule's input.
+    let trigger: RetryTrigger =
+        serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
+    hookline_fn_retry::handle(
+        &stack.service,
+        LambdaEvent::new(trigger, Context::default()),
+    )
+    .await
+    .unwrap();
+    let bodies = stack.receive_bodies().await;
+    assert_eq!(bodies.len(), 1, "the retry re-enqueued the delivery");
+    let response = hookline_fn_deliver::handle(
+        &stack.service,
+        LambdaEvent::new(Stack::sqs_event(&bodies[0]), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "again only the poison message"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    let logs = stack
+        .service
+        .list_logs(&account, DeliveryQuery::default())
+        .await
+        .unwrap();
+    let (delivery, payload) = &logs.items[0];
+    assert_eq!(delivery.status, DeliveryStatus::Delivered);
+    assert_eq!(delivery.last_response_status, Some(200));
+    assert_eq!(delivery.retry_attempts(), 1);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(payload.as_ref().unwrap()).unwrap()["weight"],
+        81.5
+    );
+
+    // A duplicate message for a delivered delivery sends nothing.
+    hookline_fn_deliver::handle(
+        &stack.service,
+        LambdaEvent::new(Stack::sqs_event(&bodies[0]), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_re_enqueues_a_delivery_whose_message_was_lost() {
+    let stack = stack().await;
+    let (url, hits) = flaky_receiver(0).await;
+    let account = stack.account_with_webhook(&url).await;
+    stack.publish(&account).await;
+    // The message is lost (received and deleted without being handled).
+    assert_eq!(stack.receive_bodies().await.len(), 1);
+
+    // Not yet overdue: the sweep leaves it alone.
+    let sweep: RetryTrigger = serde_json::from_str(&fixture("retry-sweep.json")).unwrap();
+    let report = hookline_fn_retry::handle(
+        &stack.service,
+        LambdaEvent::new(sweep.clone(), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report["enqueued"], 0);
+
+    // Past its lease, the recurring sweep re-enqueues it, and it is delivered.
+    let later = Service::new(
+        Ports {
+            clock: Arc::new(Shifted(
+                chrono::Duration::from_std(stack.config.sweep_lease).unwrap()
+                    + chrono::Duration::seconds(5),
+            )),
+            ..stack.ports.clone()
+        },
+        stack.config.clone(),
+    );
+    let report =
+        hookline_fn_retry::handle(&later, LambdaEvent::new(sweep.clone(), Context::default()))
+            .await
+            .unwrap();
+    assert_eq!(report["enqueued"], 1);
+    let bodies = stack.receive_bodies().await;
+    assert_eq!(bodies.len(), 1);
+    hookline_fn_deliver::handle(
+        &stack.service,
+        LambdaEvent::new(Stack::sqs_event(&bodies[0]), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let logs = stack
+        .service
+        .list_logs(&account, DeliveryQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(logs.items[0].0.status, DeliveryStatus::Delivered);
+
+    // Delivered work is no longer due.
+    let report = hookline_fn_retry::handle(&later, LambdaEvent::new(sweep, Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(report["enqueued"], 0);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[test]
+fn retry_fixtures_parse_as_the_retry_function_input() {
+    assert_eq!(
+        serde_json::from_str::<RetryTrigger>(&fixture("retry-sweep.json")).unwrap(),
+        RetryTrigger::Sweep
+    );
+    assert!(matches!(
+        serde_json::from_str::<RetryTrigger>(&fixture("retry-one.json")).unwrap(),
+        RetryTrigger::Retry(_)
+    ));
+}
+
+/// The api function's path: an API Gateway v2 event, converted by lambda_http exactly as
+/// `lambda_http::run` does, answered by the shared Router.
+async fn invoke_api(router: axum::Router, fixture_name: &str) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let request = lambda_http::request::from_str(&fixture(fixture_name)).unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_gateway_events_are_served_by_the_shared_router() {
+    let stack = stack().await;
+    let mut config = stack.config.clone();
+    // The key the fixture carries.
+    config.admin_key_hash = Some(hookline_model::keys::hash_api_key(
+        "local-admin-key-change-me",
+    ));
+    let router = hookline_api::router(Service::new(stack.ports.clone(), config));
+
+    let (status, body) = invoke_api(router.clone(), "apigw-health.json").await;
+    assert_eq!((status, body), (200, serde_json::json!({"status": "ok"})));
+
+    let (status, account) = invoke_api(router, "apigw-create-account.json").await;
+    assert_eq!(status, 201, "{account}");
+    assert_eq!(account["name"], "Acme Clinic");
+    let id = account["id"].as_str().unwrap();
+    assert!(
+        stack.ports.store.get_account(id).await.unwrap().is_some(),
+        "stored in DynamoDB"
+    );
+}
