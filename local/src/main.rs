@@ -49,7 +49,8 @@ async fn main() {
         .json()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,dynoxide=error".into()),
         )
         .init();
     if let Err(error) = serve().await {

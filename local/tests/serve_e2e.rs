@@ -96,11 +96,11 @@ fn temp_dir(name: &str) -> PathBuf {
 async fn call(
     client: &reqwest::Client,
     method: &str,
-    url: &str,
+    url: impl AsRef<str>,
     key: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = client.request(method.parse().unwrap(), url);
+    let mut request = client.request(method.parse().unwrap(), url.as_ref());
     if let Some(key) = key {
         request = request.header("X-Api-Key", key);
     }
@@ -344,50 +344,18 @@ async fn keys_guard_every_route_and_bad_input_gets_a_clear_4xx() {
         .unwrap();
     assert_eq!(bearer.status(), 200);
 
-    let (status, body) = call(
-        &http,
-        "POST",
-        &server.api("/webhook"),
-        Some(key),
-        Some(json!({"type": "patient.created", "url": "ftp://x"})),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("url:"),
-        "{body}"
+    let create = |body: Value| call(&http, "POST", server.api("/webhook"), Some(key), Some(body));
+    assert_refused(
+        create(json!({"type": "patient.created", "url": "ftp://x"})).await,
+        "url:",
     );
-    let (status, body) = call(
-        &http,
-        "POST",
-        &server.api("/webhook"),
-        Some(key),
-        Some(json!({"type": "nope.nothing", "url": "http://127.0.0.1:1/"})),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("type:"),
-        "{body}"
+    assert_refused(
+        create(json!({"type": "nope.nothing", "url": "http://127.0.0.1:1/"})).await,
+        "type:",
     );
-    let (status, body) = call(
-        &http,
-        "POST",
-        &server.api("/webhook"),
-        Some(key),
-        Some(json!({"type": "patient.created"})),
-    )
-    .await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("url"),
-        "{body}"
+    assert_refused(
+        create(json!({"type": "patient.created"})).await,
+        "url: is required",
     );
     let (status, body) = call(
         &http,
@@ -426,6 +394,29 @@ async fn keys_guard_every_route_and_bad_input_gets_a_clear_4xx() {
     )
     .await;
     assert_eq!(status, 400);
+    assert_refused(
+        call(
+            &http,
+            "GET",
+            server.api("/webhook/logs?startTimestamp=yesterday"),
+            Some(key),
+            None,
+        )
+        .await,
+        "startTimestamp:",
+    );
+    let (status, body) = call(
+        &http,
+        "DELETE",
+        server.api("/accounts"),
+        Some(ADMIN_KEY),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
 }
 
 async fn wait_for_log(http: &reqwest::Client, server: &Server, key: &str, status: &str) -> Value {
@@ -446,6 +437,13 @@ async fn wait_for_log(http: &reqwest::Client, server: &Server, key: &str, status
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the delivery never became {status}");
+}
+
+/// A 400 whose message starts with `prefix` (the field at fault).
+fn assert_refused((status, body): (u16, Value), prefix: &str) {
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with(prefix), "{message}");
 }
 
 fn chrono_like(ts: &str) -> bool {

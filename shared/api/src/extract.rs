@@ -2,9 +2,11 @@
 
 use crate::ApiError;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 
 /// `Json<T>`, answering 400 (naming the field serde names) or 413 instead of axum's plain text.
 pub struct Body<T>(pub T);
@@ -29,7 +31,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
                     )
                 }
                 JsonRejection::JsonDataError(e) => {
-                    ApiError::bad_request(format!("invalid body: {}", e.body_text()))
+                    ApiError::bad_request(field_first(&e.body_text()))
                 }
                 JsonRejection::JsonSyntaxError(e) => {
                     ApiError::bad_request(format!("body is not valid JSON: {}", e.body_text()))
@@ -37,5 +39,62 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
                 other => ApiError::bad_request(other.body_text()),
             }),
         }
+    }
+}
+
+/// The query string as name/value pairs; a malformed one is a 400 in the API's error shape.
+pub struct Params(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(params)| Params(params))
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// Rewrites serde's message so it starts with the field at fault: `url: is required`,
+/// `active: invalid type: string "yes", expected a boolean at line 1 column 15`.
+fn field_first(axum_text: &str) -> String {
+    let text = axum_text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(axum_text);
+    let text = text.strip_prefix(".: ").unwrap_or(text);
+    let quoted = |rest: &str| rest.split('`').nth(1).map(str::to_string);
+    if let Some(field) = text.strip_prefix("missing field ").and_then(quoted) {
+        return format!("{field}: is required");
+    }
+    if let Some(field) = text.strip_prefix("unknown field ").and_then(quoted) {
+        return format!("{field}: is not a field of this request");
+    }
+    text.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_first;
+
+    #[test]
+    fn messages_start_with_the_field() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        assert_eq!(
+            field_first(&format!("{prefix}missing field `url` at line 1 column 2")),
+            "url: is required"
+        );
+        assert_eq!(
+            field_first(&format!(
+                "{prefix}unknown field `urll`, expected one of `url`, `type` at line 1 column 7"
+            )),
+            "urll: is not a field of this request"
+        );
+        assert!(
+            field_first(&format!(
+                "{prefix}active: invalid type: string \"yes\", expected a boolean"
+            ))
+            .starts_with("active: ")
+        );
     }
 }

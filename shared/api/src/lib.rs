@@ -20,6 +20,7 @@ pub fn router(service: Service) -> Router {
         .route("/health", axum::routing::get(routes::health))
         .nest("/api/v3", routes::api_v3())
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(service)
 }

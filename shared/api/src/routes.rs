@@ -2,11 +2,11 @@
 
 use crate::ApiError;
 use crate::auth::{AccountCaller, Admin};
-use crate::extract::Body;
+use crate::extract::{Body, Params};
 use crate::views::{LogView, Paged, WebhookView, timestamp};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -41,6 +41,14 @@ pub async fn health() -> impl IntoResponse {
 
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
 }
 
 // --- accounts (admin) ---
@@ -110,7 +118,7 @@ async fn create_webhook(
 async fn list_webhooks(
     State(service): State<Service>,
     AccountCaller(account_id): AccountCaller,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params,
 ) -> ApiResult<impl IntoResponse> {
     let (page, size) = paging(&params)?;
     let all = service.list_webhooks(&account_id).await?;
@@ -158,7 +166,7 @@ async fn event_types(_: AccountCaller) -> impl IntoResponse {
 async fn list_logs(
     State(service): State<Service>,
     AccountCaller(account_id): AccountCaller,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params,
 ) -> ApiResult<impl IntoResponse> {
     for unsupported in ["startLastRetryTimestamp", "endLastRetryTimestamp"] {
         if params.contains_key(unsupported) {

@@ -59,6 +59,24 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The pending delivery of `event` to `webhook`, as a fan-out creates it.
+    pub fn pending(event: &crate::Event, webhook: &crate::Webhook) -> Self {
+        Self {
+            id: crate::ids::delivery_id(&event.id, &webhook.id, event.created_at),
+            account_id: event.account_id.clone(),
+            webhook_id: webhook.id.clone(),
+            webhook_url: webhook.url.clone(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            status: DeliveryStatus::Pending,
+            created_at: event.created_at,
+            attempts: vec![],
+            last_response_status: None,
+            last_attempt_at: None,
+            next_attempt_at: None,
+        }
+    }
+
     /// Impilo's `retryAttempts`: attempts after the first.
     pub fn retry_attempts(&self) -> u32 {
         (self.attempts.len() as u32).saturating_sub(1)

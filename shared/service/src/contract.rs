@@ -50,20 +50,7 @@ fn webhook(account_id: &str, now: DateTime<Utc>, events: &[&str]) -> Webhook {
 }
 
 fn delivery(event: &Event, webhook: &Webhook) -> Delivery {
-    Delivery {
-        id: ids::delivery_id(&event.id, &webhook.id, event.created_at),
-        account_id: event.account_id.clone(),
-        webhook_id: webhook.id.clone(),
-        webhook_url: webhook.url.clone(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        status: DeliveryStatus::Pending,
-        created_at: event.created_at,
-        attempts: vec![],
-        last_response_status: None,
-        last_attempt_at: None,
-        next_attempt_at: None,
-    }
+    Delivery::pending(event, webhook)
 }
 
 /// Due items of one account only (the table may hold other tests' work).

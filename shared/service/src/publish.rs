@@ -4,7 +4,7 @@ use crate::{Service, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use hookline_model::catalog::{is_built_in, subscriptions_match, validate_event_type_name};
 use hookline_model::limits::MAX_PAYLOAD_BYTES;
-use hookline_model::{Delivery, DeliveryStatus, Event, ValidationError, ids};
+use hookline_model::{Delivery, Event, ValidationError, ids};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -91,20 +91,7 @@ impl Service {
         let deliveries: Vec<Delivery> = webhooks
             .iter()
             .filter(|w| w.active && subscriptions_match(&w.events, &event.event_type))
-            .map(|w| Delivery {
-                id: ids::delivery_id(&event.id, &w.id, event.created_at),
-                account_id: event.account_id.clone(),
-                webhook_id: w.id.clone(),
-                webhook_url: w.url.clone(),
-                event_id: event.id.clone(),
-                event_type: event.event_type.clone(),
-                status: DeliveryStatus::Pending,
-                created_at: event.created_at,
-                attempts: vec![],
-                last_response_status: None,
-                last_attempt_at: None,
-                next_attempt_at: None,
-            })
+            .map(|w| Delivery::pending(event, w))
             .collect();
         let now = self.ports.clock.now();
         self.ports

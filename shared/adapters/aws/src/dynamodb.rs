@@ -120,6 +120,21 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    async fn get_as<T: DeserializeOwned>(&self, key: Item) -> PortResult<Option<T>> {
+        self.get(key).await?.map(from_item).transpose()
+    }
+
+    async fn put(&self, item: Item) -> PortResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk("PutItem"))?;
+        Ok(())
+    }
+
     /// BatchGetItem over any number of keys, retrying unprocessed keys.
     async fn batch_get(&self, keys: Vec<Item>) -> PortResult<Vec<Item>> {
         let mut found = Vec::new();
@@ -309,50 +324,29 @@ impl Store for DynamoStore {
     }
 
     async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>> {
-        self.get(account_key(account_id))
-            .await?
-            .map(from_item)
-            .transpose()
+        self.get_as(account_key(account_id)).await
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> PortResult<()> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(key, api_key_key(&key.key_hash), KIND_KEY)?))
-            .send()
+        self.put(to_item(key, api_key_key(&key.key_hash), KIND_KEY)?)
             .await
-            .map_err(sdk("PutItem"))?;
-        Ok(())
     }
 
     async fn find_api_key(&self, key_hash: &str) -> PortResult<Option<ApiKeyRecord>> {
-        self.get(api_key_key(key_hash))
-            .await?
-            .map(from_item)
-            .transpose()
+        self.get_as(api_key_key(key_hash)).await
     }
 
     async fn put_webhook(&self, webhook: &Webhook) -> PortResult<()> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(
-                webhook,
-                webhook_key(&webhook.account_id, &webhook.id),
-                KIND_WEBHOOK,
-            )?))
-            .send()
-            .await
-            .map_err(sdk("PutItem"))?;
-        Ok(())
+        self.put(to_item(
+            webhook,
+            webhook_key(&webhook.account_id, &webhook.id),
+            KIND_WEBHOOK,
+        )?)
+        .await
     }
 
     async fn get_webhook(&self, account_id: &str, webhook_id: &str) -> PortResult<Option<Webhook>> {
-        self.get(webhook_key(account_id, webhook_id))
-            .await?
-            .map(from_item)
-            .transpose()
+        self.get_as(webhook_key(account_id, webhook_id)).await
     }
 
     async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>> {
@@ -397,10 +391,7 @@ impl Store for DynamoStore {
     }
 
     async fn get_event(&self, account_id: &str, event_id: &str) -> PortResult<Option<Event>> {
-        self.get(event_key(account_id, event_id))
-            .await?
-            .map(from_item)
-            .transpose()
+        self.get_as(event_key(account_id, event_id)).await
     }
 
     async fn get_events(&self, account_id: &str, event_ids: &[String]) -> PortResult<Vec<Event>> {
@@ -611,10 +602,7 @@ impl Store for DynamoStore {
         account_id: &str,
         delivery_id: &str,
     ) -> PortResult<Option<Delivery>> {
-        self.get(delivery_key(account_id, delivery_id))
-            .await?
-            .map(from_item)
-            .transpose()
+        self.get_as(delivery_key(account_id, delivery_id)).await
     }
 
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {

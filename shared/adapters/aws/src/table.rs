@@ -34,6 +34,15 @@ pub fn account_pk(account_id: &str) -> String {
 
 /// Creates the table (and its TTL) if it is missing. Lambda gets it from `template.yaml`.
 pub async fn ensure_table(client: &Client, name: &str) -> Result<(), PortError> {
+    if client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
     let err = |e| PortError::new("creating the table", e);
     let key = |n: &str, t| {
         KeySchemaElement::builder()
