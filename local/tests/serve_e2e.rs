@@ -32,14 +32,17 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("hookline starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let base = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
+        // The URL line may follow others (such as a first start's admin key).
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.split_whitespace()
+                    .find(|w| w.starts_with("http://"))
+                    .map(String::from)
+            })
+            .expect("hookline prints its URL");
         Self { child, base }
     }
 

@@ -91,11 +91,11 @@ impl Service {
             .store
             .record_attempt(&job.account_id, &job.delivery_id, &record)
             .await?;
-        if let Some(at) = next_attempt_at {
-            if let Err(error) = self.ports.scheduler.schedule(job, at).await {
-                // Recorded as due: the sweep enqueues it once its sweep time passes.
-                tracing::warn!(delivery_id = %job.delivery_id, %error, "scheduling the retry failed; the sweep will retry");
-            }
+        if let Some(at) = next_attempt_at
+            && let Err(error) = self.ports.scheduler.schedule(job, at).await
+        {
+            // Recorded as due: the sweep enqueues it once its sweep time passes.
+            tracing::warn!(delivery_id = %job.delivery_id, %error, "scheduling the retry failed; the sweep will retry");
         }
         Ok(outcome)
     }

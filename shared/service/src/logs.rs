@@ -28,14 +28,12 @@ impl Service {
                 ValidationError::new("size", format!("must be at most {MAX_PAGE_SIZE}")).into(),
             );
         }
-        if let (Some(from), Some(to)) = (query.created_from, query.created_to) {
-            if from > to {
-                return Err(ValidationError::new(
-                    "startTimestamp",
-                    "must not be after endTimestamp",
-                )
-                .into());
-            }
+        if let (Some(from), Some(to)) = (query.created_from, query.created_to)
+            && from > to
+        {
+            return Err(
+                ValidationError::new("startTimestamp", "must not be after endTimestamp").into(),
+            );
         }
         let page = self.ports.store.list_deliveries(account_id, &query).await?;
         let mut event_ids: Vec<String> = page.items.iter().map(|d| d.event_id.clone()).collect();

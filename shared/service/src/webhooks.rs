@@ -35,14 +35,14 @@ impl Service {
     ) -> ServiceResult<Webhook> {
         let url = validate_webhook_url("url", input.url.trim(), self.config.targets)?;
         let events = subscriptions(input.event_type, input.events)?;
-        if let Some(d) = &input.description {
-            if d.chars().count() > MAX_DESCRIPTION {
-                return Err(ValidationError::new(
-                    "description",
-                    format!("must be at most {MAX_DESCRIPTION} characters"),
-                )
-                .into());
-            }
+        if let Some(d) = &input.description
+            && d.chars().count() > MAX_DESCRIPTION
+        {
+            return Err(ValidationError::new(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION} characters"),
+            )
+            .into());
         }
         if let Some(token) = &input.authorization_token {
             validate_token(token)?;
