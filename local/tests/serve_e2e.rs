@@ -291,4 +291,3 @@ async fn keys_guard_every_route_and_bad_input_gets_a_clear_4xx() {
         (405, Some("method_not_allowed"))
     );
 }
-

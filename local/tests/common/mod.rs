@@ -138,7 +138,12 @@ pub fn signature_is_valid(secret: &str, headers: &HeaderMap, body: &str) -> bool
         .any(|s| s == expected)
 }
 
-pub async fn wait_for_log(http: &reqwest::Client, server: &Server, key: &str, status: &str) -> Value {
+pub async fn wait_for_log(
+    http: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    status: &str,
+) -> Value {
     for _ in 0..100 {
         let (_, logs) = call(http, "GET", &server.api("/webhook/logs"), Some(key), None).await;
         if logs["content"][0]["status"] == status {

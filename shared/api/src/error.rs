@@ -1,10 +1,10 @@
 //! Every failure as `{"error":{"code","message"}}` with a fitting status.
 
+use crate::views::{ErrorBody, ErrorDetail};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hookline_service::ServiceError;
-use serde_json::json;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -40,6 +40,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(_) => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", error.to_string())
             }
+            ServiceError::Conflict(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", error.to_string())
+            }
             ServiceError::TooLarge { .. } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -60,10 +63,12 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }

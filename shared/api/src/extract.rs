@@ -2,11 +2,11 @@
 
 use crate::ApiError;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use hookline_model::limits::MAX_REQUEST_BODY_BYTES;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
 
 /// `Json<T>`, answering 400 (naming the field serde names) or 413 instead of axum's plain text.
 pub struct Body<T>(pub T);
@@ -42,17 +42,60 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
-/// The query string as name/value pairs; a malformed one is a 400 in the API's error shape.
-pub struct Params(pub HashMap<String, String>);
+/// Like [`Body`], but an empty body (no content at all) is `T::default()`: for requests whose
+/// fields are all optional, such as `POST /webhook-secret`.
+pub struct OptionalBody<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Params {
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than 1 MiB",
+                )
+            })?;
+        if bytes.is_empty() {
+            return Ok(OptionalBody(T::default()));
+        }
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+        Body::<T>::from_request(request, state)
+            .await
+            .map(|Body(value)| OptionalBody(value))
+    }
+}
+
+/// The query string (its documented parameters, as strings); a malformed one is a 400 in the
+/// API's error shape.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+        Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(params)| Params(params))
             .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// Path parameters; one that cannot be read (such as invalid UTF-8) is a 404, as an unknown id.
+pub struct Ids<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Ids<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(ids)| Ids(ids))
+            .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource"))
     }
 }
 

@@ -2,6 +2,7 @@
 //! process through `axum::serve`; no route is written twice.
 
 mod auth;
+mod docs;
 mod error;
 mod extract;
 mod routes;
@@ -9,18 +10,36 @@ mod views;
 
 pub use error::ApiError;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::{Extension, Router};
 use hookline_model::limits::MAX_REQUEST_BODY_BYTES;
 use hookline_service::Service;
+use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The whole API: `/health` and everything under `/api/v3`.
+/// The whole API: `/health` and everything under `/api/v3`, with its OpenAPI document at
+/// `/api/v3/openapi.json`.
 pub fn router(service: Service) -> Router {
-    Router::new()
-        .route("/health", axum::routing::get(routes::health))
-        .nest("/api/v3", routes::api_v3())
+    let (router, doc) = routes_and_document();
+    let doc = docs::finish(doc, &service.config().api_key_header);
+    router
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(Extension(routes::OpenApiJson(Arc::new(doc))))
         .with_state(service)
+}
+
+/// The OpenAPI document as served.
+pub fn openapi_json(service: &Service) -> String {
+    docs::finish(routes_and_document().1, &service.config().api_key_header)
+}
+
+fn routes_and_document() -> (Router<Service>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(routes::health))
+        .nest("/api/v3", routes::api_v3())
+        .split_for_parts()
 }

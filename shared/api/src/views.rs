@@ -2,16 +2,20 @@
 //! here unless DESIGN.md says a response shows them.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use hookline_model::{Attempt, Delivery, Webhook};
+use hookline_model::{
+    Account, ApiKeyRecord, Attempt, Delivery, EventTypeInfo, StatusCounts, Webhook,
+};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView {
+    #[schema(example = "wh_01JC6Y4V9M6T2Q8KJ1N3X5Z7B9")]
     pub id: String,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub event_type: Option<String>,
@@ -21,6 +25,7 @@ pub struct WebhookView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     /// Only on create and on the update that sets it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +61,7 @@ impl WebhookView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogView {
     pub id: String,
@@ -66,12 +71,14 @@ pub struct LogView {
     pub event_id: String,
     /// The event payload as a JSON string, as in Impilo's log.
     pub payload: Option<String>,
-    pub status: &'static str,
+    /// `pending`, `retrying`, `delivered` or `failed`.
+    pub status: String,
     pub create_timestamp: String,
     pub last_response_status: Option<u16>,
     pub retry_attempts: u32,
     pub last_retry_timestamp: Option<String>,
     pub next_retry_timestamp: Option<String>,
+    /// Only on `GET /webhook/logs/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<Vec<AttemptView>>,
 }
@@ -85,7 +92,7 @@ impl LogView {
             webhook_url: delivery.webhook_url.clone(),
             event_id: delivery.event_id.clone(),
             payload,
-            status: delivery.status.as_str(),
+            status: delivery.status.as_str().to_string(),
             create_timestamp: timestamp(delivery.created_at),
             last_response_status: delivery.last_response_status,
             retry_attempts: delivery.retry_attempts(),
@@ -97,7 +104,7 @@ impl LogView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     pub timestamp: String,
@@ -120,7 +127,7 @@ impl AttemptView {
 }
 
 /// Impilo's page envelope.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Paged<T> {
     pub content: Vec<T>,
     pub page: u32,
@@ -142,4 +149,141 @@ impl<T> Paged<T> {
             last,
         }
     }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    #[schema(example = "acct_01JC6Y4V9M6T2Q8KJ1N3X5Z7B9")]
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+impl AccountView {
+    pub fn of(account: &Account) -> Self {
+        Self {
+            id: account.id.clone(),
+            name: account.name.clone(),
+            created_at: timestamp(account.created_at),
+        }
+    }
+}
+
+/// A new account with its first API key, shown this once.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedAccountView {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub api_key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDetailsView {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    /// The account's keys: ids and times only, never the keys.
+    pub api_keys: Vec<ApiKeyView>,
+}
+
+impl AccountDetailsView {
+    pub fn of(account: &Account, keys: &[ApiKeyRecord]) -> Self {
+        Self {
+            id: account.id.clone(),
+            name: account.name.clone(),
+            created_at: timestamp(account.created_at),
+            api_keys: keys.iter().map(ApiKeyView::of).collect(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    #[schema(example = "key_01JC6Y4V9M6T2Q8KJ1N3X5Z7B9")]
+    pub id: String,
+    pub created_at: String,
+}
+
+impl ApiKeyView {
+    fn of(record: &ApiKeyRecord) -> Self {
+        Self {
+            id: record.id.clone(),
+            created_at: timestamp(record.created_at),
+        }
+    }
+}
+
+/// A new API key, shown this once.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKeyView {
+    pub id: String,
+    pub api_key: String,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventTypeView {
+    #[schema(example = "reading.weight")]
+    pub name: String,
+    pub description: String,
+}
+
+impl EventTypeView {
+    pub fn of(info: EventTypeInfo) -> Self {
+        Self {
+            name: info.name,
+            description: info.description,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecretView {
+    pub secret: String,
+}
+
+/// Deliveries per status.
+#[derive(Serialize, ToSchema)]
+pub struct StatusCountsView {
+    pub pending: u64,
+    pub retrying: u64,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+impl StatusCountsView {
+    pub fn of(counts: StatusCounts) -> Self {
+        Self {
+            pending: counts.pending,
+            retrying: counts.retrying,
+            delivered: counts.delivered,
+            failed: counts.failed,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthView {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// Every error: `{"error":{"code","message"}}`; a 400's message starts with the field at fault.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    #[schema(example = "validation_error")]
+    pub code: String,
+    #[schema(example = "url: must use https")]
+    pub message: String,
 }

@@ -61,6 +61,43 @@ pub fn is_built_in(name: &str) -> bool {
     BUILT_IN_EVENT_TYPES.iter().any(|(n, _)| *n == name)
 }
 
+/// The event types a deployment knows: the built-in ones and those the platform registered.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    registered: Vec<EventTypeInfo>,
+}
+
+impl Catalog {
+    pub fn new(registered: Vec<EventTypeInfo>) -> Self {
+        Self { registered }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        is_built_in(name) || self.registered.iter().any(|t| t.name == name)
+    }
+
+    /// Whether `namespace.*` matches at least one known type.
+    pub fn has_namespace(&self, namespace: &str) -> bool {
+        let prefix = format!("{namespace}.");
+        BUILT_IN_EVENT_TYPES
+            .iter()
+            .any(|(n, _)| n.starts_with(&prefix))
+            || self.registered.iter().any(|t| t.name.starts_with(&prefix))
+    }
+
+    /// Built-in types first, then registered ones.
+    pub fn all(&self) -> Vec<EventTypeInfo> {
+        BUILT_IN_EVENT_TYPES
+            .iter()
+            .map(|(name, description)| EventTypeInfo {
+                name: name.to_string(),
+                description: description.to_string(),
+            })
+            .chain(self.registered.iter().cloned())
+            .collect()
+    }
+}
+
 /// Event type names: `segment(.segment)*`, segments of letters, digits, `_` and `-`
 /// (so `survey_finished` and `medical-encounters.created` are fine), at most 128 bytes.
 pub fn validate_event_type_name(field: &str, name: &str) -> Result<(), ValidationError> {
@@ -93,24 +130,15 @@ pub enum EventPattern {
 }
 
 impl EventPattern {
-    /// Parses a subscription, accepting only names `is_known` knows, wildcards over a
+    /// Parses a subscription, accepting only names the catalog knows, wildcards over a
     /// namespace that has at least one known type, and `*`.
-    pub fn parse(
-        field: &str,
-        raw: &str,
-        is_known: impl Fn(&str) -> bool,
-    ) -> Result<Self, ValidationError> {
+    pub fn parse(field: &str, raw: &str, catalog: &Catalog) -> Result<Self, ValidationError> {
         if raw == "*" {
             return Ok(Self::All);
         }
         if let Some(namespace) = raw.strip_suffix(".*") {
             validate_event_type_name(field, namespace)?;
-            let prefix = format!("{namespace}.");
-            let known_namespace = BUILT_IN_EVENT_TYPES
-                .iter()
-                .any(|(n, _)| n.starts_with(&prefix))
-                || is_known(raw);
-            if !known_namespace {
+            if !catalog.has_namespace(namespace) {
                 return Err(ValidationError::new(
                     field,
                     format!("no known event type matches '{raw}'"),
@@ -119,7 +147,7 @@ impl EventPattern {
             return Ok(Self::Namespace(namespace.to_string()));
         }
         validate_event_type_name(field, raw)?;
-        if !is_known(raw) {
+        if !catalog.contains(raw) {
             return Err(ValidationError::new(
                 field,
                 format!("unknown event type '{raw}' (see GET /api/v3/webhook/types)"),
@@ -158,7 +186,11 @@ mod tests {
 
     #[test]
     fn patterns_accept_known_names_and_wildcards_only() {
-        let p = |raw: &str| EventPattern::parse("events[0]", raw, is_built_in);
+        let catalog = Catalog::new(vec![EventTypeInfo {
+            name: "medical-encounters.created".into(),
+            description: "registered".into(),
+        }]);
+        let p = |raw: &str| EventPattern::parse("events[0]", raw, &catalog);
         assert_eq!(p("*").unwrap(), EventPattern::All);
         assert_eq!(
             p("reading.*").unwrap(),
@@ -172,6 +204,10 @@ mod tests {
         assert!(p("nothing.*").is_err());
         assert!(p("reading..weight").is_err());
         assert_eq!(p("").unwrap_err().field, "events[0]");
+        assert!(p("medical-encounters.created").is_ok());
+        assert!(p("medical-encounters.*").is_ok());
+        assert!(p("medical-encounters.updated").is_err());
+        assert!(!Catalog::default().contains("medical-encounters.created"));
     }
 
     #[test]

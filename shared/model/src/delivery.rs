@@ -30,10 +30,41 @@ impl DeliveryStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Pending, Self::Retrying, Self::Delivered, Self::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == raw)
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
     }
+}
+
+/// How many of an account's deliveries are in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCounts {
+    pub pending: u64,
+    pub retrying: u64,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+impl StatusCounts {
+    pub fn get(&self, status: DeliveryStatus) -> u64 {
+        match status {
+            DeliveryStatus::Pending => self.pending,
+            DeliveryStatus::Retrying => self.retrying,
+            DeliveryStatus::Delivered => self.delivered,
+            DeliveryStatus::Failed => self.failed,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.pending + self.retrying + self.delivered + self.failed
+    }
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 4] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Retrying,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ pub mod signing;
 pub mod types;
 pub mod url_check;
 
-pub use catalog::{BUILT_IN_EVENT_TYPES, EventPattern, EventTypeInfo};
-pub use delivery::{Attempt, Delivery, DeliveryJob, DeliveryStatus, RetryTrigger};
+pub use catalog::{BUILT_IN_EVENT_TYPES, Catalog, EventPattern, EventTypeInfo};
+pub use delivery::{Attempt, Delivery, DeliveryJob, DeliveryStatus, RetryTrigger, StatusCounts};
 pub use error::ValidationError;
 pub use types::{Account, ApiKeyRecord, Event, Principal, Webhook};

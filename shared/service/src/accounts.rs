@@ -1,7 +1,8 @@
 //! Accounts and API-key authentication.
 
+use crate::ports::Page;
 use crate::{Service, ServiceError, ServiceResult};
-use hookline_model::keys::{generate_api_key, hash_api_key, hashes_equal};
+use hookline_model::keys::{generate_account_secret, generate_api_key, hash_api_key, hashes_equal};
 use hookline_model::{Account, ApiKeyRecord, Principal, ValidationError, ids};
 
 /// A created account and its first key, shown this once.
@@ -70,3 +71,127 @@ impl Service {
 
 /// The owner recorded on admin keys kept in the store.
 pub const ADMIN_ACCOUNT: &str = "admin";
+
+/// A key added to an account, shown this once.
+pub struct CreatedKey {
+    pub record: ApiKeyRecord,
+    pub api_key: String,
+}
+
+impl Service {
+    pub async fn list_accounts(&self, page: u32, size: u32) -> ServiceResult<Page<Account>> {
+        Ok(self.ports.store.list_accounts(page, size).await?)
+    }
+
+    /// An account and its keys (ids and times only).
+    pub async fn get_account(
+        &self,
+        account_id: &str,
+    ) -> ServiceResult<(Account, Vec<ApiKeyRecord>)> {
+        let account = self.existing_account(account_id).await?;
+        let keys = self.ports.store.list_api_keys(account_id).await?;
+        Ok((account, keys))
+    }
+
+    pub async fn add_api_key(&self, account_id: &str) -> ServiceResult<CreatedKey> {
+        self.existing_account(account_id).await?;
+        let now = self.ports.clock.now();
+        let api_key = generate_api_key();
+        let record = ApiKeyRecord {
+            id: ids::new_id(ids::API_KEY, now),
+            account_id: account_id.to_string(),
+            key_hash: hash_api_key(&api_key),
+            created_at: now,
+        };
+        self.ports.store.insert_api_key(&record).await?;
+        Ok(CreatedKey { record, api_key })
+    }
+
+    /// Revokes a key at once: the next request with it is a 401.
+    pub async fn revoke_api_key(&self, account_id: &str, key_id: &str) -> ServiceResult<()> {
+        self.existing_account(account_id).await?;
+        if !ids::has_prefix(key_id, ids::API_KEY)
+            || !self.ports.store.delete_api_key(account_id, key_id).await?
+        {
+            return Err(ServiceError::NotFound("API key"));
+        }
+        Ok(())
+    }
+
+    /// Sets the account webhook secret, generating one when none is given.
+    pub async fn set_webhook_secret(
+        &self,
+        account_id: &str,
+        secret: Option<String>,
+    ) -> ServiceResult<String> {
+        let secret = match secret {
+            Some(secret) => {
+                validate_account_secret(&secret)?;
+                secret
+            }
+            None => generate_account_secret(),
+        };
+        if !self
+            .ports
+            .store
+            .set_account_secret(account_id, Some(&secret))
+            .await?
+        {
+            return Err(ServiceError::NotFound("account"));
+        }
+        Ok(secret)
+    }
+
+    pub async fn webhook_secret(&self, account_id: &str) -> ServiceResult<String> {
+        self.existing_account(account_id)
+            .await?
+            .webhook_secret
+            .ok_or(ServiceError::NotFound("webhook secret"))
+    }
+
+    pub async fn delete_webhook_secret(&self, account_id: &str) -> ServiceResult<()> {
+        if self
+            .existing_account(account_id)
+            .await?
+            .webhook_secret
+            .is_none()
+        {
+            return Err(ServiceError::NotFound("webhook secret"));
+        }
+        self.ports
+            .store
+            .set_account_secret(account_id, None)
+            .await?;
+        Ok(())
+    }
+
+    async fn existing_account(&self, account_id: &str) -> ServiceResult<Account> {
+        if !ids::has_prefix(account_id, ids::ACCOUNT) {
+            return Err(ServiceError::NotFound("account"));
+        }
+        self.ports
+            .store
+            .get_account(account_id)
+            .await?
+            .ok_or(ServiceError::NotFound("account"))
+    }
+}
+
+const MAX_ACCOUNT_SECRET: usize = 256;
+
+/// The account secret travels in a header: printable ASCII without spaces at the ends.
+fn validate_account_secret(secret: &str) -> Result<(), ValidationError> {
+    if secret.is_empty() || secret.len() > MAX_ACCOUNT_SECRET {
+        return Err(ValidationError::new(
+            "secret",
+            format!("must be 1 to {MAX_ACCOUNT_SECRET} characters"),
+        ));
+    }
+    if !secret.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(ValidationError::new(
+            "secret",
+            "must be printable ASCII without spaces",
+        ));
+    }
+    Ok(())
+}

@@ -5,11 +5,11 @@
 use crate::ports::{
     AttemptRecord, DeliveryQuery, DueItem, HttpSender, OutboundRequest, Queue, SendErrorKind, Store,
 };
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use hookline_model::types::SigningSecretEntry;
 use hookline_model::{
-    Account, ApiKeyRecord, Attempt, Delivery, DeliveryJob, DeliveryStatus, Event, Webhook, ids,
-    keys,
+    Account, ApiKeyRecord, Attempt, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo,
+    StatusCounts, Webhook, ids, keys,
 };
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -69,9 +69,8 @@ async fn due_of(store: &dyn Store, account_id: &str, before: DateTime<Utc>) -> V
 
 /// The Store contract.
 pub async fn store_contract(store: &dyn Store) {
-    // Times well in the past, so due-queries here see only items this suite made due.
-    let now =
-        Utc.with_ymd_and_hms(2001, 2, 3, 4, 5, 6).unwrap() + Duration::milliseconds(rand_ms());
+    // Recent (counters cover the log retention), with a random offset so runs do not collide.
+    let now = Utc::now() - Duration::hours(1) + Duration::milliseconds(rand_ms());
 
     // Accounts and keys.
     let (acct, key) = account(now);
@@ -92,14 +91,121 @@ pub async fn store_contract(store: &dyn Store) {
             .unwrap(),
         None
     );
-    let (other, other_key) = account(now);
+    let (other, other_key) = account(now + Duration::milliseconds(1));
     store.insert_account(&other, &other_key).await.unwrap();
+
+    // The account list (this suite's table holds only its own accounts), oldest first.
+    let listed = store.list_accounts(0, 1).await.unwrap();
+    assert_eq!(listed.total, 2);
+    assert_eq!(listed.items, vec![acct.clone()]);
+    let listed = store.list_accounts(1, 1).await.unwrap();
+    assert_eq!(listed.items, vec![other.clone()]);
+    assert!(store.list_accounts(2, 1).await.unwrap().items.is_empty());
+
+    // The account secret.
+    assert!(
+        store
+            .set_account_secret(&acct.id, Some("s3cret"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_account(&acct.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .webhook_secret,
+        Some("s3cret".into())
+    );
+    assert!(store.set_account_secret(&acct.id, None).await.unwrap());
+    assert_eq!(
+        store
+            .get_account(&acct.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .webhook_secret,
+        None
+    );
+    assert!(
+        !store
+            .set_account_secret("acct_missing", Some("x"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.get_account("acct_missing").await.unwrap().is_none(),
+        "setting a secret creates no account"
+    );
+    store
+        .set_account_secret(&acct.id, acct.webhook_secret.as_deref())
+        .await
+        .unwrap();
+
+    // More keys; revoking one makes it unknown at once.
+    let second_key = ApiKeyRecord {
+        id: ids::new_id(ids::API_KEY, now + Duration::milliseconds(2)),
+        account_id: acct.id.clone(),
+        key_hash: keys::hash_api_key(&keys::generate_api_key()),
+        created_at: now,
+    };
+    store.insert_api_key(&second_key).await.unwrap();
+    assert_eq!(
+        store.list_api_keys(&acct.id).await.unwrap(),
+        vec![key.clone(), second_key.clone()]
+    );
+    assert!(
+        !store
+            .delete_api_key(&other.id, &second_key.id)
+            .await
+            .unwrap(),
+        "another account's key is not revoked"
+    );
+    assert!(
+        store
+            .delete_api_key(&acct.id, &second_key.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.find_api_key(&second_key.key_hash).await.unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .delete_api_key(&acct.id, &second_key.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.list_api_keys(&acct.id).await.unwrap(),
+        vec![key.clone()]
+    );
+    assert_eq!(
+        store.find_api_key(&key.key_hash).await.unwrap(),
+        Some(key.clone())
+    );
+
+    // Registered event types: a name once.
+    let survey = EventTypeInfo {
+        name: format!("survey_finished_{}", rand_ms()),
+        description: "A survey was finished.".into(),
+    };
+    assert!(store.insert_event_type(&survey).await.unwrap());
+    assert!(!store.insert_event_type(&survey).await.unwrap());
+    assert_eq!(
+        store.get_event_type(&survey.name).await.unwrap(),
+        Some(survey.clone())
+    );
+    assert!(store.list_event_types().await.unwrap().contains(&survey));
+    assert_eq!(store.get_event_type("nope.nothing").await.unwrap(), None);
 
     // Webhooks are per account.
     let wh = webhook(&acct.id, now, &["patient.created"]);
     let wh2 = webhook(&acct.id, now + Duration::milliseconds(1), &["reading.*"]);
-    store.put_webhook(&wh).await.unwrap();
-    store.put_webhook(&wh2).await.unwrap();
+    store.insert_webhook(&wh).await.unwrap();
+    store.insert_webhook(&wh2).await.unwrap();
     assert_eq!(
         store.get_webhook(&acct.id, &wh.id).await.unwrap(),
         Some(wh.clone())
@@ -118,9 +224,53 @@ pub async fn store_contract(store: &dyn Store) {
         .collect();
     assert_eq!(listed, vec![wh.id.clone(), wh2.id.clone()]);
     assert!(store.list_webhooks(&other.id).await.unwrap().is_empty());
+    let page = store.list_webhooks_page(&acct.id, 1, 1).await.unwrap();
+    assert_eq!((page.total, page.items), (2, vec![wh2.clone()]));
+    assert_eq!(
+        store
+            .list_webhooks_page(&other.id, 0, 20)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
     let mut changed = wh.clone();
     changed.url = "https://receiver.example/v2".into();
-    store.put_webhook(&changed).await.unwrap();
+    assert!(store.update_webhook(&changed).await.unwrap());
+    let mut foreign_update = changed.clone();
+    foreign_update.account_id = other.id.clone();
+    assert!(
+        !store.update_webhook(&foreign_update).await.unwrap(),
+        "an update never creates a webhook"
+    );
+    assert_eq!(store.get_webhook(&other.id, &wh.id).await.unwrap(), None);
+    // Deleting returns the webhook once.
+    let doomed = webhook(&acct.id, now + Duration::milliseconds(3), &["*"]);
+    store.insert_webhook(&doomed).await.unwrap();
+    assert_eq!(
+        store
+            .list_webhooks_page(&acct.id, 0, 20)
+            .await
+            .unwrap()
+            .total,
+        3
+    );
+    assert_eq!(
+        store.delete_webhook(&other.id, &doomed.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.delete_webhook(&acct.id, &doomed.id).await.unwrap(),
+        Some(doomed.clone())
+    );
+    assert_eq!(
+        store.delete_webhook(&acct.id, &doomed.id).await.unwrap(),
+        None
+    );
+    assert_eq!(store.get_webhook(&acct.id, &doomed.id).await.unwrap(), None);
+    let page = store.list_webhooks_page(&acct.id, 0, 20).await.unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(page.items.len(), 2);
     assert_eq!(
         store
             .get_webhook(&acct.id, &wh.id)
@@ -192,12 +342,23 @@ pub async fn store_contract(store: &dyn Store) {
             next_attempt_at: None
         }]
     );
-    // Re-running the fan-out (after a crash) does not duplicate.
+    // Re-running the fan-out (after a crash) does not duplicate or count twice.
     store
         .insert_deliveries(&event, std::slice::from_ref(&d1), sweep_at)
         .await
         .unwrap();
     assert_eq!(due_of(store, &acct.id, sweep_at).await.len(), 1);
+    assert_eq!(
+        store.status_counts(&acct.id).await.unwrap(),
+        StatusCounts {
+            pending: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        store.status_counts(&other.id).await.unwrap(),
+        StatusCounts::default()
+    );
 
     // Loading a delivery brings everything an attempt needs.
     let ctx = store
@@ -239,19 +400,22 @@ pub async fn store_contract(store: &dyn Store) {
         error: Some("status".into()),
         response_body: Some("oops".into()),
     };
-    store
-        .record_attempt(
-            &acct.id,
-            &d1.id,
-            &AttemptRecord {
-                attempt: failure.clone(),
-                status: DeliveryStatus::Retrying,
-                next_attempt_at: Some(retry_at),
-                sweep_at: Some(retry_at + Duration::seconds(120)),
-            },
-        )
-        .await
-        .unwrap();
+    let retry_record = AttemptRecord {
+        attempt: failure.clone(),
+        status: DeliveryStatus::Retrying,
+        next_attempt_at: Some(retry_at),
+        sweep_at: Some(retry_at + Duration::seconds(120)),
+    };
+    assert!(store.record_attempt(&d1, &retry_record).await.unwrap());
+    assert_eq!(
+        store.status_counts(&acct.id).await.unwrap(),
+        StatusCounts {
+            retrying: 1,
+            ..Default::default()
+        }
+    );
+    // A duplicate still holding the pending delivery records nothing.
+    assert!(!store.record_attempt(&d1, &retry_record).await.unwrap());
     let after = store.get_delivery(&acct.id, &d1.id).await.unwrap().unwrap();
     assert_eq!(after.status, DeliveryStatus::Retrying);
     assert_eq!(after.attempts, vec![failure.clone()]);
@@ -280,19 +444,20 @@ pub async fn store_contract(store: &dyn Store) {
         error: None,
         response_body: None,
     };
-    store
-        .record_attempt(
-            &acct.id,
-            &d1.id,
-            &AttemptRecord {
-                attempt: success.clone(),
-                status: DeliveryStatus::Delivered,
-                next_attempt_at: None,
-                sweep_at: None,
-            },
-        )
-        .await
-        .unwrap();
+    assert!(
+        store
+            .record_attempt(
+                &after,
+                &AttemptRecord {
+                    attempt: success.clone(),
+                    status: DeliveryStatus::Delivered,
+                    next_attempt_at: None,
+                    sweep_at: None,
+                },
+            )
+            .await
+            .unwrap()
+    );
     let done = store.get_delivery(&acct.id, &d1.id).await.unwrap().unwrap();
     assert_eq!(done.status, DeliveryStatus::Delivered);
     assert_eq!(done.attempts, vec![failure, success]);
@@ -303,6 +468,15 @@ pub async fn store_contract(store: &dyn Store) {
         due_of(store, &acct.id, DateTime::<Utc>::MAX_UTC)
             .await
             .is_empty()
+    );
+    // A late re-run of the fan-out leaves the delivered delivery alone.
+    store
+        .insert_deliveries(&event, std::slice::from_ref(&d1), sweep_at)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_delivery(&acct.id, &d1.id).await.unwrap(),
+        Some(done.clone())
     );
 
     // Listing: newest first, filtered, paginated, with a total.
@@ -413,6 +587,94 @@ pub async fn store_contract(store: &dyn Store) {
             .unwrap()
             .total,
         0
+    );
+    assert_eq!(
+        store.status_counts(&acct.id).await.unwrap(),
+        StatusCounts {
+            pending: 1,
+            delivered: 1,
+            ..Default::default()
+        }
+    );
+    // The last-attempt filters: only attempted deliveries, by the time of their last attempt.
+    let by_last_attempt = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| DeliveryQuery {
+        size: 20,
+        last_attempt_from: from,
+        last_attempt_to: to,
+        ..Default::default()
+    };
+    let found = store
+        .list_deliveries(&acct.id, &by_last_attempt(Some(retry_at), None))
+        .await
+        .unwrap();
+    assert_eq!((found.total, found.items), (1, vec![done.clone()]));
+    let found = store
+        .list_deliveries(
+            &acct.id,
+            &by_last_attempt(None, Some(retry_at - Duration::seconds(1))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.total, 0, "its last attempt is later");
+    // Filters combine: a status within one webhook, a type within a time range.
+    let combined = DeliveryQuery {
+        size: 20,
+        webhook_id: Some(wh2.id.clone()),
+        status: Some(DeliveryStatus::Pending),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_deliveries(&acct.id, &combined)
+            .await
+            .unwrap()
+            .items,
+        vec![d2.clone()]
+    );
+    let combined = DeliveryQuery {
+        size: 20,
+        webhook_id: Some(wh2.id.clone()),
+        status: Some(DeliveryStatus::Delivered),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_deliveries(&acct.id, &combined)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    let combined = DeliveryQuery {
+        size: 20,
+        event_type: Some("patient.created".into()),
+        last_attempt_from: Some(now),
+        created_to: Some(now + Duration::seconds(1)),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_deliveries(&acct.id, &combined)
+            .await
+            .unwrap()
+            .items,
+        vec![done.clone()]
+    );
+    assert_eq!(
+        store
+            .list_deliveries(
+                &acct.id,
+                &DeliveryQuery {
+                    size: 20,
+                    status: Some(DeliveryStatus::Pending),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .total,
+        1,
+        "a status-only total comes from the counters"
     );
 }
 

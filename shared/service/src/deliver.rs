@@ -56,10 +56,14 @@ impl Service {
                     next_attempt_at: None,
                     sweep_at: None,
                 };
-                self.ports
+                if !self
+                    .ports
                     .store
-                    .record_attempt(&job.account_id, &job.delivery_id, &record)
-                    .await?;
+                    .record_attempt(&context.delivery, &record)
+                    .await?
+                {
+                    return Ok(DeliverOutcome::Skipped);
+                }
                 return Ok(DeliverOutcome::Failed);
             }
         };
@@ -87,10 +91,15 @@ impl Service {
             next_attempt_at,
             sweep_at: next_attempt_at.map(|at| self.sweep_time(at)),
         };
-        self.ports
+        if !self
+            .ports
             .store
-            .record_attempt(&job.account_id, &job.delivery_id, &record)
-            .await?;
+            .record_attempt(&context.delivery, &record)
+            .await?
+        {
+            // A duplicate of this job moved the delivery on first; its outcome stands.
+            return Ok(DeliverOutcome::Skipped);
+        }
         if let Some(at) = next_attempt_at
             && let Err(error) = self.ports.scheduler.schedule(job, at).await
         {

@@ -17,6 +17,9 @@ pub enum ServiceError {
     /// A valid key that may not do this (403).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The name or id is taken (409).
+    #[error("{0}")]
+    Conflict(String),
     /// A payload over its limit (413).
     #[error("{field}: larger than {limit} bytes")]
     TooLarge { field: &'static str, limit: usize },

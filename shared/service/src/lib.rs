@@ -7,6 +7,7 @@ pub mod config;
 pub mod contract;
 pub mod deliver;
 pub mod error;
+pub mod event_types;
 pub mod logs;
 pub mod ports;
 pub mod publish;

@@ -3,7 +3,7 @@
 use crate::ports::DeliveryQuery;
 use crate::{Service, ServiceError, ServiceResult};
 use hookline_model::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use hookline_model::{Delivery, ValidationError, ids};
+use hookline_model::{Delivery, StatusCounts, ValidationError, ids};
 use std::collections::HashMap;
 
 /// One page of logs, each delivery with its event's payload (as a JSON string).
@@ -34,6 +34,15 @@ impl Service {
             return Err(
                 ValidationError::new("startTimestamp", "must not be after endTimestamp").into(),
             );
+        }
+        if let (Some(from), Some(to)) = (query.last_attempt_from, query.last_attempt_to)
+            && from > to
+        {
+            return Err(ValidationError::new(
+                "startLastRetryTimestamp",
+                "must not be after endLastRetryTimestamp",
+            )
+            .into());
         }
         let page = self.ports.store.list_deliveries(account_id, &query).await?;
         let mut event_ids: Vec<String> = page.items.iter().map(|d| d.event_id.clone()).collect();
@@ -84,5 +93,10 @@ impl Service {
             .await?
             .map(|e| e.payload);
         Ok((delivery, payload))
+    }
+
+    /// The account's deliveries per status (`GET /webhook/status`).
+    pub async fn status_counts(&self, account_id: &str) -> ServiceResult<StatusCounts> {
+        Ok(self.ports.store.status_counts(account_id).await?)
     }
 }

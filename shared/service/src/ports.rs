@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookline_model::{
-    Account, ApiKeyRecord, Attempt, Delivery, DeliveryJob, DeliveryStatus, Event, Webhook,
+    Account, ApiKeyRecord, Attempt, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo,
+    StatusCounts, Webhook,
 };
 use std::time::Duration;
 use thiserror::Error;
@@ -55,11 +56,14 @@ pub enum DueItem {
     },
 }
 
-/// Which deliveries a log query wants; times bound the creation time.
+/// Which deliveries a log query wants. `created_*` bound the creation time, `last_attempt_*`
+/// the time of the last attempt (a delivery never attempted matches no such bound).
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    pub last_attempt_from: Option<DateTime<Utc>>,
+    pub last_attempt_to: Option<DateTime<Utc>>,
     pub webhook_id: Option<String>,
     pub event_type: Option<String>,
     pub status: Option<DeliveryStatus>,
@@ -73,18 +77,63 @@ pub struct DeliveryPage {
     pub total: u64,
 }
 
+/// One page of a list and the size of the whole list.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    // --- accounts and keys ---
+
     /// Stores a new account with its first API key.
     async fn insert_account(&self, account: &Account, key: &ApiKeyRecord) -> PortResult<()>;
     async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>>;
-    /// Stores an API key not tied to an account record (the local admin key).
+    /// Accounts, oldest first.
+    async fn list_accounts(&self, page: u32, size: u32) -> PortResult<Page<Account>>;
+    /// Sets or clears the account webhook secret; false when the account does not exist.
+    async fn set_account_secret(&self, account_id: &str, secret: Option<&str>) -> PortResult<bool>;
+    /// Stores an API key (an account's, or the local admin key).
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> PortResult<()>;
     async fn find_api_key(&self, key_hash: &str) -> PortResult<Option<ApiKeyRecord>>;
+    /// An account's keys, oldest first.
+    async fn list_api_keys(&self, account_id: &str) -> PortResult<Vec<ApiKeyRecord>>;
+    /// Revokes a key; false when the account has no key with that id.
+    async fn delete_api_key(&self, account_id: &str, key_id: &str) -> PortResult<bool>;
 
-    async fn put_webhook(&self, webhook: &Webhook) -> PortResult<()>;
+    // --- event types ---
+
+    /// Registers a platform event type; false when the name is taken.
+    async fn insert_event_type(&self, event_type: &EventTypeInfo) -> PortResult<bool>;
+    /// Registered types, by name.
+    async fn list_event_types(&self) -> PortResult<Vec<EventTypeInfo>>;
+    async fn get_event_type(&self, name: &str) -> PortResult<Option<EventTypeInfo>>;
+
+    // --- webhooks ---
+
+    async fn insert_webhook(&self, webhook: &Webhook) -> PortResult<()>;
+    /// Replaces a stored webhook; false when it no longer exists.
+    async fn update_webhook(&self, webhook: &Webhook) -> PortResult<bool>;
+    /// Deletes a webhook and returns it; `None` when there was none.
+    async fn delete_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+    ) -> PortResult<Option<Webhook>>;
     async fn get_webhook(&self, account_id: &str, webhook_id: &str) -> PortResult<Option<Webhook>>;
+    /// Every webhook of an account (fan-out).
     async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>>;
+    /// One page of an account's webhooks, oldest first.
+    async fn list_webhooks_page(
+        &self,
+        account_id: &str,
+        page: u32,
+        size: u32,
+    ) -> PortResult<Page<Webhook>>;
+
+    // --- events and deliveries ---
 
     /// Stores a new event, due for the sweep at `sweep_at` until its fan-out is done.
     /// Returns the stored event instead when one with that id exists (idempotent publish).
@@ -95,8 +144,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> PortResult<Option<Event>>;
     async fn get_event(&self, account_id: &str, event_id: &str) -> PortResult<Option<Event>>;
     async fn get_events(&self, account_id: &str, event_ids: &[String]) -> PortResult<Vec<Event>>;
-    /// Stores the deliveries of a fan-out (each due for the sweep at `sweep_at`), then marks
-    /// the event fanned out with their count.
+    /// Stores the deliveries of a fan-out that do not exist yet (each due for the sweep at
+    /// `sweep_at`, each counted as pending once), then marks the event fanned out.
     async fn insert_deliveries(
         &self,
         event: &Event,
@@ -104,12 +153,11 @@ pub trait Store: Send + Sync + 'static {
         sweep_at: DateTime<Utc>,
     ) -> PortResult<()>;
     async fn load_delivery(&self, job: &DeliveryJob) -> PortResult<Option<DeliveryContext>>;
-    async fn record_attempt(
-        &self,
-        account_id: &str,
-        delivery_id: &str,
-        record: &AttemptRecord,
-    ) -> PortResult<()>;
+    /// Records an attempt of `delivery` (as loaded) and moves the status counters along.
+    /// False, recording nothing, when the stored delivery's status is no longer
+    /// `delivery.status` (a concurrent duplicate got there first) or it is gone.
+    async fn record_attempt(&self, delivery: &Delivery, record: &AttemptRecord)
+    -> PortResult<bool>;
     async fn list_deliveries(
         &self,
         account_id: &str,
@@ -120,6 +168,10 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         delivery_id: &str,
     ) -> PortResult<Option<Delivery>>;
+    /// The account's deliveries per status, from counters kept as statuses change.
+    async fn status_counts(&self, account_id: &str) -> PortResult<StatusCounts>;
+
+    // --- the sweep ---
 
     /// Items whose sweep time is at or before `before`, oldest first, at most `limit`.
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>>;

@@ -2,7 +2,7 @@
 
 use crate::{Service, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
-use hookline_model::catalog::{is_built_in, subscriptions_match, validate_event_type_name};
+use hookline_model::catalog::{subscriptions_match, validate_event_type_name};
 use hookline_model::limits::MAX_PAYLOAD_BYTES;
 use hookline_model::{Delivery, Event, ValidationError, ids};
 use serde::Serialize;
@@ -18,7 +18,7 @@ pub struct NewEvent {
     pub id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Published {
     pub id: String,
     #[serde(rename = "type")]
@@ -30,7 +30,7 @@ pub struct Published {
 impl Service {
     pub async fn publish(&self, input: NewEvent) -> ServiceResult<Published> {
         validate_event_type_name("type", &input.event_type)?;
-        if !is_built_in(&input.event_type) {
+        if !self.is_known_event_type(&input.event_type).await? {
             return Err(ValidationError::new(
                 "type",
                 format!("unknown event type '{}'", input.event_type),

@@ -1,26 +1,92 @@
 //! Webhook management.
 
+use crate::ports::Page;
 use crate::{Service, ServiceError, ServiceResult};
-use hookline_model::catalog::{EventPattern, is_built_in};
-use hookline_model::signing::generate_signing_secret;
+use hookline_model::catalog::{Catalog, EventPattern, is_built_in};
+use hookline_model::signing::{generate_signing_secret, validate_signing_secret};
 use hookline_model::types::SigningSecretEntry;
 use hookline_model::url_check::validate_webhook_url;
 use hookline_model::{ValidationError, Webhook, ids};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// `POST /webhook`: one `type` or several `events`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewWebhook {
+    /// Where deliveries go: `https` (or `http` where allowed), at most 2 KiB.
+    #[schema(example = "https://example.com/hooks")]
     pub url: String,
+    /// One event type (or `ns.*`, `*`); give this or `events`.
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    /// Several event types or patterns; give this or `type`.
     pub events: Option<Vec<String>>,
+    /// Defaults to true.
     pub active: Option<bool>,
     pub description: Option<String>,
+    /// Sent in the token header on every delivery; shown only in this response.
     pub authorization_token: Option<String>,
+    /// Any JSON object, at most 8 KiB.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
+
+/// `PATCH /webhook/{id}`: only the fields present change; `null` clears the optional ones.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub url: Option<Option<String>>,
+    #[serde(rename = "type", default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub event_type: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub events: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    pub active: Option<Option<bool>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// Sets (shown in this response) or, with `null`, removes the token.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub authorization_token: Option<Option<String>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Option<serde_json::Value>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A required field may be left out of a PATCH but not set to `null`.
+fn not_null<T>(field: &str, value: Option<Option<T>>) -> Result<Option<T>, ValidationError> {
+    match value {
+        Some(None) => Err(ValidationError::new(field, "must not be null")),
+        Some(Some(v)) => Ok(Some(v)),
+        None => Ok(None),
+    }
+}
+
+/// `POST /webhook/{id}/signing-secret/rotate`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// `whsec_` + base64 of 24 to 64 bytes; generated when absent.
+    pub secret: Option<String>,
+}
+
+/// How long a replaced signing secret keeps signing, so receivers can switch over.
+pub const ROTATION_GRACE: chrono::Duration = chrono::Duration::hours(24);
 
 const MAX_SUBSCRIPTIONS: usize = 100;
 const MAX_DESCRIPTION: usize = 1000;
@@ -34,31 +100,12 @@ impl Service {
         input: NewWebhook,
     ) -> ServiceResult<Webhook> {
         let url = validate_webhook_url("url", input.url.trim(), self.config.targets)?;
-        let events = subscriptions(input.event_type, input.events)?;
-        if let Some(d) = &input.description
-            && d.chars().count() > MAX_DESCRIPTION
-        {
-            return Err(ValidationError::new(
-                "description",
-                format!("must be at most {MAX_DESCRIPTION} characters"),
-            )
-            .into());
-        }
+        let events = self.subscriptions(input.event_type, input.events).await?;
+        validate_description(input.description.as_deref())?;
         if let Some(token) = &input.authorization_token {
             validate_token(token)?;
         }
-        if let Some(metadata) = &input.metadata {
-            if !metadata.is_object() {
-                return Err(ValidationError::new("metadata", "must be a JSON object").into());
-            }
-            if metadata.to_string().len() > MAX_METADATA_BYTES {
-                return Err(ValidationError::new(
-                    "metadata",
-                    format!("must be at most {MAX_METADATA_BYTES} bytes"),
-                )
-                .into());
-            }
-        }
+        validate_metadata(input.metadata.as_ref())?;
         let now = self.ports.clock.now();
         let webhook = Webhook {
             id: ids::new_id(ids::WEBHOOK, now),
@@ -76,8 +123,67 @@ impl Service {
             created_at: now,
             updated_at: now,
         };
-        self.ports.store.put_webhook(&webhook).await?;
+        self.ports.store.insert_webhook(&webhook).await?;
         Ok(webhook)
+    }
+
+    /// Applies a partial update. The flag says whether it set a token (the one response
+    /// besides create that shows it).
+    pub async fn update_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        patch: WebhookPatch,
+    ) -> ServiceResult<(Webhook, bool)> {
+        let mut webhook = self.get_webhook(account_id, webhook_id).await?;
+        if let Some(url) = not_null("url", patch.url)? {
+            webhook.url = validate_webhook_url("url", url.trim(), self.config.targets)?.to_string();
+        }
+        let event_type = not_null("type", patch.event_type)?;
+        let events = not_null("events", patch.events)?;
+        if event_type.is_some() || events.is_some() {
+            webhook.events = self.subscriptions(event_type, events).await?;
+        }
+        if let Some(active) = not_null("active", patch.active)? {
+            webhook.active = active;
+        }
+        if let Some(description) = patch.description {
+            validate_description(description.as_deref())?;
+            webhook.description = description;
+        }
+        if let Some(metadata) = patch.metadata {
+            validate_metadata(metadata.as_ref())?;
+            webhook.metadata = metadata;
+        }
+        let mut token_set = false;
+        if let Some(token) = patch.authorization_token {
+            if let Some(token) = &token {
+                validate_token(token)?;
+                token_set = true;
+            }
+            webhook.authorization_token = token;
+        }
+        webhook.updated_at = self.ports.clock.now();
+        if !self.ports.store.update_webhook(&webhook).await? {
+            return Err(ServiceError::NotFound("webhook"));
+        }
+        Ok((webhook, token_set))
+    }
+
+    /// Deletes a webhook and returns it. Its deliveries still in flight end `failed`.
+    pub async fn delete_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+    ) -> ServiceResult<Webhook> {
+        if !ids::has_prefix(webhook_id, ids::WEBHOOK) {
+            return Err(ServiceError::NotFound("webhook"));
+        }
+        self.ports
+            .store
+            .delete_webhook(account_id, webhook_id)
+            .await?
+            .ok_or(ServiceError::NotFound("webhook"))
     }
 
     /// One of the account's webhooks; another account's is simply not found.
@@ -92,8 +198,17 @@ impl Service {
             .ok_or(ServiceError::NotFound("webhook"))
     }
 
-    pub async fn list_webhooks(&self, account_id: &str) -> ServiceResult<Vec<Webhook>> {
-        Ok(self.ports.store.list_webhooks(account_id).await?)
+    pub async fn list_webhooks(
+        &self,
+        account_id: &str,
+        page: u32,
+        size: u32,
+    ) -> ServiceResult<Page<Webhook>> {
+        Ok(self
+            .ports
+            .store
+            .list_webhooks_page(account_id, page, size)
+            .await?)
     }
 
     /// The webhook's current `whsec_` signing secret.
@@ -105,12 +220,109 @@ impl Service {
         let webhook = self.get_webhook(account_id, webhook_id).await?;
         Ok(webhook.signing_secret().unwrap_or_default().to_string())
     }
+
+    /// Replaces the signing secret. The old one keeps signing for [`ROTATION_GRACE`], so
+    /// deliveries carry both signatures while receivers switch over.
+    pub async fn rotate_signing_secret(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        input: RotateSecret,
+    ) -> ServiceResult<()> {
+        let secret = match input.secret {
+            Some(secret) => {
+                validate_signing_secret("secret", &secret)?;
+                secret
+            }
+            None => generate_signing_secret(),
+        };
+        let mut webhook = self.get_webhook(account_id, webhook_id).await?;
+        let now = self.ports.clock.now();
+        let mut secrets = vec![SigningSecretEntry {
+            secret,
+            expires_at: None,
+        }];
+        secrets.extend(
+            webhook
+                .signing_secrets
+                .into_iter()
+                .map(|mut old| {
+                    old.expires_at = Some(
+                        old.expires_at
+                            .map_or(now + ROTATION_GRACE, |at| at.min(now + ROTATION_GRACE)),
+                    );
+                    old
+                })
+                .filter(|old| old.expires_at.is_some_and(|at| at > now)),
+        );
+        webhook.signing_secrets = secrets;
+        webhook.updated_at = now;
+        if !self.ports.store.update_webhook(&webhook).await? {
+            return Err(ServiceError::NotFound("webhook"));
+        }
+        Ok(())
+    }
+
+    /// Normalises `type` / `events[]` into the stored subscription list, checking each name
+    /// against the catalog (read only when a name is not built in).
+    async fn subscriptions(
+        &self,
+        event_type: Option<String>,
+        events: Option<Vec<String>>,
+    ) -> ServiceResult<Vec<String>> {
+        let needs_catalog = event_type
+            .iter()
+            .chain(events.iter().flatten())
+            .any(|name| {
+                let name = name.trim();
+                name != "*" && !is_built_in(name) && !is_built_in_namespace(name)
+            });
+        let catalog = if needs_catalog {
+            self.catalog().await?
+        } else {
+            Catalog::default()
+        };
+        Ok(subscriptions(event_type, events, &catalog)?)
+    }
+}
+
+fn is_built_in_namespace(pattern: &str) -> bool {
+    pattern
+        .strip_suffix(".*")
+        .is_some_and(|ns| Catalog::default().has_namespace(ns))
+}
+
+fn validate_description(description: Option<&str>) -> Result<(), ValidationError> {
+    match description {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION => Err(ValidationError::new(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn validate_metadata(metadata: Option<&serde_json::Value>) -> Result<(), ValidationError> {
+    let Some(metadata) = metadata else {
+        return Ok(());
+    };
+    if !metadata.is_object() {
+        return Err(ValidationError::new("metadata", "must be a JSON object"));
+    }
+    if metadata.to_string().len() > MAX_METADATA_BYTES {
+        return Err(ValidationError::new(
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// Normalises `type` / `events[]` into the stored subscription list.
 fn subscriptions(
     event_type: Option<String>,
     events: Option<Vec<String>>,
+    catalog: &Catalog,
 ) -> Result<Vec<String>, ValidationError> {
     let (field, raw) = match (event_type, events) {
         (Some(_), Some(_)) => {
@@ -148,7 +360,7 @@ fn subscriptions(
         } else {
             format!("events[{i}]")
         };
-        EventPattern::parse(&field, &name, is_built_in)?;
+        EventPattern::parse(&field, &name, catalog)?;
         if !out.contains(&name) {
             out.push(name);
         }
@@ -179,6 +391,7 @@ mod tests {
 
     #[test]
     fn subscriptions_take_type_or_events_and_name_the_bad_one() {
+        let subscriptions = |t, e| subscriptions(t, e, &Catalog::default());
         assert_eq!(
             subscriptions(Some("patient.created".into()), None).unwrap(),
             vec!["patient.created"]

@@ -7,9 +7,20 @@
 //! | webhook | `ACCT#<account>` | `WH#<id>` |
 //! | event | `ACCT#<account>` | `EVT#<id>` |
 //! | delivery | `ACCT#<account>` | `DLV#<id>` (ULID: time-ordered) |
+//! | API key reference (lists an account's keys) | `ACCT#<account>` | `KEY#<key id>` |
+//! | status counters of one day and shard | `ACCT#<account>` | `COUNT#<yyyymmdd>#<shard>` |
+//! | account list entry | `ACCOUNTS` | `ACCT#<id>` |
+//! | number of accounts | `ACCOUNTS` | `COUNT` |
+//! | registered event type | `EVENT_TYPES` | `TYPE#<name>` |
 //!
-//! The sparse GSI `due` (`dueShard`, `dueAt` epoch ms) holds every unfinished event fan-out
-//! and delivery: what the sweep reads. `expiresAt` (epoch s) is the TTL of events and deliveries.
+//! Sparse GSIs (only deliveries carry their keys, and only unfinished work carries `dueShard`):
+//! - `due` (`dueShard`, `dueAt` epoch ms): every unfinished event fan-out and delivery, what the
+//!   sweep reads;
+//! - `byWebhook` (`whKey` = `<account>#<webhook>`, `sk`), `byType` (`typeKey`, `sk`) and
+//!   `byStatus` (`statusKey`, `sk`): the log filters, newest first;
+//! - `byLastAttempt` (`pk`, `lastAttemptMs`): the log's last-retry time filters.
+//!
+//! `expiresAt` (epoch s) is the TTL of events, deliveries and counters.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -25,6 +36,23 @@ pub const DUE_INDEX: &str = "due";
 pub const DUE_SHARD: &str = "dueShard";
 pub const DUE_AT: &str = "dueAt";
 pub const EXPIRES_AT: &str = "expiresAt";
+pub const BY_WEBHOOK: &str = "byWebhook";
+pub const BY_TYPE: &str = "byType";
+pub const BY_STATUS: &str = "byStatus";
+pub const BY_LAST_ATTEMPT: &str = "byLastAttempt";
+pub const WEBHOOK_KEY: &str = "whKey";
+pub const TYPE_KEY: &str = "typeKey";
+pub const STATUS_KEY: &str = "statusKey";
+pub const LAST_ATTEMPT_MS: &str = "lastAttemptMs";
+/// What the log indexes carry besides keys: enough to filter on.
+pub const LOG_INDEX_ATTRIBUTES: [&str; 4] = ["webhookId", "eventType", "status", LAST_ATTEMPT_MS];
+/// The log GSIs: name, hash key, range key (and whether the range key is a number).
+pub const LOG_INDEXES: [(&str, &str, &str, bool); 4] = [
+    (BY_WEBHOOK, WEBHOOK_KEY, SK, false),
+    (BY_TYPE, TYPE_KEY, SK, false),
+    (BY_STATUS, STATUS_KEY, SK, false),
+    (BY_LAST_ATTEMPT, PK, LAST_ATTEMPT_MS, true),
+];
 /// Spreads the due index over a few partitions; the sweep reads them all.
 pub const DUE_SHARDS: u32 = 4;
 
@@ -58,6 +86,25 @@ pub async fn ensure_table(client: &Client, name: &str) -> Result<(), PortError> 
             .build()
             .map_err(err)
     };
+    let mut log_indexes = Vec::new();
+    for (index, hash, range, _) in LOG_INDEXES {
+        log_indexes.push(
+            GlobalSecondaryIndex::builder()
+                .index_name(index)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key(range, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .set_non_key_attributes(Some(
+                            LOG_INDEX_ATTRIBUTES.map(String::from).to_vec(),
+                        ))
+                        .build(),
+                )
+                .build()
+                .map_err(err)?,
+        );
+    }
     let created = client
         .create_table()
         .table_name(name)
@@ -68,6 +115,11 @@ pub async fn ensure_table(client: &Client, name: &str) -> Result<(), PortError> 
         .attribute_definitions(attr(SK, ScalarAttributeType::S)?)
         .attribute_definitions(attr(DUE_SHARD, ScalarAttributeType::S)?)
         .attribute_definitions(attr(DUE_AT, ScalarAttributeType::N)?)
+        .attribute_definitions(attr(WEBHOOK_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(TYPE_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(STATUS_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(LAST_ATTEMPT_MS, ScalarAttributeType::N)?)
+        .set_global_secondary_indexes(Some(log_indexes))
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(DUE_INDEX)

@@ -1,18 +1,25 @@
 //! The Store port on DynamoDB (one table, see `table`). Every read is a GetItem, a
 //! BatchGetItem or a Query on a key or index; nothing scans.
 
+mod accounts;
+mod counters;
+mod logs;
+mod webhooks;
+
 use crate::table::*;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, Select, WriteRequest,
-};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
-use hookline_model::{Account, ApiKeyRecord, Delivery, DeliveryJob, Event, Webhook, ids};
+use hookline_model::{
+    Account, ApiKeyRecord, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo,
+    StatusCounts, Webhook,
+};
 use hookline_service::PortError;
 use hookline_service::ports::{
-    AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, PortResult, Store,
+    AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortResult, Store,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,15 +38,19 @@ pub struct DynamoStore {
 
 const KIND_ACCOUNT: &str = "account";
 const KIND_KEY: &str = "key";
+const KIND_KEY_REF: &str = "keyRef";
+const KIND_ACCOUNT_ENTRY: &str = "accountEntry";
+const KIND_EVENT_TYPE: &str = "eventType";
 const KIND_WEBHOOK: &str = "webhook";
 const KIND_EVENT: &str = "event";
 const KIND_DELIVERY: &str = "delivery";
+const KIND_COUNTER: &str = "counter";
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: i64) -> AttributeValue {
+pub(crate) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
@@ -61,6 +72,12 @@ fn event_key(account_id: &str, id: &str) -> Item {
 }
 fn delivery_key(account_id: &str, id: &str) -> Item {
     key(account_pk(account_id), format!("DLV#{id}"))
+}
+fn names(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The due shard of an item, by a stable hash of its id.
@@ -124,17 +141,6 @@ impl DynamoStore {
         self.get(key).await?.map(from_item).transpose()
     }
 
-    async fn put(&self, item: Item) -> PortResult<()> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(sdk("PutItem"))?;
-        Ok(())
-    }
-
     /// BatchGetItem over any number of keys, retrying unprocessed keys.
     async fn batch_get(&self, keys: Vec<Item>) -> PortResult<Vec<Item>> {
         let mut found = Vec::new();
@@ -168,44 +174,6 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// BatchWriteItem of puts, retrying unprocessed items.
-    async fn batch_put(&self, items: Vec<Item>) -> PortResult<()> {
-        for chunk in items.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|item| {
-                    Ok(WriteRequest::builder()
-                        .put_request(
-                            PutRequest::builder()
-                                .set_item(Some(item.clone()))
-                                .build()
-                                .map_err(sdk("BatchWriteItem"))?,
-                        )
-                        .build())
-                })
-                .collect::<PortResult<_>>()?;
-            let mut backoff = Duration::from_millis(20);
-            while !requests.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(sdk("BatchWriteItem"))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut u| u.remove(&self.table))
-                    .unwrap_or_default();
-                if !requests.is_empty() {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Every item of a key condition, following pages.
     async fn query_all(
         &self,
@@ -235,45 +203,116 @@ impl DynamoStore {
         }
     }
 
-    /// The key condition, filter, names and values of a delivery-log query.
-    fn log_query_parts(
-        account_id: &str,
-        query: &DeliveryQuery,
-    ) -> (String, Option<String>, HashMap<String, String>, Item) {
-        let (low, high) = ids::id_bounds(ids::DELIVERY, query.created_from, query.created_to);
-        let mut names = HashMap::from([
-            ("#pk".to_string(), PK.to_string()),
-            ("#sk".to_string(), SK.to_string()),
-        ]);
-        let mut values = HashMap::from([
-            (":pk".to_string(), s(account_pk(account_id))),
-            (":low".to_string(), s(format!("DLV#{low}"))),
-            (":high".to_string(), s(format!("DLV#{high}"))),
-        ]);
-        let mut filters = Vec::new();
-        if let Some(webhook_id) = &query.webhook_id {
-            names.insert("#wh".into(), "webhookId".into());
-            values.insert(":wh".into(), s(webhook_id.as_str()));
-            filters.push("#wh = :wh");
+    /// Runs a transaction. Cancellations by a conflicting transaction are retried; a failed
+    /// condition is reported.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<Tx> {
+        let mut backoff = Duration::from_millis(10);
+        for _ in 0..8 {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(Tx::Done),
+                Err(e) => e,
+            };
+            let reasons: Option<Vec<Option<String>>> = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => Some(
+                    cancelled
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().map(String::from))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            let Some(reasons) = reasons else {
+                return Err(sdk("TransactWriteItems")(error));
+            };
+            if reasons
+                .iter()
+                .any(|code| code.as_deref() == Some("ConditionalCheckFailed"))
+            {
+                return Ok(Tx::ConditionFailed);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
         }
-        if let Some(event_type) = &query.event_type {
-            names.insert("#type".into(), "eventType".into());
-            values.insert(":type".into(), s(event_type.as_str()));
-            filters.push("#type = :type");
-        }
-        if let Some(status) = query.status {
-            names.insert("#status".into(), "status".into());
-            values.insert(":status".into(), s(status.as_str()));
-            filters.push("#status = :status");
-        }
-        let filter = (!filters.is_empty()).then(|| filters.join(" AND "));
-        (
-            "#pk = :pk AND #sk BETWEEN :low AND :high".to_string(),
-            filter,
-            names,
-            values,
-        )
+        Err(PortError(
+            "TransactWriteItems: still conflicting after retries".into(),
+        ))
     }
+
+    /// One page of an offset-paged list under `pk` whose sort keys start with `prefix`,
+    /// oldest first.
+    async fn query_prefix_page(
+        &self,
+        pk: String,
+        prefix: &str,
+        page: u32,
+        size: u32,
+    ) -> PortResult<Vec<Item>> {
+        let skip = page as usize * size as usize;
+        let mut seen = 0usize;
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(pk.as_str()))
+                .expression_attribute_values(":prefix", s(prefix))
+                .limit((skip + size as usize - seen).clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk("Query"))?;
+            for item in out.items.unwrap_or_default() {
+                if seen >= skip {
+                    items.push(item);
+                }
+                seen += 1;
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || items.len() >= size as usize {
+                items.truncate(size as usize);
+                return Ok(items);
+            }
+        }
+    }
+}
+
+/// How a transaction ended when it did not fail outright.
+pub(crate) enum Tx {
+    Done,
+    /// An action's condition failed; nothing was written.
+    ConditionFailed,
+}
+
+fn put_action(table: &str, item: Item, condition: Option<&str>) -> PortResult<TransactWriteItem> {
+    Ok(TransactWriteItem::builder()
+        .put(
+            Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .set_condition_expression(condition.map(String::from))
+                .build()
+                .map_err(sdk("TransactWriteItems"))?,
+        )
+        .build())
+}
+
+fn number_of(item: &Item, name: &str) -> u64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .map_or(0, |v| v.max(0) as u64)
 }
 
 fn is_conditional_failure<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
@@ -296,53 +335,63 @@ fn job_of(item: &Item) -> Option<DeliveryJob> {
 #[async_trait]
 impl Store for DynamoStore {
     async fn insert_account(&self, account: &Account, key: &ApiKeyRecord) -> PortResult<()> {
-        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
-        let put = |item: Item| -> PortResult<TransactWriteItem> {
-            Ok(TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(item))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(sdk("TransactWriteItems"))?,
-                )
-                .build())
-        };
-        self.client
-            .transact_write_items()
-            .transact_items(put(to_item(
-                account,
-                account_key(&account.id),
-                KIND_ACCOUNT,
-            )?)?)
-            .transact_items(put(to_item(key, api_key_key(&key.key_hash), KIND_KEY)?)?)
-            .send()
-            .await
-            .map_err(sdk("TransactWriteItems"))?;
-        Ok(())
+        accounts::insert_account(self, account, key).await
     }
 
     async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>> {
         self.get_as(account_key(account_id)).await
     }
 
+    async fn list_accounts(&self, page: u32, size: u32) -> PortResult<Page<Account>> {
+        accounts::list_accounts(self, page, size).await
+    }
+
+    async fn set_account_secret(&self, account_id: &str, secret: Option<&str>) -> PortResult<bool> {
+        accounts::set_account_secret(self, account_id, secret).await
+    }
+
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> PortResult<()> {
-        self.put(to_item(key, api_key_key(&key.key_hash), KIND_KEY)?)
-            .await
+        accounts::insert_api_key(self, key).await
     }
 
     async fn find_api_key(&self, key_hash: &str) -> PortResult<Option<ApiKeyRecord>> {
         self.get_as(api_key_key(key_hash)).await
     }
 
-    async fn put_webhook(&self, webhook: &Webhook) -> PortResult<()> {
-        self.put(to_item(
-            webhook,
-            webhook_key(&webhook.account_id, &webhook.id),
-            KIND_WEBHOOK,
-        )?)
-        .await
+    async fn list_api_keys(&self, account_id: &str) -> PortResult<Vec<ApiKeyRecord>> {
+        accounts::list_api_keys(self, account_id).await
+    }
+
+    async fn delete_api_key(&self, account_id: &str, key_id: &str) -> PortResult<bool> {
+        accounts::delete_api_key(self, account_id, key_id).await
+    }
+
+    async fn insert_event_type(&self, event_type: &EventTypeInfo) -> PortResult<bool> {
+        accounts::insert_event_type(self, event_type).await
+    }
+
+    async fn list_event_types(&self) -> PortResult<Vec<EventTypeInfo>> {
+        accounts::list_event_types(self).await
+    }
+
+    async fn get_event_type(&self, name: &str) -> PortResult<Option<EventTypeInfo>> {
+        self.get_as(accounts::event_type_key(name)).await
+    }
+
+    async fn insert_webhook(&self, webhook: &Webhook) -> PortResult<()> {
+        webhooks::insert_webhook(self, webhook).await
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> PortResult<bool> {
+        webhooks::update_webhook(self, webhook).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+    ) -> PortResult<Option<Webhook>> {
+        webhooks::delete_webhook(self, account_id, webhook_id).await
     }
 
     async fn get_webhook(&self, account_id: &str, webhook_id: &str) -> PortResult<Option<Webhook>> {
@@ -352,7 +401,7 @@ impl Store for DynamoStore {
     async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>> {
         self.query_all(
             "#pk = :pk AND begins_with(#sk, :prefix)",
-            HashMap::from([("#pk".into(), PK.into()), ("#sk".into(), SK.into())]),
+            names(&[("#pk", PK), ("#sk", SK)]),
             HashMap::from([
                 (":pk".into(), s(account_pk(account_id))),
                 (":prefix".into(), s("WH#")),
@@ -362,6 +411,15 @@ impl Store for DynamoStore {
         .into_iter()
         .map(from_item)
         .collect()
+    }
+
+    async fn list_webhooks_page(
+        &self,
+        account_id: &str,
+        page: u32,
+        size: u32,
+    ) -> PortResult<Page<Webhook>> {
+        webhooks::list_webhooks_page(self, account_id, page, size).await
     }
 
     async fn insert_event(
@@ -412,17 +470,7 @@ impl Store for DynamoStore {
         deliveries: &[Delivery],
         sweep_at: DateTime<Utc>,
     ) -> PortResult<()> {
-        let items = deliveries
-            .iter()
-            .map(|d| {
-                let mut item = to_item(d, delivery_key(&d.account_id, &d.id), KIND_DELIVERY)?;
-                item.insert(DUE_SHARD.into(), due_shard(&d.id));
-                item.insert(DUE_AT.into(), n(sweep_at.timestamp_millis()));
-                item.insert(EXPIRES_AT.into(), self.expires_at(d.created_at));
-                Ok(item)
-            })
-            .collect::<PortResult<Vec<_>>>()?;
-        self.batch_put(items).await?;
+        counters::insert_deliveries(self, deliveries, sweep_at).await?;
         // Only once every delivery is stored does the event leave the due index.
         self.client
             .update_item()
@@ -472,67 +520,10 @@ impl Store for DynamoStore {
 
     async fn record_attempt(
         &self,
-        account_id: &str,
-        delivery_id: &str,
+        delivery: &Delivery,
         record: &AttemptRecord,
-    ) -> PortResult<()> {
-        let attempt = serde_dynamo::to_attribute_value(&record.attempt)
-            .map_err(|e| PortError::new("encoding an attempt", e))?;
-        let mut set = vec![
-            "#status = :status",
-            "attempts = list_append(if_not_exists(attempts, :empty), :attempt)",
-            "lastAttemptAt = :at",
-        ];
-        let mut remove = Vec::new();
-        let mut values: Item = HashMap::from([
-            (":status".into(), s(record.status.as_str())),
-            (":empty".into(), AttributeValue::L(vec![])),
-            (":attempt".into(), AttributeValue::L(vec![attempt])),
-            (":at".into(), s(record.attempt.at.to_rfc3339())),
-        ]);
-        match record.attempt.status_code {
-            Some(code) => {
-                set.push("lastResponseStatus = :code");
-                values.insert(":code".into(), n(code as i64));
-            }
-            None => remove.push("lastResponseStatus"),
-        }
-        match record.next_attempt_at {
-            Some(at) => {
-                set.push("nextAttemptAt = :next");
-                values.insert(":next".into(), s(at.to_rfc3339()));
-            }
-            None => remove.push("nextAttemptAt"),
-        }
-        match record.sweep_at {
-            Some(at) => {
-                set.push("dueShard = :shard");
-                set.push("dueAt = :due");
-                values.insert(":shard".into(), due_shard(delivery_id));
-                values.insert(":due".into(), n(at.timestamp_millis()));
-            }
-            None => remove.extend(["dueShard", "dueAt"]),
-        }
-        let mut expression = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(delivery_key(account_id, delivery_id)))
-            .update_expression(expression)
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#status", "status")
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        match result {
-            // Expired or deleted meanwhile: nothing left to record.
-            Err(e) if is_conditional_failure(&e) => Ok(()),
-            other => other.map(|_| ()).map_err(sdk("UpdateItem")),
-        }
+    ) -> PortResult<bool> {
+        counters::record_attempt(self, delivery, record).await
     }
 
     async fn list_deliveries(
@@ -540,61 +531,11 @@ impl Store for DynamoStore {
         account_id: &str,
         query: &DeliveryQuery,
     ) -> PortResult<DeliveryPage> {
-        let (key_condition, filter, names, values) = Self::log_query_parts(account_id, query);
-        // The total: a COUNT query (keys only cross the wire).
-        let mut total = 0u64;
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression(&key_condition)
-                .set_filter_expression(filter.clone())
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .select(Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk("Query"))?;
-            total += out.count as u64;
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        // The page: newest first, skipping earlier pages.
-        let skip = query.page as u64 * query.size as u64;
-        let mut seen = 0u64;
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        while skip + (query.size as u64) > seen && seen < total {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression(&key_condition)
-                .set_filter_expression(filter.clone())
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk("Query"))?;
-            for item in out.items.unwrap_or_default() {
-                if seen >= skip && items.len() < query.size as usize {
-                    items.push(from_item(item)?);
-                }
-                seen += 1;
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(DeliveryPage { items, total })
+        logs::list_deliveries(self, account_id, query).await
+    }
+
+    async fn status_counts(&self, account_id: &str) -> PortResult<StatusCounts> {
+        counters::status_counts(self, account_id).await
     }
 
     async fn get_delivery(

@@ -1,0 +1,228 @@
+//! Accounts, their API keys, and the registered event types.
+
+use super::*;
+use aws_sdk_dynamodb::types::{Delete, Update};
+
+const ACCOUNTS_PK: &str = "ACCOUNTS";
+const EVENT_TYPES_PK: &str = "EVENT_TYPES";
+
+fn account_entry_key(id: &str) -> Item {
+    key(ACCOUNTS_PK.into(), format!("ACCT#{id}"))
+}
+fn account_count_key() -> Item {
+    key(ACCOUNTS_PK.into(), "COUNT".into())
+}
+fn key_ref_key(account_id: &str, key_id: &str) -> Item {
+    key(account_pk(account_id), format!("KEY#{key_id}"))
+}
+pub(super) fn event_type_key(name: &str) -> Item {
+    key(EVENT_TYPES_PK.into(), format!("TYPE#{name}"))
+}
+
+/// The account, its list entry, the account count and the first key, in one transaction.
+pub(super) async fn insert_account(
+    store: &DynamoStore,
+    account: &Account,
+    first_key: &ApiKeyRecord,
+) -> PortResult<()> {
+    let table = store.table.as_str();
+    let new = Some("attribute_not_exists(pk)");
+    let items = vec![
+        put_action(
+            table,
+            to_item(account, account_key(&account.id), KIND_ACCOUNT)?,
+            new,
+        )?,
+        put_action(
+            table,
+            to_item(account, account_entry_key(&account.id), KIND_ACCOUNT_ENTRY)?,
+            new,
+        )?,
+        TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(table)
+                    .set_key(Some(account_count_key()))
+                    .update_expression("ADD #total :one")
+                    .expression_attribute_names("#total", "total")
+                    .expression_attribute_values(":one", n(1))
+                    .build()
+                    .map_err(sdk("TransactWriteItems"))?,
+            )
+            .build(),
+        put_action(
+            table,
+            to_item(first_key, api_key_key(&first_key.key_hash), KIND_KEY)?,
+            new,
+        )?,
+        put_action(
+            table,
+            to_item(
+                first_key,
+                key_ref_key(&account.id, &first_key.id),
+                KIND_KEY_REF,
+            )?,
+            new,
+        )?,
+    ];
+    match store.transact(items).await? {
+        Tx::Done => Ok(()),
+        Tx::ConditionFailed => Err(PortError("account or key id already taken".into())),
+    }
+}
+
+pub(super) async fn list_accounts(
+    store: &DynamoStore,
+    page: u32,
+    size: u32,
+) -> PortResult<Page<Account>> {
+    let total = store
+        .get(account_count_key())
+        .await?
+        .map_or(0, |item| number_of(&item, "total"));
+    let items = store
+        .query_prefix_page(ACCOUNTS_PK.into(), "ACCT#", page, size)
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect::<PortResult<_>>()?;
+    Ok(Page { items, total })
+}
+
+pub(super) async fn set_account_secret(
+    store: &DynamoStore,
+    account_id: &str,
+    secret: Option<&str>,
+) -> PortResult<bool> {
+    let update = store
+        .client
+        .update_item()
+        .table_name(&store.table)
+        .set_key(Some(account_key(account_id)))
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_names("#secret", "webhookSecret");
+    let update = match secret {
+        Some(secret) => update
+            .update_expression("SET #secret = :secret")
+            .expression_attribute_values(":secret", s(secret)),
+        None => update.update_expression("REMOVE #secret"),
+    };
+    match update.send().await {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(sdk("UpdateItem")(e)),
+    }
+}
+
+/// The key's hash item (what authentication reads) and, for an account's key, the reference
+/// that lists it under the account.
+pub(super) async fn insert_api_key(store: &DynamoStore, record: &ApiKeyRecord) -> PortResult<()> {
+    let table = store.table.as_str();
+    let new = Some("attribute_not_exists(pk)");
+    let mut items = vec![put_action(
+        table,
+        to_item(record, api_key_key(&record.key_hash), KIND_KEY)?,
+        new,
+    )?];
+    if record.account_id != hookline_service::accounts::ADMIN_ACCOUNT {
+        items.push(put_action(
+            table,
+            to_item(
+                record,
+                key_ref_key(&record.account_id, &record.id),
+                KIND_KEY_REF,
+            )?,
+            new,
+        )?);
+    }
+    match store.transact(items).await? {
+        Tx::Done => Ok(()),
+        Tx::ConditionFailed => Err(PortError("API key already stored".into())),
+    }
+}
+
+pub(super) async fn list_api_keys(
+    store: &DynamoStore,
+    account_id: &str,
+) -> PortResult<Vec<ApiKeyRecord>> {
+    store
+        .query_all(
+            "#pk = :pk AND begins_with(#sk, :prefix)",
+            names(&[("#pk", PK), ("#sk", SK)]),
+            HashMap::from([
+                (":pk".into(), s(account_pk(account_id))),
+                (":prefix".into(), s("KEY#")),
+            ]),
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
+}
+
+pub(super) async fn delete_api_key(
+    store: &DynamoStore,
+    account_id: &str,
+    key_id: &str,
+) -> PortResult<bool> {
+    let Some(record) = store
+        .get_as::<ApiKeyRecord>(key_ref_key(account_id, key_id))
+        .await?
+    else {
+        return Ok(false);
+    };
+    let delete = |key: Item| -> PortResult<TransactWriteItem> {
+        Ok(TransactWriteItem::builder()
+            .delete(
+                Delete::builder()
+                    .table_name(&store.table)
+                    .set_key(Some(key))
+                    .build()
+                    .map_err(sdk("TransactWriteItems"))?,
+            )
+            .build())
+    };
+    store
+        .transact(vec![
+            delete(api_key_key(&record.key_hash))?,
+            delete(key_ref_key(account_id, key_id))?,
+        ])
+        .await?;
+    Ok(true)
+}
+
+pub(super) async fn insert_event_type(
+    store: &DynamoStore,
+    event_type: &EventTypeInfo,
+) -> PortResult<bool> {
+    let result = store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(to_item(
+            event_type,
+            event_type_key(&event_type.name),
+            KIND_EVENT_TYPE,
+        )?))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(sdk("PutItem")(e)),
+    }
+}
+
+pub(super) async fn list_event_types(store: &DynamoStore) -> PortResult<Vec<EventTypeInfo>> {
+    store
+        .query_all(
+            "#pk = :pk",
+            names(&[("#pk", PK)]),
+            HashMap::from([(":pk".into(), s(EVENT_TYPES_PK))]),
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
+}

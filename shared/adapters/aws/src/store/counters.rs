@@ -1,0 +1,262 @@
+//! Deliveries and the per-status counters that move with them.
+//!
+//! Every status change of a delivery and its counter update are one transaction, so the counts
+//! stay exact through duplicates and crashes. Counters are kept per creation day and shard
+//! (`COUNT#<yyyymmdd>#<shard>`): shards spread a busy account's writes, and a day's counters
+//! expire with that day's deliveries, so the counts cover what the logs still hold.
+
+use super::*;
+use aws_sdk_dynamodb::types::Update;
+use std::collections::BTreeMap;
+
+/// Counter items per account and day.
+const COUNTER_SHARDS: u32 = 16;
+/// Deliveries per fan-out transaction (each with its counter updates, within the 100 limit).
+const INSERT_CHUNK: usize = 50;
+
+fn counter_sk(created_at: DateTime<Utc>, delivery_id: &str) -> String {
+    let hash = delivery_id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    format!(
+        "COUNT#{}#{:02}",
+        created_at.format("%Y%m%d"),
+        hash % COUNTER_SHARDS
+    )
+}
+
+fn status_key(account_id: &str, status: DeliveryStatus) -> AttributeValue {
+    s(format!("{account_id}#{}", status.as_str()))
+}
+
+impl DynamoStore {
+    /// An update adding `deltas` (status, change) to one counter item.
+    fn counter_action(
+        &self,
+        account_id: &str,
+        sk: String,
+        created_at: DateTime<Utc>,
+        deltas: &[(DeliveryStatus, i64)],
+    ) -> PortResult<TransactWriteItem> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(account_pk(account_id), sk)))
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":kind", s(KIND_COUNTER))
+            // The day's counters outlive the day's deliveries by a day.
+            .expression_attribute_values(
+                ":expires",
+                self.expires_at(created_at + chrono::Duration::days(1)),
+            );
+        let mut adds = Vec::new();
+        for (i, (status, delta)) in deltas.iter().enumerate() {
+            update = update
+                .expression_attribute_names(format!("#s{i}"), status.as_str())
+                .expression_attribute_values(format!(":d{i}"), n(*delta));
+            adds.push(format!("#s{i} :d{i}"));
+        }
+        Ok(TransactWriteItem::builder()
+            .update(
+                update
+                    .update_expression(format!(
+                        "SET kind = :kind, #expires = if_not_exists(#expires, :expires) ADD {}",
+                        adds.join(", ")
+                    ))
+                    .build()
+                    .map_err(sdk("TransactWriteItems"))?,
+            )
+            .build())
+    }
+
+    fn delivery_item(&self, delivery: &Delivery, sweep_at: DateTime<Utc>) -> PortResult<Item> {
+        let mut item = to_item(
+            delivery,
+            delivery_key(&delivery.account_id, &delivery.id),
+            KIND_DELIVERY,
+        )?;
+        item.insert(DUE_SHARD.into(), due_shard(&delivery.id));
+        item.insert(DUE_AT.into(), n(sweep_at.timestamp_millis()));
+        item.insert(EXPIRES_AT.into(), self.expires_at(delivery.created_at));
+        item.insert(
+            WEBHOOK_KEY.into(),
+            s(format!("{}#{}", delivery.account_id, delivery.webhook_id)),
+        );
+        item.insert(
+            TYPE_KEY.into(),
+            s(format!("{}#{}", delivery.account_id, delivery.event_type)),
+        );
+        item.insert(
+            STATUS_KEY.into(),
+            status_key(&delivery.account_id, delivery.status),
+        );
+        Ok(item)
+    }
+
+    /// Stores `deliveries` that do not exist yet and counts them, in one transaction.
+    /// Returns the indexes of those that already existed when that made it fail.
+    async fn insert_counted(
+        &self,
+        deliveries: &[&Delivery],
+        sweep_at: DateTime<Utc>,
+    ) -> PortResult<Tx> {
+        let mut actions = Vec::with_capacity(deliveries.len() + 4);
+        let mut buckets: BTreeMap<(String, String), (DateTime<Utc>, i64)> = BTreeMap::new();
+        for delivery in deliveries {
+            actions.push(put_action(
+                &self.table,
+                self.delivery_item(delivery, sweep_at)?,
+                Some("attribute_not_exists(pk)"),
+            )?);
+            let bucket = buckets
+                .entry((
+                    delivery.account_id.clone(),
+                    counter_sk(delivery.created_at, &delivery.id),
+                ))
+                .or_insert((delivery.created_at, 0));
+            bucket.1 += 1;
+        }
+        for ((account_id, sk), (created_at, count)) in buckets {
+            actions.push(self.counter_action(
+                &account_id,
+                sk,
+                created_at,
+                &[(DeliveryStatus::Pending, count)],
+            )?);
+        }
+        self.transact(actions).await
+    }
+}
+
+/// Stores a fan-out's deliveries. A re-run (the sweep finishing an interrupted fan-out)
+/// skips those already stored, so none is reset and none counted twice.
+pub(super) async fn insert_deliveries(
+    store: &DynamoStore,
+    deliveries: &[Delivery],
+    sweep_at: DateTime<Utc>,
+) -> PortResult<()> {
+    for chunk in deliveries.chunks(INSERT_CHUNK) {
+        let chunk: Vec<&Delivery> = chunk.iter().collect();
+        if let Tx::ConditionFailed = store.insert_counted(&chunk, sweep_at).await? {
+            // Some exist already: store the rest one by one.
+            for delivery in chunk {
+                store.insert_counted(&[delivery], sweep_at).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn record_attempt(
+    store: &DynamoStore,
+    delivery: &Delivery,
+    record: &AttemptRecord,
+) -> PortResult<bool> {
+    let attempt = serde_dynamo::to_attribute_value(&record.attempt)
+        .map_err(|e| PortError::new("encoding an attempt", e))?;
+    let mut set = vec![
+        "#status = :status",
+        "statusKey = :statusKey",
+        "attempts = list_append(if_not_exists(attempts, :empty), :attempt)",
+        "lastAttemptAt = :at",
+        "lastAttemptMs = :atMs",
+    ];
+    let mut remove = Vec::new();
+    let mut values: Item = HashMap::from([
+        (":status".into(), s(record.status.as_str())),
+        (":prev".into(), s(delivery.status.as_str())),
+        (
+            ":statusKey".into(),
+            status_key(&delivery.account_id, record.status),
+        ),
+        (":empty".into(), AttributeValue::L(vec![])),
+        (":attempt".into(), AttributeValue::L(vec![attempt])),
+        (":at".into(), s(record.attempt.at.to_rfc3339())),
+        (":atMs".into(), n(record.attempt.at.timestamp_millis())),
+    ]);
+    match record.attempt.status_code {
+        Some(code) => {
+            set.push("lastResponseStatus = :code");
+            values.insert(":code".into(), n(code as i64));
+        }
+        None => remove.push("lastResponseStatus"),
+    }
+    match record.next_attempt_at {
+        Some(at) => {
+            set.push("nextAttemptAt = :next");
+            values.insert(":next".into(), s(at.to_rfc3339()));
+        }
+        None => remove.push("nextAttemptAt"),
+    }
+    match record.sweep_at {
+        Some(at) => {
+            set.push("dueShard = :shard");
+            set.push("dueAt = :due");
+            values.insert(":shard".into(), due_shard(&delivery.id));
+            values.insert(":due".into(), n(at.timestamp_millis()));
+        }
+        None => remove.extend(["dueShard", "dueAt"]),
+    }
+    let mut expression = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    let update = Update::builder()
+        .table_name(&store.table)
+        .set_key(Some(delivery_key(&delivery.account_id, &delivery.id)))
+        .update_expression(expression)
+        // Only from the status it was loaded in: a concurrent duplicate records nothing.
+        .condition_expression("#status = :prev")
+        .expression_attribute_names("#status", "status")
+        .set_expression_attribute_values(Some(values))
+        .build()
+        .map_err(sdk("TransactWriteItems"))?;
+    let mut actions = vec![TransactWriteItem::builder().update(update).build()];
+    if record.status != delivery.status {
+        actions.push(store.counter_action(
+            &delivery.account_id,
+            counter_sk(delivery.created_at, &delivery.id),
+            delivery.created_at,
+            &[(delivery.status, -1), (record.status, 1)],
+        )?);
+    }
+    Ok(matches!(store.transact(actions).await?, Tx::Done))
+}
+
+pub(super) async fn status_counts(
+    store: &DynamoStore,
+    account_id: &str,
+) -> PortResult<StatusCounts> {
+    // Only the days whose deliveries are still kept.
+    let oldest = Utc::now() - store.retention;
+    let items = store
+        .query_all(
+            "#pk = :pk AND #sk BETWEEN :low AND :high",
+            names(&[("#pk", PK), ("#sk", SK)]),
+            HashMap::from([
+                (":pk".into(), s(account_pk(account_id))),
+                (
+                    ":low".into(),
+                    s(format!("COUNT#{}", oldest.format("%Y%m%d"))),
+                ),
+                (":high".into(), s("COUNT#~")),
+            ]),
+        )
+        .await?;
+    let mut sums = [0i64; 4];
+    for item in &items {
+        for (sum, status) in sums.iter_mut().zip(DeliveryStatus::ALL) {
+            *sum += item
+                .get(status.as_str())
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    let [pending, retrying, delivered, failed] = sums.map(|v| v.max(0) as u64);
+    Ok(StatusCounts {
+        pending,
+        retrying,
+        delivered,
+        failed,
+    })
+}

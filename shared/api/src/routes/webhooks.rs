@@ -1,0 +1,84 @@
+//! Webhooks (account).
+
+use super::{ApiResult, Errors, PageParams};
+use crate::auth::AccountCaller;
+use crate::extract::{Body, Ids, Params};
+use crate::views::{Paged, WebhookView};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use hookline_service::Service;
+use hookline_service::webhooks::{NewWebhook, WebhookPatch};
+
+/// Creates a webhook. The response is the only one, besides a PATCH that sets it, showing
+/// the `authorizationToken`.
+#[utoipa::path(post, path = "/webhook", tag = "webhooks", request_body = NewWebhook,
+    responses((status = 201, body = WebhookView, description = "Created"), Errors))]
+pub async fn create_webhook(
+    State(service): State<Service>,
+    AccountCaller(account_id): AccountCaller,
+    Body(input): Body<NewWebhook>,
+) -> ApiResult<(StatusCode, Json<WebhookView>)> {
+    let webhook = service.create_webhook(&account_id, input).await?;
+    Ok((StatusCode::CREATED, Json(WebhookView::with_token(webhook))))
+}
+
+/// Lists the account's webhooks, oldest first.
+#[utoipa::path(get, path = "/webhook", tag = "webhooks", params(PageParams),
+    responses((status = 200, body = Paged<WebhookView>, description = "A page of webhooks"), Errors))]
+pub async fn list_webhooks(
+    State(service): State<Service>,
+    AccountCaller(account_id): AccountCaller,
+    Params(params): Params<PageParams>,
+) -> ApiResult<Json<Paged<WebhookView>>> {
+    let (page, size) = params.parse()?;
+    let webhooks = service.list_webhooks(&account_id, page, size).await?;
+    let content = webhooks.items.into_iter().map(WebhookView::of).collect();
+    Ok(Json(Paged::new(content, page, size, webhooks.total)))
+}
+
+/// One webhook.
+#[utoipa::path(get, path = "/webhook/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 200, body = WebhookView, description = "The webhook"), Errors))]
+pub async fn get_webhook(
+    State(service): State<Service>,
+    AccountCaller(account_id): AccountCaller,
+    Ids(id): Ids<String>,
+) -> ApiResult<Json<WebhookView>> {
+    Ok(Json(WebhookView::of(
+        service.get_webhook(&account_id, &id).await?,
+    )))
+}
+
+/// Changes the fields given; `null` clears `description`, `metadata` or `authorizationToken`.
+#[utoipa::path(patch, path = "/webhook/{id}", tag = "webhooks", request_body = WebhookPatch,
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 200, body = WebhookView, description = "The updated webhook; with the token only when this request set it"), Errors))]
+pub async fn update_webhook(
+    State(service): State<Service>,
+    AccountCaller(account_id): AccountCaller,
+    Ids(id): Ids<String>,
+    Body(patch): Body<WebhookPatch>,
+) -> ApiResult<Json<WebhookView>> {
+    let (webhook, token_set) = service.update_webhook(&account_id, &id, patch).await?;
+    Ok(Json(if token_set {
+        WebhookView::with_token(webhook)
+    } else {
+        WebhookView::of(webhook)
+    }))
+}
+
+/// Deletes a webhook and returns it.
+#[utoipa::path(delete, path = "/webhook/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 200, body = WebhookView, description = "The deleted webhook"), Errors))]
+pub async fn delete_webhook(
+    State(service): State<Service>,
+    AccountCaller(account_id): AccountCaller,
+    Ids(id): Ids<String>,
+) -> ApiResult<Json<WebhookView>> {
+    Ok(Json(WebhookView::of(
+        service.delete_webhook(&account_id, &id).await?,
+    )))
+}
