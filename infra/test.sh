@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test on a machine that has only Rust and Python: installs the Python tools,
-# lints the SAM template, starts moto, runs the whole Rust test suite, stops moto.
+# lints the SAM template, starts moto, runs the whole Rust test suite, stops moto, then fuzzes
+# the local server's API against its OpenAPI document with schemathesis.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-echo "== Python tools (moto, cfn-lint) =="
+echo "== Python tools (moto, cfn-lint, schemathesis) =="
 infra/python-tools.sh
 
 echo "== cfn-lint template.yaml =="
@@ -19,3 +20,7 @@ export HOOKLINE_TEST_MOTO_ENDPOINT="http://127.0.0.1:$port"
 
 echo "== cargo test =="
 cargo test --workspace --locked "$@"
+
+echo "== schemathesis against hookline serve =="
+# cargo test built the local binary for its end-to-end tests.
+infra/schemathesis.sh "$root/target/debug/hookline"

@@ -12,6 +12,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         license(name = "Apache-2.0")
     ),
     security(("apiKey" = []), ("bearer" = [])),
+    components(schemas(crate::views::ErrorBody, crate::views::ErrorDetail)),
     tags(
         (name = "accounts", description = "Customer accounts and their API keys (admin)"),
         (name = "event types", description = "The event-type catalog (admin)"),
