@@ -62,13 +62,26 @@ pub fn account_pk(account_id: &str) -> String {
 
 /// Creates the table (and its TTL) if it is missing. Lambda gets it from `template.yaml`.
 pub async fn ensure_table(client: &Client, name: &str) -> Result<(), PortError> {
-    if client
-        .describe_table()
-        .table_name(name)
-        .send()
-        .await
-        .is_ok()
-    {
+    if let Ok(existing) = client.describe_table().table_name(name).send().await {
+        // Data from before an index existed is not migrated (pre-release): say so plainly
+        // instead of failing on the first query that needs it.
+        let indexes: Vec<&str> = existing
+            .table()
+            .map(|t| t.global_secondary_indexes())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| i.index_name())
+            .collect();
+        let missing: Vec<&str> = std::iter::once(DUE_INDEX)
+            .chain(LOG_INDEXES.iter().map(|(index, ..)| *index))
+            .filter(|index| !indexes.contains(index))
+            .collect();
+        if !missing.is_empty() {
+            return Err(PortError(format!(
+                "table '{name}' lacks the indexes {missing:?}: it was made by an older Hookline; \
+                 start with a new data directory"
+            )));
+        }
         return Ok(());
     }
     let err = |e| PortError::new("creating the table", e);
