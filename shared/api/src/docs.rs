@@ -19,7 +19,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         (name = "events", description = "Publishing events (admin)"),
         (name = "webhooks", description = "Webhook endpoints (account)"),
         (name = "secrets", description = "Account webhook secret and signing secrets (account)"),
-        (name = "logs", description = "Delivery logs and counts (account)"),
+        (name = "logs", description = "Delivery logs, counts and manual retries (account)"),
+        (name = "test events", description = "Sample events sent to your own webhooks (account)"),
         (name = "meta", description = "Health and this document")
     )
 )]

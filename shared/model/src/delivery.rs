@@ -87,6 +87,10 @@ pub struct Delivery {
     pub last_attempt_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Attempts made before the current round: a manual retry starts a new round of the retry
+    /// schedule while the earlier attempts stay in the log.
+    #[serde(default)]
+    pub round_start: u32,
 }
 
 impl Delivery {
@@ -105,7 +109,13 @@ impl Delivery {
             last_response_status: None,
             last_attempt_at: None,
             next_attempt_at: None,
+            round_start: 0,
         }
+    }
+
+    /// Attempts in the current round (what the retry schedule counts).
+    pub fn round_attempts(&self) -> u32 {
+        (self.attempts.len() as u32).saturating_sub(self.round_start)
     }
 
     /// Impilo's `retryAttempts`: attempts after the first.

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod keys;
 pub mod limits;
 pub mod retry;
+pub mod samples;
 pub mod signing;
 pub mod types;
 pub mod url_check;

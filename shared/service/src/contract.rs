@@ -676,6 +676,57 @@ pub async fn store_contract(store: &dyn Store) {
         1,
         "a status-only total comes from the counters"
     );
+
+    // A manual retry: back to pending for a new round, counted, due for the sweep; once.
+    let later = now + Duration::seconds(3600);
+    assert!(store.requeue_delivery(&done, later).await.unwrap());
+    let requeued = store.get_delivery(&acct.id, &d1.id).await.unwrap().unwrap();
+    assert_eq!(requeued.status, DeliveryStatus::Pending);
+    assert_eq!(requeued.round_start, 2);
+    assert_eq!(requeued.round_attempts(), 0);
+    assert_eq!(
+        requeued.attempts.len(),
+        2,
+        "earlier attempts stay in the log"
+    );
+    assert_eq!(requeued.next_attempt_at, None);
+    assert!(
+        !store.requeue_delivery(&done, later).await.unwrap(),
+        "a second retry of the same state does nothing"
+    );
+    assert_eq!(
+        store.status_counts(&acct.id).await.unwrap(),
+        StatusCounts {
+            pending: 2,
+            ..Default::default()
+        }
+    );
+    assert!(
+        due_of(store, &acct.id, later)
+            .await
+            .contains(&DueItem::Delivery {
+                job: d1.job(),
+                next_attempt_at: None
+            })
+    );
+
+    // Deactivation (410 Gone).
+    assert!(
+        store
+            .deactivate_webhook(&acct.id, &wh2.id, later)
+            .await
+            .unwrap()
+    );
+    let gone = store.get_webhook(&acct.id, &wh2.id).await.unwrap().unwrap();
+    assert!(!gone.active);
+    assert_eq!(gone.updated_at, later);
+    assert!(
+        !store
+            .deactivate_webhook(&other.id, &wh2.id, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_webhook(&other.id, &wh2.id).await.unwrap(), None);
 }
 
 fn rand_ms() -> i64 {

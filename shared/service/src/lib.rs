@@ -9,9 +9,12 @@ pub mod deliver;
 pub mod error;
 pub mod event_types;
 pub mod logs;
+pub mod ping;
 pub mod ports;
 pub mod publish;
+pub mod retries;
 pub mod sweep;
+pub mod test_events;
 pub mod webhooks;
 
 pub use config::{Config, Mode};

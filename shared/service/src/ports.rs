@@ -116,6 +116,13 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_webhook(&self, webhook: &Webhook) -> PortResult<()>;
     /// Replaces a stored webhook; false when it no longer exists.
     async fn update_webhook(&self, webhook: &Webhook) -> PortResult<bool>;
+    /// Marks a webhook inactive (its endpoint answered 410 Gone); false when it is gone.
+    async fn deactivate_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        at: DateTime<Utc>,
+    ) -> PortResult<bool>;
     /// Deletes a webhook and returns it; `None` when there was none.
     async fn delete_webhook(
         &self,
@@ -158,6 +165,13 @@ pub trait Store: Send + Sync + 'static {
     /// `delivery.status` (a concurrent duplicate got there first) or it is gone.
     async fn record_attempt(&self, delivery: &Delivery, record: &AttemptRecord)
     -> PortResult<bool>;
+    /// Puts a finished delivery (as loaded) back to `pending` for a new round of attempts, due
+    /// for the sweep at `sweep_at`, moving the counters. False when its stored state moved on.
+    async fn requeue_delivery(
+        &self,
+        delivery: &Delivery,
+        sweep_at: DateTime<Utc>,
+    ) -> PortResult<bool>;
     async fn list_deliveries(
         &self,
         account_id: &str,

@@ -98,11 +98,9 @@ impl Service {
             .store
             .insert_deliveries(event, &deliveries, self.sweep_time(now))
             .await?;
-        let jobs: Vec<_> = deliveries.iter().map(Delivery::job).collect();
-        if let Err(error) = self.ports.queue.enqueue(&jobs).await {
-            // Stored and due for the sweep: accepted, so not an error for the publisher.
-            tracing::warn!(event_id = %event.id, %error, "enqueue failed; the sweep will deliver");
-        }
+        // Stored and due for the sweep: a failed enqueue is not an error for the publisher.
+        self.enqueue_or_leave_to_sweep(deliveries.iter().map(Delivery::job).collect())
+            .await;
         Ok(deliveries.len() as u32)
     }
 

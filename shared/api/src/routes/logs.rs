@@ -3,15 +3,17 @@
 use super::{ApiResult, Errors, paging, time_param};
 use crate::ApiError;
 use crate::auth::AccountCaller;
-use crate::extract::{Ids, Params};
+use crate::extract::{Ids, OptionalBody, Params};
 use crate::views::{LogView, Paged, StatusCountsView};
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use hookline_model::DeliveryStatus;
 use hookline_service::Service;
 use hookline_service::ports::DeliveryQuery;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use hookline_service::retries::RetryFilter;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// The log filters (Impilo's four time filters and more); all optional.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -109,4 +111,58 @@ pub async fn status_counts(
     Ok(Json(StatusCountsView::of(
         service.status_counts(&account_id).await?,
     )))
+}
+
+/// Sends a finished (failed or delivered) delivery again, starting a new round of retries.
+#[utoipa::path(post, path = "/webhook/logs/{id}/retry", tag = "logs",
+    params(("id" = String, Path, description = "Delivery id")),
+    responses((status = 202, body = LogView, description = "Queued again; the delivery as it is now"), Errors))]
+pub async fn retry_log(
+    State(service): State<Service>,
+    AccountCaller(account_id): AccountCaller,
+    Ids(id): Ids<String>,
+) -> ApiResult<(StatusCode, Json<LogView>)> {
+    let delivery = service.retry_delivery(&account_id, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(LogView::of(delivery, None, false)),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryFailedBody {
+    /// Only this webhook's failed deliveries.
+    webhook_id: Option<String>,
+    /// Only deliveries created at or after this time (RFC 3339).
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    since: Option<String>,
+    /// Only deliveries created at or before this time (RFC 3339).
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    until: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RetriedView {
+    /// How many failed deliveries were queued again (at most 10,000 per request).
+    retried: u32,
+}
+
+/// Sends every failed delivery again (of active webhooks), optionally of one webhook and
+/// within a creation-time range.
+#[utoipa::path(post, path = "/webhook/retry", tag = "logs",
+    request_body(content = Option<RetryFailedBody>, description = "Optional filters; an empty body retries every failed delivery"),
+    responses((status = 202, body = RetriedView, description = "Queued again"), Errors))]
+pub async fn retry_failed(
+    State(service): State<Service>,
+    AccountCaller(account_id): AccountCaller,
+    OptionalBody(input): OptionalBody<RetryFailedBody>,
+) -> ApiResult<(StatusCode, Json<RetriedView>)> {
+    let filter = RetryFilter {
+        webhook_id: input.webhook_id,
+        since: time_param("since", &input.since)?,
+        until: time_param("until", &input.until)?,
+    };
+    let retried = service.retry_failed(&account_id, filter).await?;
+    Ok((StatusCode::ACCEPTED, Json(RetriedView { retried })))
 }

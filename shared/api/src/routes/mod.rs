@@ -6,6 +6,7 @@ mod event_types;
 mod events;
 mod logs;
 mod secrets;
+mod test_events;
 mod webhooks;
 
 use crate::ApiError;
@@ -41,6 +42,7 @@ pub fn api_v3() -> OpenApiRouter<Service> {
             webhooks::update_webhook,
             webhooks::delete_webhook
         ))
+        .routes(routes!(webhooks::ping_webhook))
         .routes(routes!(event_types::webhook_types))
         .routes(routes!(secrets::signing_secret))
         .routes(routes!(secrets::rotate_signing_secret))
@@ -51,7 +53,11 @@ pub fn api_v3() -> OpenApiRouter<Service> {
         ))
         .routes(routes!(logs::list_logs))
         .routes(routes!(logs::get_log))
+        .routes(routes!(logs::retry_log))
+        .routes(routes!(logs::retry_failed))
         .routes(routes!(logs::status_counts))
+        .routes(routes!(test_events::test_event))
+        .routes(routes!(test_events::test_reading))
         .routes(routes!(openapi_json))
 }
 

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_service::Service;
+use hookline_service::ping::PingResult;
 use hookline_service::webhooks::{NewWebhook, WebhookPatch};
 
 /// Creates a webhook. The response is the only one, besides a PATCH that sets it, showing
@@ -81,4 +82,17 @@ pub async fn delete_webhook(
     Ok(Json(WebhookView::of(
         service.delete_webhook(&account_id, &id).await?,
     )))
+}
+
+/// Sends `{"ping":"<random>"}` to the webhook now and reports whether it answered
+/// `{"pong":"<same>"}`.
+#[utoipa::path(post, path = "/webhook/{id}/ping", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses((status = 200, body = PingResult, description = "What the endpoint answered"), Errors))]
+pub async fn ping_webhook(
+    State(service): State<Service>,
+    AccountCaller(account_id): AccountCaller,
+    Ids(id): Ids<String>,
+) -> ApiResult<Json<PingResult>> {
+    Ok(Json(service.ping(&account_id, &id).await?))
 }

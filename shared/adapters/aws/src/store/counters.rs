@@ -222,6 +222,42 @@ pub(super) async fn record_attempt(
     Ok(matches!(store.transact(actions).await?, Tx::Done))
 }
 
+pub(super) async fn requeue_delivery(
+    store: &DynamoStore,
+    delivery: &Delivery,
+    sweep_at: DateTime<Utc>,
+) -> PortResult<bool> {
+    let update = Update::builder()
+        .table_name(&store.table)
+        .set_key(Some(delivery_key(&delivery.account_id, &delivery.id)))
+        .update_expression(
+            "SET #status = :pending, statusKey = :statusKey, roundStart = :round, \
+             dueShard = :shard, dueAt = :due REMOVE nextAttemptAt",
+        )
+        // Only from the state it was loaded in, so two retries of it requeue it once.
+        .condition_expression("#status = :prev AND size(attempts) = :round")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()))
+        .expression_attribute_values(":prev", s(delivery.status.as_str()))
+        .expression_attribute_values(
+            ":statusKey",
+            status_key(&delivery.account_id, DeliveryStatus::Pending),
+        )
+        .expression_attribute_values(":round", n(delivery.attempts.len() as i64))
+        .expression_attribute_values(":shard", due_shard(&delivery.id))
+        .expression_attribute_values(":due", n(sweep_at.timestamp_millis()))
+        .build()
+        .map_err(sdk("TransactWriteItems"))?;
+    let counter = store.counter_action(
+        &delivery.account_id,
+        counter_sk(delivery.created_at, &delivery.id),
+        delivery.created_at,
+        &[(delivery.status, -1), (DeliveryStatus::Pending, 1)],
+    )?;
+    let actions = vec![TransactWriteItem::builder().update(update).build(), counter];
+    Ok(matches!(store.transact(actions).await?, Tx::Done))
+}
+
 pub(super) async fn status_counts(
     store: &DynamoStore,
     account_id: &str,

@@ -231,11 +231,23 @@ impl DynamoStore {
             let Some(reasons) = reasons else {
                 return Err(sdk("TransactWriteItems")(error));
             };
-            if reasons
-                .iter()
-                .any(|code| code.as_deref() == Some("ConditionalCheckFailed"))
-            {
+            let has = |wanted: &[&str]| {
+                reasons
+                    .iter()
+                    .any(|code| code.as_deref().is_some_and(|c| wanted.contains(&c)))
+            };
+            if has(&["ConditionalCheckFailed"]) {
                 return Ok(Tx::ConditionFailed);
+            }
+            if !has(&[
+                "TransactionConflict",
+                "ThrottlingError",
+                "ProvisionedThroughputExceeded",
+            ]) {
+                return Err(PortError::new(
+                    "TransactWriteItems cancelled",
+                    format!("{reasons:?}"),
+                ));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
@@ -386,6 +398,15 @@ impl Store for DynamoStore {
         webhooks::update_webhook(self, webhook).await
     }
 
+    async fn deactivate_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        at: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        webhooks::deactivate_webhook(self, account_id, webhook_id, at).await
+    }
+
     async fn delete_webhook(
         &self,
         account_id: &str,
@@ -524,6 +545,14 @@ impl Store for DynamoStore {
         record: &AttemptRecord,
     ) -> PortResult<bool> {
         counters::record_attempt(self, delivery, record).await
+    }
+
+    async fn requeue_delivery(
+        &self,
+        delivery: &Delivery,
+        sweep_at: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        counters::requeue_delivery(self, delivery, sweep_at).await
     }
 
     async fn list_deliveries(

@@ -58,6 +58,30 @@ pub(super) async fn update_webhook(store: &DynamoStore, webhook: &Webhook) -> Po
     }
 }
 
+pub(super) async fn deactivate_webhook(
+    store: &DynamoStore,
+    account_id: &str,
+    webhook_id: &str,
+    at: DateTime<Utc>,
+) -> PortResult<bool> {
+    let result = store
+        .client
+        .update_item()
+        .table_name(&store.table)
+        .set_key(Some(webhook_key(account_id, webhook_id)))
+        .update_expression("SET active = :false, updatedAt = :at")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":false", AttributeValue::Bool(false))
+        .expression_attribute_values(":at", s(at.to_rfc3339()))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(sdk("UpdateItem")(e)),
+    }
+}
+
 pub(super) async fn delete_webhook(
     store: &DynamoStore,
     account_id: &str,
