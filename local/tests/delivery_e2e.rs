@@ -85,9 +85,7 @@ async fn answer(State(script): State<Script>, headers: HeaderMap, body: String) 
     };
     let mut response = (StatusCode::from_u16(next.status).unwrap(), body).into_response();
     for (name, value) in next.headers {
-        response
-            .headers_mut()
-            .insert(name, value.parse().unwrap());
+        response.headers_mut().insert(name, value.parse().unwrap());
     }
     response
 }
@@ -139,12 +137,23 @@ impl Fixture {
     }
 
     async fn as_account(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        call(&self.http, method, self.server.api(path), Some(&self.key), body).await
+        call(
+            &self.http,
+            method,
+            self.server.api(path),
+            Some(&self.key),
+            body,
+        )
+        .await
     }
 
     async fn webhook(&self, url: &str, event_type: &str) -> String {
         let (status, webhook) = self
-            .as_account("POST", "/webhook", Some(json!({"url": url, "type": event_type})))
+            .as_account(
+                "POST",
+                "/webhook",
+                Some(json!({"url": url, "type": event_type})),
+            )
             .await;
         assert_eq!(status, 201, "{webhook}");
         webhook["id"].as_str().unwrap().into()
@@ -173,7 +182,11 @@ impl Fixture {
             .unwrap_or_else(|| panic!("no log of {event_id}: {logs}"))
             .clone();
         let (_, detail) = self
-            .as_account("GET", &format!("/webhook/logs/{}", entry["id"].as_str().unwrap()), None)
+            .as_account(
+                "GET",
+                &format!("/webhook/logs/{}", entry["id"].as_str().unwrap()),
+                None,
+            )
             .await;
         detail
     }
@@ -299,7 +312,11 @@ async fn always_failing_ends_failed_after_four_attempts_and_a_manual_retry_deliv
         .await;
     assert_eq!(failed["total"], 2);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(script.hits(), 8, "a failed delivery is not retried on its own");
+    assert_eq!(
+        script.hits(),
+        8,
+        "a failed delivery is not retried on its own"
+    );
 
     // The receiver recovers; a manual retry of one delivery delivers it.
     script.recover(reply(200));
@@ -328,7 +345,11 @@ async fn always_failing_ends_failed_after_four_attempts_and_a_manual_retry_deliv
 
     // The bulk retry sends every remaining failed delivery of the webhook.
     let (status, bulk) = f
-        .as_account("POST", "/webhook/retry", Some(json!({"webhookId": webhook_id})))
+        .as_account(
+            "POST",
+            "/webhook/retry",
+            Some(json!({"webhookId": webhook_id})),
+        )
         .await;
     assert_eq!((status, bulk), (202, json!({"retried": 1})));
     f.until_status(&second, "delivered", Duration::from_secs(10))
@@ -421,7 +442,10 @@ async fn ping_checks_the_pong_and_test_events_reach_the_callers_webhooks() {
         .as_account("POST", &format!("/webhook/{webhook_id}/ping"), None)
         .await;
     assert_eq!(status, 200, "{ping}");
-    assert_eq!((ping["ok"].clone(), ping["status"].clone()), (json!(true), json!(200)));
+    assert_eq!(
+        (ping["ok"].clone(), ping["status"].clone()),
+        (json!(true), json!(200))
+    );
     assert!(ping["latencyMs"].is_u64());
     assert!(ping.get("error").is_none());
     let sent: Value = serde_json::from_str(&script.hits.lock().unwrap()[0].body).unwrap();
@@ -442,7 +466,10 @@ async fn ping_checks_the_pong_and_test_events_reach_the_callers_webhooks() {
     let (_, ping) = f
         .as_account("POST", &format!("/webhook/{webhook_id}/ping"), None)
         .await;
-    assert_eq!((ping["ok"].clone(), ping["status"].clone()), (json!(false), json!(500)));
+    assert_eq!(
+        (ping["ok"].clone(), ping["status"].clone()),
+        (json!(false), json!(500))
+    );
     script.recover(reply(200));
 
     // Test events: Impilo's blood-pressure body, a weight reading's shape, any type.
@@ -480,12 +507,25 @@ async fn ping_checks_the_pong_and_test_events_reach_the_callers_webhooks() {
         .iter()
         .find(|b| b["type"] == "reading.weight")
         .expect("a weight event");
-    for field in ["id", "readingTimestamp", "weight", "manual", "patient", "item", "device", "site"] {
+    for field in [
+        "id",
+        "readingTimestamp",
+        "weight",
+        "manual",
+        "patient",
+        "item",
+        "device",
+        "site",
+    ] {
         assert!(weight["payload"].get(field).is_some(), "{field}: {weight}");
     }
     // Any known type; only to the caller's subscribed webhooks.
     let (status, published) = f
-        .as_account("POST", "/test/webhook", Some(json!({"type": "patient.created"})))
+        .as_account(
+            "POST",
+            "/test/webhook",
+            Some(json!({"type": "patient.created"})),
+        )
         .await;
     assert_eq!((status, published["deliveries"].clone()), (202, json!(0)));
     let (status, published) = f
@@ -497,8 +537,12 @@ async fn ping_checks_the_pong_and_test_events_reach_the_callers_webhooks() {
         .await;
     assert_eq!((status, published["deliveries"].clone()), (202, json!(1)));
     assert_refused(
-        f.as_account("POST", "/test/webhook", Some(json!({"type": "nope.nothing"})))
-            .await,
+        f.as_account(
+            "POST",
+            "/test/webhook",
+            Some(json!({"type": "nope.nothing"})),
+        )
+        .await,
         "type:",
     );
     let (status, _) = f.as_account("POST", "/test/nope-webhook", None).await;

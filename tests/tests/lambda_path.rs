@@ -404,8 +404,26 @@ fn retry_fixtures_parse_as_the_retry_function_input() {
 /// The api function's path: an API Gateway v2 event, converted by lambda_http exactly as
 /// `lambda_http::run` does, answered by the shared Router.
 async fn invoke_api(router: axum::Router, fixture_name: &str) -> (u16, serde_json::Value) {
+    invoke_api_with(router, fixture_name, None, None).await
+}
+
+/// `invoke_api` with the fixture's API key and/or JSON body replaced (fixtures carry
+/// placeholders for the ids and keys a test creates).
+async fn invoke_api_with(
+    router: axum::Router,
+    fixture_name: &str,
+    api_key: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
     use tower::ServiceExt;
-    let request = lambda_http::request::from_str(&fixture(fixture_name)).unwrap();
+    let mut event: serde_json::Value = serde_json::from_str(&fixture(fixture_name)).unwrap();
+    if let Some(key) = api_key {
+        event["headers"]["x-api-key"] = key.into();
+    }
+    if let Some(body) = body {
+        event["body"] = body.to_string().into();
+    }
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
     let response = router.oneshot(request).await.unwrap();
     let status = response.status().as_u16();
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
@@ -414,15 +432,133 @@ async fn invoke_api(router: axum::Router, fixture_name: &str) -> (u16, serde_jso
     (status, serde_json::from_slice(&body).unwrap())
 }
 
+/// The key the API Gateway fixtures carry as the admin key.
+const FIXTURE_ADMIN_KEY: &str = "local-admin-key-change-me";
+
+fn api_router(stack: &Stack) -> axum::Router {
+    let mut config = stack.config.clone();
+    config.admin_key_hash = Some(hookline_model::keys::hash_api_key(FIXTURE_ADMIN_KEY));
+    hookline_api::router(Service::new(stack.ports.clone(), config))
+}
+
+/// Delivers what the queue holds through the deliver handler (one SQS batch per message, as
+/// the event source mapping would hand them over) and returns the batch item failures.
+async fn deliver_from_queue(stack: &Stack) -> usize {
+    let bodies = stack.receive_bodies().await;
+    assert!(!bodies.is_empty(), "a message is on the queue");
+    let mut failures = 0;
+    for body in bodies {
+        let mut event: SqsEvent = serde_json::from_str(&fixture("sqs-deliver.json")).unwrap();
+        event.records.truncate(1);
+        event.records[0].body = Some(body);
+        let response = hookline_fn_deliver::handle(
+            &stack.service,
+            LambdaEvent::new(event, Context::default()),
+        )
+        .await
+        .unwrap();
+        failures += response.batch_item_failures.len();
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whole_cycle_from_api_gateway_through_sqs_scheduler_and_retry_to_the_logs() {
+    let stack = stack().await;
+    let router = api_router(&stack);
+    let (url, hits) = flaky_receiver(1).await;
+
+    // API Gateway v2 -> api: the platform creates an account, the account a webhook.
+    let (status, account) = invoke_api(router.clone(), "apigw-create-account.json").await;
+    assert_eq!(status, 201, "{account}");
+    let account_id = account["id"].as_str().unwrap();
+    let key = account["apiKey"].as_str().unwrap();
+    let (status, webhook) = invoke_api_with(
+        router.clone(),
+        "apigw-create-webhook.json",
+        Some(key),
+        Some(serde_json::json!({"type": "reading.weight", "url": url})),
+    )
+    .await;
+    assert_eq!(status, 201, "{webhook}");
+
+    // The platform publishes through the api function: the fan-out lands on SQS.
+    let mut publish: serde_json::Value =
+        serde_json::from_str(
+            serde_json::from_str::<serde_json::Value>(&fixture("apigw-publish-event.json"))
+                .unwrap()["body"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    publish["accountId"] = account_id.into();
+    let (status, published) = invoke_api_with(
+        router.clone(),
+        "apigw-publish-event.json",
+        None,
+        Some(publish),
+    )
+    .await;
+    assert_eq!(
+        (status, published["deliveries"].clone()),
+        (202, 1.into()),
+        "{published}"
+    );
+
+    // SQS -> deliver: the receiver fails; the delivery is retrying with a one-time schedule.
+    assert_eq!(deliver_from_queue(&stack).await, 0);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let schedules = stack
+        .scheduler
+        .list_schedules()
+        .group_name(&stack.group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(schedules.schedules().len(), 1, "one CreateSchedule");
+    let schedule = stack
+        .scheduler
+        .get_schedule()
+        .group_name(&stack.group)
+        .name(schedules.schedules()[0].name().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(schedule.schedule_expression().unwrap().starts_with("at("));
+
+    // Scheduler -> retry (moto does not fire it: the test does, with the schedule's input)
+    // -> SQS -> deliver: delivered.
+    let trigger: RetryTrigger =
+        serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
+    hookline_fn_retry::handle(
+        &stack.service,
+        LambdaEvent::new(trigger, Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deliver_from_queue(&stack).await, 0);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // API Gateway v2 -> api: the logs show it delivered after one retry.
+    let (status, logs) =
+        invoke_api_with(router.clone(), "apigw-list-logs.json", Some(key), None).await;
+    assert_eq!(status, 200, "{logs}");
+    assert_eq!(logs["total"], 1, "{logs}");
+    let log = &logs["content"][0];
+    assert_eq!(log["eventId"], published["id"]);
+    assert_eq!(log["status"], "delivered");
+    assert_eq!(log["retryAttempts"], 1);
+    assert_eq!(log["lastResponseStatus"], 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(log["payload"].as_str().unwrap()).unwrap()["weight"],
+        81.5
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn api_gateway_events_are_served_by_the_shared_router() {
     let stack = stack().await;
-    let mut config = stack.config.clone();
-    // The key the fixture carries.
-    config.admin_key_hash = Some(hookline_model::keys::hash_api_key(
-        "local-admin-key-change-me",
-    ));
-    let router = hookline_api::router(Service::new(stack.ports.clone(), config));
+    let router = api_router(&stack);
 
     let (status, body) = invoke_api(router.clone(), "apigw-health.json").await;
     assert_eq!((status, body), (200, serde_json::json!({"status": "ok"})));
