@@ -25,27 +25,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookline"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("HOOKLINE_ADMIN_KEY", ADMIN_KEY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("hookline starts");
-        // The URL line may follow others (such as a first start's admin key).
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let base = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                line.split_whitespace()
-                    .find(|w| w.starts_with("http://"))
-                    .map(String::from)
-            })
-            .expect("hookline prints its URL");
-        Self { child, base }
+        Self::start_with_env(data_dir, &[])
     }
 
     pub fn api(&self, path: &str) -> String {
@@ -176,4 +156,77 @@ pub fn chrono_like(ts: &str) -> bool {
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// --- helpers for the resilience tests ---
+
+impl Server {
+    /// `start` with extra environment variables, set after (and so able to override) the
+    /// admin key and `RUST_LOG`.
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookline"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("HOOKLINE_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("hookline starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.split_whitespace()
+                    .find(|w| w.starts_with("http://"))
+                    .map(String::from)
+            })
+            .expect("hookline prints its URL");
+        Self { child, base }
+    }
+
+    /// SIGKILL (`kill -9`): no shutdown of any kind. Waits until the process is gone and checks
+    /// that signal 9 is what ended it. Drop afterwards is harmless: the child is already reaped,
+    /// so `Child::kill` sends nothing.
+    pub fn sigkill(mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        let sent = Command::new("kill")
+            .args(["-9", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -9 failed: {sent}");
+        let status = self.child.wait().expect("hookline is reaped");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "hookline ended by SIGKILL: {status}"
+        );
+    }
+}
+
+pub struct RawReceived {
+    pub headers: HeaderMap,
+    pub body: axum::body::Bytes,
+}
+
+/// A receiver answering 200 and handing every request, with its body bytes untouched, to the
+/// test.
+pub async fn raw_receiver() -> (String, mpsc::UnboundedReceiver<RawReceived>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(RawReceived { headers, body });
+                "thanks"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, rx)
 }

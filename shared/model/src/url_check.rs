@@ -124,9 +124,11 @@ fn is_global_v6(ip: Ipv6Addr) -> bool {
     if s[0] == 0x2002 {
         return is_global_v4(embedded_v4(s[1], s[2]));
     }
-    !((s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23 IETF protocol assignments (Teredo 2001::/32, benchmarking, ORCHID)
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // 2001:db8::/32 documentation
-        || (s[0] == 0x3fff && s[1] < 0x1000)) // 3fff::/20 documentation
+    // 2001::/23 IETF protocol assignments: Teredo 2001::/32, benchmarking, ORCHID, ...
+    let ietf_protocol = s[0] == 0x2001 && s[1] < 0x0200;
+    // 2001:db8::/32 and 3fff::/20 documentation.
+    let documentation = (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x3fff && s[1] < 0x1000);
+    !ietf_protocol && !documentation
 }
 
 #[cfg(test)]
