@@ -2,6 +2,9 @@
 # Fuzzes the API of a running `hookline serve` against its own OpenAPI document with
 # schemathesis: once with the admin key, once with an account key. Fails on any server error
 # or any response that breaks the document (status, content type, schema).
+# The operations that send HTTP requests to webhook URLs (ping, test events) are left out:
+# schemathesis makes up those URLs, and tests send traffic only to loopback. The end-to-end
+# tests cover them against real receivers.
 # Usage: infra/schemathesis.sh [path/to/hookline] (default target/debug/hookline)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -53,6 +56,7 @@ run() {
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "$examples" --workers 1 --seed 1 --no-color \
     --generation-database none --generation-with-security-parameters false \
+    --exclude-path-regex '/ping$|/test/' \
     --wait-for-schema 30 </dev/null)
 }
 status=0
