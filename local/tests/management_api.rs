@@ -19,29 +19,6 @@ const NO_SUCH_URL: &str = "http://127.0.0.1:9/hook";
 
 // --- helpers ---
 
-/// Creates an account; returns its id and API key.
-async fn new_account(http: &Http, server: &Server, name: &str) -> (String, String) {
-    let (status, account) = call(
-        http,
-        "POST",
-        server.api("/accounts"),
-        Some(ADMIN_KEY),
-        Some(json!({ "name": name })),
-    )
-    .await;
-    assert_eq!(status, 201, "{account}");
-    (
-        account["id"].as_str().unwrap().to_string(),
-        account["apiKey"].as_str().unwrap().to_string(),
-    )
-}
-
-async fn new_webhook(http: &Http, server: &Server, key: &str, body: Value) -> Value {
-    let (status, webhook) = call(http, "POST", server.api("/webhook"), Some(key), Some(body)).await;
-    assert_eq!(status, 201, "{webhook}");
-    webhook
-}
-
 async fn register_type(
     http: &Http,
     server: &Server,
@@ -89,26 +66,6 @@ async fn next_delivery(rx: &mut UnboundedReceiver<Received>) -> Received {
 async fn assert_nothing_more(rx: &mut UnboundedReceiver<Received>, why: &str) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(rx.try_recv().is_err(), "{why}");
-}
-
-/// Like `call`, but returns the body as the raw text the server sent.
-async fn call_text(
-    http: &Http,
-    method: &str,
-    url: impl AsRef<str>,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> (u16, String) {
-    let mut request = http.request(method.parse().unwrap(), url.as_ref());
-    if let Some(key) = key {
-        request = request.header("X-Api-Key", key);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
 }
 
 /// `GET /webhook/logs?{query}`, asserting 200.

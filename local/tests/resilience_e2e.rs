@@ -23,30 +23,6 @@ type Http = reqwest::Client;
 
 // --- helpers ---
 
-/// Creates an account; returns its id and API key.
-async fn new_account(http: &Http, server: &Server, name: &str) -> (String, String) {
-    let (status, account) = call(
-        http,
-        "POST",
-        server.api("/accounts"),
-        Some(ADMIN_KEY),
-        Some(json!({ "name": name })),
-    )
-    .await;
-    assert_eq!(status, 201, "{account}");
-    (
-        account["id"].as_str().unwrap().to_string(),
-        account["apiKey"].as_str().unwrap().to_string(),
-    )
-}
-
-/// Creates a webhook; returns its id.
-async fn new_webhook(http: &Http, server: &Server, key: &str, body: Value) -> String {
-    let (status, webhook) = call(http, "POST", server.api("/webhook"), Some(key), Some(body)).await;
-    assert_eq!(status, 201, "{webhook}");
-    webhook["id"].as_str().unwrap().to_string()
-}
-
 async fn signing_secret(http: &Http, server: &Server, key: &str, webhook_id: &str) -> String {
     let (status, body) = call(
         http,
@@ -183,14 +159,19 @@ async fn sigkill_with_deliveries_queued_and_retries_pending_loses_nothing() {
         &key,
         json!({"type": "patient.created", "url": format!("{receiver_base}/a")}),
     )
-    .await;
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let webhook_b = new_webhook(
         &http,
         &server,
         &key,
         json!({"events": ["patient.created", "patient.updated"], "url": format!("{receiver_base}/b")}),
-    )
-    .await;
+    ).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let route_of = |webhook_id: &str| match webhook_id {
         w if w == webhook_a => "a",
         w if w == webhook_b => "b",
@@ -473,7 +454,10 @@ async fn signatures_verify_with_the_official_standardwebhooks_package_across_a_r
         &key,
         json!({"type": "patient.created", "url": hook_url}),
     )
-    .await;
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let publish = |event_id: &'static str| {
         let (http, url, account_id) = (http.clone(), server.api("/events"), account_id.clone());
         async move {

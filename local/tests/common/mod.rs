@@ -85,6 +85,21 @@ pub async fn call(
     key: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
+    let (status, text) = call_text(client, method, url, key, body).await;
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Like `call`, but returns the body as the raw text the server sent.
+pub async fn call_text(
+    client: &reqwest::Client,
+    method: &str,
+    url: impl AsRef<str>,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
     let mut request = client.request(method.parse().unwrap(), url.as_ref());
     if let Some(key) = key {
         request = request.header("X-Api-Key", key);
@@ -94,11 +109,31 @@ pub async fn call(
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    (status, response.text().await.unwrap())
+}
+
+/// Creates an account (admin key); returns its id and API key.
+pub async fn new_account(http: &reqwest::Client, server: &Server, name: &str) -> (String, String) {
+    let (status, account) = call(
+        http,
+        "POST",
+        server.api("/accounts"),
+        Some(ADMIN_KEY),
+        Some(json!({ "name": name })),
     )
+    .await;
+    assert_eq!(status, 201, "{account}");
+    (
+        account["id"].as_str().unwrap().to_string(),
+        account["apiKey"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Creates a webhook with the account's key; returns it as created.
+pub async fn new_webhook(http: &reqwest::Client, server: &Server, key: &str, body: Value) -> Value {
+    let (status, webhook) = call(http, "POST", server.api("/webhook"), Some(key), Some(body)).await;
+    assert_eq!(status, 201, "{webhook}");
+    webhook
 }
 
 /// Verifies a Standard Webhooks signature independently of Hookline's own signing code.

@@ -55,3 +55,31 @@ mod tests {
         assert!(!hashes_equal(&hash_api_key(&a), &hash_api_key(&b)));
     }
 }
+
+/// Checks a value Hookline sends in a delivery header (a webhook token, the account secret):
+/// 1 to `max` printable ASCII characters, spaces inside only when `spaces` allows them.
+pub fn validate_header_text(
+    field: &str,
+    value: &str,
+    max: usize,
+    spaces: bool,
+) -> Result<(), crate::ValidationError> {
+    if value.is_empty() || value.len() > max {
+        return Err(crate::ValidationError::new(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
+    }
+    let lowest = if spaces { 0x20 } else { 0x21 };
+    if !value.bytes().all(|b| (lowest..0x7f).contains(&b)) {
+        return Err(crate::ValidationError::new(
+            field,
+            if spaces {
+                "must be printable ASCII"
+            } else {
+                "must be printable ASCII without spaces"
+            },
+        ));
+    }
+    Ok(())
+}

@@ -2,7 +2,9 @@
 
 use crate::ports::Page;
 use crate::{Service, ServiceError, ServiceResult};
-use hookline_model::keys::{generate_account_secret, generate_api_key, hash_api_key, hashes_equal};
+use hookline_model::keys::{
+    generate_account_secret, generate_api_key, hash_api_key, hashes_equal, validate_header_text,
+};
 use hookline_model::{Account, ApiKeyRecord, Principal, ValidationError, ids};
 
 /// A created account and its first key, shown this once.
@@ -179,19 +181,7 @@ impl Service {
 
 const MAX_ACCOUNT_SECRET: usize = 256;
 
-/// The account secret travels in a header: printable ASCII without spaces at the ends.
+/// The account secret travels in a header.
 fn validate_account_secret(secret: &str) -> Result<(), ValidationError> {
-    if secret.is_empty() || secret.len() > MAX_ACCOUNT_SECRET {
-        return Err(ValidationError::new(
-            "secret",
-            format!("must be 1 to {MAX_ACCOUNT_SECRET} characters"),
-        ));
-    }
-    if !secret.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(ValidationError::new(
-            "secret",
-            "must be printable ASCII without spaces",
-        ));
-    }
-    Ok(())
+    validate_header_text("secret", secret, MAX_ACCOUNT_SECRET, false)
 }

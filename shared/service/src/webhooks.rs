@@ -3,6 +3,7 @@
 use crate::ports::Page;
 use crate::{Service, ServiceError, ServiceResult};
 use hookline_model::catalog::{Catalog, EventPattern, is_built_in};
+use hookline_model::keys::validate_header_text;
 use hookline_model::signing::{generate_signing_secret, validate_signing_secret};
 use hookline_model::types::SigningSecretEntry;
 use hookline_model::url_check::validate_webhook_url;
@@ -368,21 +369,9 @@ fn subscriptions(
     Ok(out)
 }
 
+/// The token goes into a header.
 fn validate_token(token: &str) -> Result<(), ValidationError> {
-    if token.is_empty() || token.len() > MAX_TOKEN {
-        return Err(ValidationError::new(
-            "authorizationToken",
-            format!("must be 1 to {MAX_TOKEN} characters"),
-        ));
-    }
-    // It goes into a header: visible ASCII only.
-    if !token.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(ValidationError::new(
-            "authorizationToken",
-            "must be printable ASCII",
-        ));
-    }
-    Ok(())
+    validate_header_text("authorizationToken", token, MAX_TOKEN, true)
 }
 
 #[cfg(test)]

@@ -107,11 +107,7 @@ pub(super) async fn set_account_secret(
             .expression_attribute_values(":secret", s(secret)),
         None => update.update_expression("REMOVE #secret"),
     };
-    match update.send().await {
-        Ok(_) => Ok(true),
-        Err(e) if is_conditional_failure(&e) => Ok(false),
-        Err(e) => Err(sdk("UpdateItem")(e)),
-    }
+    written(update.send().await, "UpdateItem")
 }
 
 /// The key's hash item (what authentication reads) and, for an account's key, the reference
@@ -207,11 +203,7 @@ pub(super) async fn insert_event_type(
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) if is_conditional_failure(&e) => Ok(false),
-        Err(e) => Err(sdk("PutItem")(e)),
-    }
+    written(result, "PutItem")
 }
 
 pub(super) async fn list_event_types(store: &DynamoStore) -> PortResult<Vec<EventTypeInfo>> {

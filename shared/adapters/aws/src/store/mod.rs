@@ -334,6 +334,22 @@ where
     error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// A conditional write's result: whether it was written (false when its condition failed).
+fn written<T, E, R>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    operation: &'static str,
+) -> PortResult<bool>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(sdk(operation)(e)),
+    }
+}
+
 fn job_of(item: &Item) -> Option<DeliveryJob> {
     let get = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     Some(DeliveryJob {

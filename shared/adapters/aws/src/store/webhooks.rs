@@ -51,11 +51,7 @@ pub(super) async fn update_webhook(store: &DynamoStore, webhook: &Webhook) -> Po
         .condition_expression("attribute_exists(pk)")
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) if is_conditional_failure(&e) => Ok(false),
-        Err(e) => Err(sdk("PutItem")(e)),
-    }
+    written(result, "PutItem")
 }
 
 pub(super) async fn deactivate_webhook(
@@ -75,11 +71,7 @@ pub(super) async fn deactivate_webhook(
         .expression_attribute_values(":at", s(at.to_rfc3339()))
         .send()
         .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) if is_conditional_failure(&e) => Ok(false),
-        Err(e) => Err(sdk("UpdateItem")(e)),
-    }
+    written(result, "UpdateItem")
 }
 
 pub(super) async fn delete_webhook(
