@@ -1627,7 +1627,7 @@ async fn openapi_document_describes_every_route() {
             (normalise(path), methods)
         })
         .collect();
-    let expected: [(&str, &[&str]); 15] = [
+    let expected: [(&str, &[&str]); 21] = [
         ("/accounts", &["get", "post"]),
         ("/accounts/{}", &["get"]),
         ("/accounts/{}/api-keys", &["post"]),
@@ -1643,6 +1643,12 @@ async fn openapi_document_describes_every_route() {
         ("/webhook/logs", &["get"]),
         ("/webhook/logs/{}", &["get"]),
         ("/webhook/status", &["get"]),
+        ("/webhook/{}/ping", &["post"]),
+        ("/webhook/logs/{}/retry", &["post"]),
+        ("/webhook/retry", &["post"]),
+        ("/test/{}", &["post"]),
+        ("/test/webhook", &["post"]),
+        ("/openapi.json", &["get"]),
     ];
     let prefix = if paths.contains_key("/api/v3/webhook") {
         "/api/v3"
@@ -1663,5 +1669,9 @@ async fn openapi_document_describes_every_route() {
         missing.is_empty(),
         "not in the OpenAPI document: {missing:?}; it has {:?}",
         paths.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        paths.get("/health").is_some_and(|m| m.contains("get")),
+        "GET /health, outside /api/v3, is documented too"
     );
 }
