@@ -105,7 +105,7 @@ impl Flaky {
 }
 
 /// `/a` answers 500 to the first attempt of each delivery (by `webhook-id`), then 200; `/b`
-/// answers 200 after 300 ms. Every request is recorded on arrival.
+/// answers 200 after a long while (`SLOW_ANSWER`). Every request is recorded on arrival.
 async fn flaky_receiver() -> (String, Arc<Flaky>) {
     let state = Arc::new(Flaky::default());
     let app = Router::new()
@@ -127,7 +127,7 @@ async fn flaky_receiver() -> (String, Arc<Flaky>) {
             post(
                 |State(s): State<Arc<Flaky>>, headers: HeaderMap, body: axum::body::Bytes| async move {
                     s.record("b", &headers, &body);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tokio::time::sleep(SLOW_ANSWER).await;
                     StatusCode::OK
                 },
             ),
@@ -141,7 +141,13 @@ async fn flaky_receiver() -> (String, Arc<Flaky>) {
 
 // --- SIGKILL ---
 
-const EVENTS: usize = 60;
+/// Enough that B's deliveries outnumber the local server's 256 delivery workers, so some wait
+/// in its in-process queue when it is killed.
+const EVENTS: usize = 300;
+const LOCAL_WORKERS: u64 = 256;
+/// How long B takes to answer: longer than publishing everything takes, so none of B's
+/// deliveries is finished at the kill.
+const SLOW_ANSWER: Duration = Duration::from_secs(8);
 const RETRY_SCHEDULE: (&str, &str) = ("HOOKLINE_RETRY_SCHEDULE", "1s,2s,3s");
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,8 +239,9 @@ async fn sigkill_with_deliveries_queued_and_retries_pending_loses_nothing() {
     let before = status_counts(&http, &server, &key).await;
     let hits_before = flaky.hits.lock().unwrap().len();
     assert!(
-        before.0 + before.1 > 0,
-        "nothing was pending or retrying at the kill: {before:?}"
+        before.0 > LOCAL_WORKERS && before.1 > 0,
+        "at the kill, more deliveries must be pending than there are workers (so some are \
+         queued) and some retrying: {before:?}"
     );
     server.sigkill();
     println!(
