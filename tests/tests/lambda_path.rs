@@ -12,7 +12,7 @@ use hookline_aws::table::ensure_table;
 use hookline_aws::{DynamoStore, EventBridgeScheduler, SqsQueue};
 use hookline_http::ReqwestSender;
 use hookline_model::retry::RetryPolicy;
-use hookline_model::{DeliveryStatus, RetryTrigger};
+use hookline_model::{Delivery, DeliveryStatus, RetryTrigger};
 use hookline_service::ports::{Clock, DeliveryQuery};
 use hookline_service::publish::NewEvent;
 use hookline_service::webhooks::NewWebhook;
@@ -171,6 +171,17 @@ impl Stack {
         event
     }
 
+    /// The account's one delivery log, with its payload.
+    async fn only_log(&self, account_id: &str) -> (Delivery, Option<String>) {
+        let mut logs = self
+            .service
+            .list_logs(account_id, DeliveryQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(logs.items.len(), 1);
+        logs.items.remove(0)
+    }
+
     async fn account_with_webhook(&self, url: &str) -> String {
         let account = self
             .service
@@ -243,12 +254,7 @@ async fn sqs_batch_to_delivery_then_scheduled_retry_until_delivered() {
     );
 
     // The failure is logged as retrying, and a one-time schedule targets the retry function.
-    let logs = stack
-        .service
-        .list_logs(&account, DeliveryQuery::default())
-        .await
-        .unwrap();
-    let (delivery, _) = &logs.items[0];
+    let (delivery, _) = &stack.only_log(&account).await;
     assert_eq!(delivery.status, DeliveryStatus::Retrying);
     assert_eq!(delivery.last_response_status, Some(500));
     let schedules = stack
@@ -306,12 +312,7 @@ async fn sqs_batch_to_delivery_then_scheduled_retry_until_delivered() {
     );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
-    let logs = stack
-        .service
-        .list_logs(&account, DeliveryQuery::default())
-        .await
-        .unwrap();
-    let (delivery, payload) = &logs.items[0];
+    let (delivery, payload) = &stack.only_log(&account).await;
     assert_eq!(delivery.status, DeliveryStatus::Delivered);
     assert_eq!(delivery.last_response_status, Some(200));
     assert_eq!(delivery.retry_attempts(), 1);
@@ -374,12 +375,10 @@ async fn the_sweep_re_enqueues_a_delivery_whose_message_was_lost() {
     .await
     .unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    let logs = stack
-        .service
-        .list_logs(&account, DeliveryQuery::default())
-        .await
-        .unwrap();
-    assert_eq!(logs.items[0].0.status, DeliveryStatus::Delivered);
+    assert_eq!(
+        stack.only_log(&account).await.0.status,
+        DeliveryStatus::Delivered
+    );
 
     // Delivered work is no longer due.
     let report = hookline_fn_retry::handle(&later, LambdaEvent::new(sweep, Context::default()))

@@ -22,7 +22,10 @@ use utoipa_axum::routes;
 /// The whole API: `/health` and everything under `/api/v3`, with its OpenAPI document at
 /// `/api/v3/openapi.json`.
 pub fn router(service: Service) -> Router {
-    let (router, doc) = routes_and_document();
+    let (router, doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(routes::health))
+        .nest("/api/v3", routes::api_v3())
+        .split_for_parts();
     let doc = docs::finish(doc, &service.config().api_key_header);
     router
         .fallback(routes::not_found)
@@ -30,16 +33,4 @@ pub fn router(service: Service) -> Router {
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(Extension(routes::OpenApiJson(Arc::new(doc))))
         .with_state(service)
-}
-
-/// The OpenAPI document as served.
-pub fn openapi_json(service: &Service) -> String {
-    docs::finish(routes_and_document().1, &service.config().api_key_header)
-}
-
-fn routes_and_document() -> (Router<Service>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
-        .routes(routes!(routes::health))
-        .nest("/api/v3", routes::api_v3())
-        .split_for_parts()
 }

@@ -113,6 +113,17 @@ impl Delivery {
         }
     }
 
+    /// The delivery sent again by hand: pending, in a new round of the retry schedule (the
+    /// attempts so far stay in its log).
+    pub fn requeued(&self) -> Self {
+        Self {
+            status: DeliveryStatus::Pending,
+            round_start: self.attempts.len() as u32,
+            next_attempt_at: None,
+            ..self.clone()
+        }
+    }
+
     /// Attempts in the current round (what the retry schedule counts).
     pub fn round_attempts(&self) -> u32 {
         (self.attempts.len() as u32).saturating_sub(self.round_start)

@@ -38,24 +38,6 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<16>())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_long_random_and_hash_stably() {
-        let a = generate_api_key();
-        let b = generate_api_key();
-        assert_ne!(a, b);
-        assert!(a.starts_with("hlk_") && a.len() >= 4 + 43);
-        assert_eq!(hash_api_key(&a), hash_api_key(&a));
-        assert_ne!(hash_api_key(&a), hash_api_key(&b));
-        assert!(!hash_api_key(&a).contains(&a[4..]));
-        assert!(hashes_equal(&hash_api_key(&a), &hash_api_key(&a)));
-        assert!(!hashes_equal(&hash_api_key(&a), &hash_api_key(&b)));
-    }
-}
-
 /// Checks a value Hookline sends in a delivery header (a webhook token, the account secret):
 /// 1 to `max` printable ASCII characters, spaces inside only when `spaces` allows them.
 pub fn validate_header_text(
@@ -82,4 +64,22 @@ pub fn validate_header_text(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_and_hash_stably() {
+        let a = generate_api_key();
+        let b = generate_api_key();
+        assert_ne!(a, b);
+        assert!(a.starts_with("hlk_") && a.len() >= 4 + 43);
+        assert_eq!(hash_api_key(&a), hash_api_key(&a));
+        assert_ne!(hash_api_key(&a), hash_api_key(&b));
+        assert!(!hash_api_key(&a).contains(&a[4..]));
+        assert!(hashes_equal(&hash_api_key(&a), &hash_api_key(&a)));
+        assert!(!hashes_equal(&hash_api_key(&a), &hash_api_key(&b)));
+    }
 }

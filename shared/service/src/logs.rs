@@ -77,15 +77,7 @@ impl Service {
         account_id: &str,
         delivery_id: &str,
     ) -> ServiceResult<(Delivery, Option<String>)> {
-        if !ids::has_prefix(delivery_id, ids::DELIVERY) {
-            return Err(ServiceError::NotFound("delivery"));
-        }
-        let delivery = self
-            .ports
-            .store
-            .get_delivery(account_id, delivery_id)
-            .await?
-            .ok_or(ServiceError::NotFound("delivery"))?;
+        let delivery = self.find_delivery(account_id, delivery_id).await?;
         let payload = self
             .ports
             .store
@@ -93,6 +85,22 @@ impl Service {
             .await?
             .map(|e| e.payload);
         Ok((delivery, payload))
+    }
+
+    /// One of the account's deliveries; another account's is simply not found.
+    pub(crate) async fn find_delivery(
+        &self,
+        account_id: &str,
+        delivery_id: &str,
+    ) -> ServiceResult<Delivery> {
+        if !ids::has_prefix(delivery_id, ids::DELIVERY) {
+            return Err(ServiceError::NotFound("delivery"));
+        }
+        self.ports
+            .store
+            .get_delivery(account_id, delivery_id)
+            .await?
+            .ok_or(ServiceError::NotFound("delivery"))
     }
 
     /// The account's deliveries per status (`GET /webhook/status`).

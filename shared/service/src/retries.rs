@@ -26,7 +26,7 @@ impl Service {
         account_id: &str,
         delivery_id: &str,
     ) -> ServiceResult<Delivery> {
-        let (delivery, _) = self.get_log(account_id, delivery_id).await?;
+        let delivery = self.find_delivery(account_id, delivery_id).await?;
         if !delivery.status.is_terminal() {
             return Err(ServiceError::Conflict(format!(
                 "the delivery is {}: it will be attempted anyway",
@@ -57,9 +57,7 @@ impl Service {
             ));
         }
         self.enqueue_or_leave_to_sweep(vec![delivery.job()]).await;
-        self.get_log(account_id, delivery_id)
-            .await
-            .map(|(delivery, _)| delivery)
+        Ok(delivery.requeued())
     }
 
     /// Sends every matching failed delivery again (of active webhooks); returns how many.

@@ -60,6 +60,12 @@ pub fn account_pk(account_id: &str) -> String {
     format!("ACCT#{account_id}")
 }
 
+/// The hash key of a delivery in a log index: its account and the indexed value (a webhook
+/// id, an event type or a status), so an index partition never mixes accounts.
+pub fn log_index_key(account_id: &str, value: &str) -> String {
+    format!("{account_id}#{value}")
+}
+
 /// Creates the table (and its TTL) if it is missing. Lambda gets it from `template.yaml`.
 pub async fn ensure_table(client: &Client, name: &str) -> Result<(), PortError> {
     if let Ok(existing) = client.describe_table().table_name(name).send().await {

@@ -25,8 +25,8 @@ fn counter_sk(created_at: DateTime<Utc>, delivery_id: &str) -> String {
     )
 }
 
-fn status_key(account_id: &str, status: DeliveryStatus) -> AttributeValue {
-    s(format!("{account_id}#{}", status.as_str()))
+pub(super) fn status_key(account_id: &str, status: DeliveryStatus) -> AttributeValue {
+    s(log_index_key(account_id, status.as_str()))
 }
 
 impl DynamoStore {
@@ -79,11 +79,11 @@ impl DynamoStore {
         item.insert(EXPIRES_AT.into(), self.expires_at(delivery.created_at));
         item.insert(
             WEBHOOK_KEY.into(),
-            s(format!("{}#{}", delivery.account_id, delivery.webhook_id)),
+            s(log_index_key(&delivery.account_id, &delivery.webhook_id)),
         );
         item.insert(
             TYPE_KEY.into(),
-            s(format!("{}#{}", delivery.account_id, delivery.event_type)),
+            s(log_index_key(&delivery.account_id, &delivery.event_type)),
         );
         item.insert(
             STATUS_KEY.into(),
@@ -227,6 +227,7 @@ pub(super) async fn requeue_delivery(
     delivery: &Delivery,
     sweep_at: DateTime<Utc>,
 ) -> PortResult<bool> {
+    let requeued = delivery.requeued();
     let update = Update::builder()
         .table_name(&store.table)
         .set_key(Some(delivery_key(&delivery.account_id, &delivery.id)))
@@ -234,16 +235,17 @@ pub(super) async fn requeue_delivery(
             "SET #status = :pending, statusKey = :statusKey, roundStart = :round, \
              dueShard = :shard, dueAt = :due REMOVE nextAttemptAt",
         )
-        // Only from the state it was loaded in, so two retries of it requeue it once.
+        // Only from the state it was loaded in (no attempt since), so two retries of it
+        // requeue it once.
         .condition_expression("#status = :prev AND size(attempts) = :round")
         .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":pending", s(DeliveryStatus::Pending.as_str()))
+        .expression_attribute_values(":pending", s(requeued.status.as_str()))
         .expression_attribute_values(":prev", s(delivery.status.as_str()))
         .expression_attribute_values(
             ":statusKey",
-            status_key(&delivery.account_id, DeliveryStatus::Pending),
+            status_key(&delivery.account_id, requeued.status),
         )
-        .expression_attribute_values(":round", n(delivery.attempts.len() as i64))
+        .expression_attribute_values(":round", n(requeued.round_start as i64))
         .expression_attribute_values(":shard", due_shard(&delivery.id))
         .expression_attribute_values(":due", n(sweep_at.timestamp_millis()))
         .build()
@@ -252,7 +254,7 @@ pub(super) async fn requeue_delivery(
         &delivery.account_id,
         counter_sk(delivery.created_at, &delivery.id),
         delivery.created_at,
-        &[(delivery.status, -1), (DeliveryStatus::Pending, 1)],
+        &[(delivery.status, -1), (requeued.status, 1)],
     )?;
     let actions = vec![TransactWriteItem::builder().update(update).build(), counter];
     Ok(matches!(store.transact(actions).await?, Tx::Done))

@@ -41,42 +41,30 @@ fn plan(account_id: &str, query: &DeliveryQuery) -> Plan {
     };
 
     // The key: the most selective filter that has an index.
-    let hash = |name: &str, value: AttributeValue, names: &mut HashMap<String, String>| {
-        names.insert("#hk".into(), name.to_string());
-        value
-    };
-    let (index, hash_value) = if let Some(webhook_id) = &query.webhook_id {
-        let c = hash(
-            WEBHOOK_KEY,
-            s(format!("{account_id}#{webhook_id}")),
-            &mut names,
-        );
-        (Some(BY_WEBHOOK), c)
+    let (index, hash_name, hash_value) = if let Some(webhook_id) = &query.webhook_id {
+        let value = s(log_index_key(account_id, webhook_id));
+        (Some(BY_WEBHOOK), WEBHOOK_KEY, value)
     } else if let Some(status) = query.status {
-        let c = hash(
+        (
+            Some(BY_STATUS),
             STATUS_KEY,
-            s(format!("{account_id}#{}", status.as_str())),
-            &mut names,
-        );
-        (Some(BY_STATUS), c)
+            counters::status_key(account_id, status),
+        )
     } else if let Some(event_type) = &query.event_type {
-        let c = hash(
-            TYPE_KEY,
-            s(format!("{account_id}#{event_type}")),
-            &mut names,
-        );
-        (Some(BY_TYPE), c)
+        let value = s(log_index_key(account_id, event_type));
+        (Some(BY_TYPE), TYPE_KEY, value)
     } else {
-        let c = hash(PK, s(account_pk(account_id)), &mut names);
-        (has_last.then_some(BY_LAST_ATTEMPT), c)
+        let index = has_last.then_some(BY_LAST_ATTEMPT);
+        (index, PK, s(account_pk(account_id)))
     };
+    names.insert("#hk".into(), hash_name.to_string());
+    values.insert(":hk".into(), hash_value);
     let range_condition = if index == Some(BY_LAST_ATTEMPT) {
         last_range(&mut names, &mut values)
     } else {
         // Also keeps a base-table query to the delivery items.
         created_range(&mut names, &mut values)
     };
-    values.insert(":hk".into(), hash_value);
     let key_condition = format!("#hk = :hk AND {range_condition}");
 
     // Whatever the key does not cover.
