@@ -171,6 +171,34 @@ impl Stack {
         event
     }
 
+    /// The one schedule in the retry group (exactly one CreateSchedule was made).
+    async fn only_schedule(&self) -> aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput {
+        let schedules = self
+            .scheduler
+            .list_schedules()
+            .group_name(&self.group)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(schedules.schedules().len(), 1, "one CreateSchedule");
+        self.scheduler
+            .get_schedule()
+            .group_name(&self.group)
+            .name(schedules.schedules()[0].name().unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// What Scheduler would do at the schedule's time: invoke the retry handler with its input.
+    async fn fire(&self, schedule: &aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput) {
+        let trigger: RetryTrigger =
+            serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
+        hookline_fn_retry::handle(&self.service, LambdaEvent::new(trigger, Context::default()))
+            .await
+            .unwrap();
+    }
+
     /// The account's one delivery log, with its payload.
     async fn only_log(&self, account_id: &str) -> (Delivery, Option<String>) {
         let mut logs = self
@@ -257,23 +285,7 @@ async fn sqs_batch_to_delivery_then_scheduled_retry_until_delivered() {
     let (delivery, _) = &stack.only_log(&account).await;
     assert_eq!(delivery.status, DeliveryStatus::Retrying);
     assert_eq!(delivery.last_response_status, Some(500));
-    let schedules = stack
-        .scheduler
-        .list_schedules()
-        .group_name(&stack.group)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(schedules.schedules().len(), 1);
-    let name = schedules.schedules()[0].name().unwrap();
-    let schedule = stack
-        .scheduler
-        .get_schedule()
-        .group_name(&stack.group)
-        .name(name)
-        .send()
-        .await
-        .unwrap();
+    let schedule = stack.only_schedule().await;
     let expected_at = delivery.next_attempt_at.unwrap();
     assert_eq!(
         schedule.schedule_expression().unwrap(),
@@ -289,14 +301,7 @@ async fn sqs_batch_to_delivery_then_scheduled_retry_until_delivered() {
     );
 
     // moto never fires schedules: invoke the retry handler with the schedule's input.
-    let trigger: RetryTrigger =
-        serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
-    hookline_fn_retry::handle(
-        &stack.service,
-        LambdaEvent::new(trigger, Context::default()),
-    )
-    .await
-    .unwrap();
+    stack.fire(&schedule).await;
     let bodies = stack.receive_bodies().await;
     assert_eq!(bodies.len(), 1, "the retry re-enqueued the delivery");
     let response = hookline_fn_deliver::handle(
@@ -507,34 +512,12 @@ async fn whole_cycle_from_api_gateway_through_sqs_scheduler_and_retry_to_the_log
     // SQS -> deliver: the receiver fails; the delivery is retrying with a one-time schedule.
     assert_eq!(deliver_from_queue(&stack).await, 0);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    let schedules = stack
-        .scheduler
-        .list_schedules()
-        .group_name(&stack.group)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(schedules.schedules().len(), 1, "one CreateSchedule");
-    let schedule = stack
-        .scheduler
-        .get_schedule()
-        .group_name(&stack.group)
-        .name(schedules.schedules()[0].name().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let schedule = stack.only_schedule().await;
     assert!(schedule.schedule_expression().unwrap().starts_with("at("));
 
     // Scheduler -> retry (moto does not fire it: the test does, with the schedule's input)
     // -> SQS -> deliver: delivered.
-    let trigger: RetryTrigger =
-        serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
-    hookline_fn_retry::handle(
-        &stack.service,
-        LambdaEvent::new(trigger, Context::default()),
-    )
-    .await
-    .unwrap();
+    stack.fire(&schedule).await;
     assert_eq!(deliver_from_queue(&stack).await, 0);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
