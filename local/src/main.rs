@@ -2,7 +2,9 @@
 //! embedded store under a data directory.
 
 use hookline_aws::{DynamoStore, env::emulator_config, table::ensure_table};
-use hookline_embedded::{EmbeddedDynamo, InProcessQueue, InProcessScheduler, run_delivery_workers};
+use hookline_embedded::{
+    CachedStore, EmbeddedDynamo, InProcessQueue, InProcessScheduler, run_delivery_workers,
+};
 use hookline_http::ReqwestSender;
 use hookline_service::{Config, Mode, Ports, Service, SystemClock};
 use std::path::PathBuf;
@@ -72,7 +74,12 @@ async fn serve() -> Result<(), String> {
     let (queue, jobs) = InProcessQueue::new();
     let service = Service::new(
         Ports {
-            store: Arc::new(DynamoStore::new(client, TABLE, config.log_retention_days)),
+            // This process is the store's only writer, so the cache is always exact.
+            store: Arc::new(CachedStore::new(Arc::new(DynamoStore::new(
+                client,
+                TABLE,
+                config.log_retention_days,
+            )))),
             queue: Arc::new(queue.clone()),
             scheduler: Arc::new(InProcessScheduler::new(queue.clone())),
             clock: Arc::new(SystemClock),

@@ -318,13 +318,23 @@ pub async fn store_contract(store: &dyn Store) {
         "not due before its sweep time"
     );
 
-    // Fan-out: deliveries stored and due, the event marked done.
+    // Fan-out: deliveries stored and due; the event due until marked done.
     let d1 = delivery(&event, &changed);
     let sweep_at = now + Duration::seconds(120);
     store
         .insert_deliveries(&event, std::slice::from_ref(&d1), sweep_at)
         .await
         .unwrap();
+    assert!(
+        due_of(store, &acct.id, sweep_at)
+            .await
+            .contains(&DueItem::FanOut {
+                account_id: acct.id.clone(),
+                event_id: event.id.clone()
+            }),
+        "the event stays due until its fan-out is finished"
+    );
+    store.finish_fan_out(&event, 1).await.unwrap();
     let stored_event = store.get_event(&acct.id, &event.id).await.unwrap().unwrap();
     assert!(stored_event.fanned_out);
     assert_eq!(stored_event.deliveries, 1);
@@ -490,6 +500,7 @@ pub async fn store_contract(store: &dyn Store) {
         .insert_deliveries(&second_event, std::slice::from_ref(&d2), sweep_at)
         .await
         .unwrap();
+    store.finish_fan_out(&second_event, 1).await.unwrap();
     let all = store
         .list_deliveries(
             &acct.id,
@@ -727,6 +738,166 @@ pub async fn store_contract(store: &dyn Store) {
             .unwrap()
     );
     assert_eq!(store.get_webhook(&other.id, &wh2.id).await.unwrap(), None);
+
+    atomic_publish(store, now).await;
+}
+
+/// A small fan-out's publish in one write: the event fanned out (not due), its deliveries
+/// pending, due and counted; a second publish of the id writes nothing. Then the attempts of
+/// both recorded in one batch.
+async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>) {
+    let (acct, key) = account(now + Duration::milliseconds(2));
+    store.insert_account(&acct, &key).await.unwrap();
+    let hooks = [
+        webhook(&acct.id, now, &["reading.*"]),
+        webhook(&acct.id, now + Duration::milliseconds(1), &["*"]),
+    ];
+    for hook in &hooks {
+        store.insert_webhook(hook).await.unwrap();
+    }
+    let event = Event {
+        id: ids::new_id(ids::EVENT, now),
+        account_id: acct.id.clone(),
+        event_type: "reading.weight".into(),
+        payload: r#"{"weight":81.5}"#.into(),
+        created_at: now,
+        deliveries: 0,
+        fanned_out: false,
+    };
+    let deliveries: Vec<Delivery> = hooks.iter().map(|w| delivery(&event, w)).collect();
+    let sweep_at = now + Duration::seconds(120);
+    assert_eq!(
+        store
+            .insert_event_with_deliveries(&event, &deliveries, sweep_at)
+            .await
+            .unwrap(),
+        None
+    );
+    let stored = store.get_event(&acct.id, &event.id).await.unwrap().unwrap();
+    assert!(stored.fanned_out);
+    assert_eq!(stored.deliveries, 2);
+    assert_eq!(stored.payload, event.payload);
+    let due: BTreeSet<String> = due_of(store, &acct.id, sweep_at)
+        .await
+        .into_iter()
+        .map(|item| match item {
+            DueItem::Delivery { job, .. } => job.delivery_id,
+            DueItem::FanOut { event_id, .. } => event_id,
+        })
+        .collect();
+    assert_eq!(
+        due,
+        deliveries.iter().map(|d| d.id.clone()).collect(),
+        "the deliveries are due, the event is not"
+    );
+    let ctx = store
+        .load_delivery(&deliveries[1].job())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ctx.delivery, deliveries[1]);
+    assert_eq!(ctx.event, Some(stored.clone()));
+    assert_eq!(ctx.webhook, Some(hooks[1].clone()));
+
+    let mut again = event.clone();
+    again.payload = "{}".into();
+    assert_eq!(
+        store
+            .insert_event_with_deliveries(&again, &deliveries[..1], sweep_at)
+            .await
+            .unwrap(),
+        Some(stored.clone()),
+        "the first publish wins"
+    );
+    assert_eq!(
+        store.status_counts(&acct.id).await.unwrap(),
+        StatusCounts {
+            pending: 2,
+            ..Default::default()
+        },
+        "counted once"
+    );
+
+    // Attempts recorded in one batch: each answered as alone; a stale one records nothing.
+    let delivered = AttemptRecord {
+        attempt: Attempt {
+            at: now,
+            status_code: Some(200),
+            duration_ms: 2,
+            error: None,
+            response_body: None,
+        },
+        status: DeliveryStatus::Delivered,
+        next_attempt_at: None,
+        sweep_at: None,
+    };
+    let retrying = AttemptRecord {
+        attempt: Attempt {
+            at: now,
+            status_code: Some(500),
+            duration_ms: 3,
+            error: Some("status".into()),
+            response_body: Some("down".into()),
+        },
+        status: DeliveryStatus::Retrying,
+        next_attempt_at: Some(now + Duration::minutes(1)),
+        sweep_at: Some(now + Duration::minutes(3)),
+    };
+    let answers = store
+        .record_attempts(&[
+            (deliveries[0].clone(), delivered.clone()),
+            (deliveries[1].clone(), retrying.clone()),
+            (deliveries[0].clone(), delivered.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![true, true, false]);
+    let first = store
+        .get_delivery(&acct.id, &deliveries[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.status, first.attempts.len()),
+        (DeliveryStatus::Delivered, 1)
+    );
+    let second = store
+        .get_delivery(&acct.id, &deliveries[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.status, DeliveryStatus::Retrying);
+    assert_eq!(second.attempts, vec![retrying.attempt.clone()]);
+    assert_eq!(second.next_attempt_at, retrying.next_attempt_at);
+    assert_eq!(
+        store.status_counts(&acct.id).await.unwrap(),
+        StatusCounts {
+            retrying: 1,
+            delivered: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        store
+            .record_attempts(&[(second.clone(), delivered.clone())])
+            .await
+            .unwrap(),
+        vec![true]
+    );
+
+    // No matching webhook: the event alone.
+    let mut lone = event.clone();
+    lone.id = ids::new_id(ids::EVENT, now + Duration::milliseconds(3));
+    assert_eq!(
+        store
+            .insert_event_with_deliveries(&lone, &[], sweep_at)
+            .await
+            .unwrap(),
+        None
+    );
+    let lone = store.get_event(&acct.id, &lone.id).await.unwrap().unwrap();
+    assert!(lone.fanned_out);
+    assert_eq!(lone.deliveries, 0);
 }
 
 fn rand_ms() -> i64 {

@@ -50,11 +50,7 @@ impl Service {
                     next_attempt_at: None,
                     sweep_at: None,
                 };
-                let recorded = self
-                    .ports
-                    .store
-                    .record_attempt(&context.delivery, &record)
-                    .await?;
+                let recorded = self.recorder.record(&context.delivery, &record).await?;
                 return Ok(if recorded {
                     DeliverOutcome::Failed
                 } else {
@@ -100,12 +96,7 @@ impl Service {
             next_attempt_at,
             sweep_at: next_attempt_at.map(|at| self.sweep_time(at)),
         };
-        if !self
-            .ports
-            .store
-            .record_attempt(&context.delivery, &record)
-            .await?
-        {
+        if !self.recorder.record(&context.delivery, &record).await? {
             // A duplicate of this job moved the delivery on first; its outcome stands.
             return Ok(DeliverOutcome::Skipped);
         }

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod ping;
 pub mod ports;
 pub mod publish;
+mod recorder;
 pub mod retries;
 pub mod sweep;
 pub mod test_events;
@@ -38,11 +39,13 @@ pub struct Ports {
 pub struct Service {
     ports: Ports,
     config: Arc<Config>,
+    recorder: Arc<recorder::AttemptRecorder>,
 }
 
 impl Service {
     pub fn new(ports: Ports, config: Config) -> Self {
         Self {
+            recorder: Arc::new(recorder::AttemptRecorder::new(ports.store.clone())),
             ports,
             config: Arc::new(config),
         }

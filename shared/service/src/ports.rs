@@ -84,6 +84,10 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// The most deliveries [`Store::insert_event_with_deliveries`] takes; a larger fan-out stores
+/// its event first and its deliveries in chunks.
+pub const MAX_ATOMIC_FAN_OUT: usize = 40;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- accounts and keys ---
@@ -149,22 +153,37 @@ pub trait Store: Send + Sync + 'static {
         event: &Event,
         sweep_at: DateTime<Utc>,
     ) -> PortResult<Option<Event>>;
+    /// Stores a new event already fanned out, together with its deliveries (at most
+    /// [`MAX_ATOMIC_FAN_OUT`], each due for the sweep at `sweep_at` and counted as pending
+    /// once), all or nothing: a small fan-out's publish in one write. Returns the stored
+    /// event instead, writing nothing, when one with that id exists (idempotent publish).
+    async fn insert_event_with_deliveries(
+        &self,
+        event: &Event,
+        deliveries: &[Delivery],
+        sweep_at: DateTime<Utc>,
+    ) -> PortResult<Option<Event>>;
     async fn get_event(&self, account_id: &str, event_id: &str) -> PortResult<Option<Event>>;
     async fn get_events(&self, account_id: &str, event_ids: &[String]) -> PortResult<Vec<Event>>;
-    /// Stores the deliveries of a fan-out that do not exist yet (each due for the sweep at
-    /// `sweep_at`, each counted as pending once), then marks the event fanned out.
+    /// Stores those of `event`'s `deliveries` (part or all of its fan-out) that do not exist
+    /// yet, each due for the sweep at `sweep_at` and counted as pending once.
     async fn insert_deliveries(
         &self,
         event: &Event,
         deliveries: &[Delivery],
         sweep_at: DateTime<Utc>,
     ) -> PortResult<()>;
+    /// Marks `event` fanned out to `deliveries` deliveries, all stored: it leaves the due index.
+    async fn finish_fan_out(&self, event: &Event, deliveries: u32) -> PortResult<()>;
     async fn load_delivery(&self, job: &DeliveryJob) -> PortResult<Option<DeliveryContext>>;
     /// Records an attempt of `delivery` (as loaded) and moves the status counters along.
     /// False, recording nothing, when the stored delivery's status is no longer
     /// `delivery.status` (a concurrent duplicate got there first) or it is gone.
     async fn record_attempt(&self, delivery: &Delivery, record: &AttemptRecord)
     -> PortResult<bool>;
+    /// [`Store::record_attempt`] for many deliveries in as few writes as it can: one answer
+    /// per delivery, in order, each as `record_attempt` would give it.
+    async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> PortResult<Vec<bool>>;
     /// Puts a finished delivery (as loaded) back to `pending` for a new round of attempts, due
     /// for the sweep at `sweep_at`, moving the counters. False when its stored state moved on.
     async fn requeue_delivery(

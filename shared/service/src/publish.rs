@@ -1,5 +1,6 @@
 //! Publishing an event and fanning it out to the account's matching, active webhooks.
 
+use crate::ports::MAX_ATOMIC_FAN_OUT;
 use crate::{Service, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use hookline_model::catalog::{subscriptions_match, validate_event_type_name};
@@ -7,6 +8,9 @@ use hookline_model::limits::MAX_PAYLOAD_BYTES;
 use hookline_model::{Delivery, Event, ValidationError, ids};
 use serde::Serialize;
 use serde_json::value::RawValue;
+
+/// Deliveries of a large fan-out stored (and queued) at a time.
+const FAN_OUT_CHUNK: usize = 500;
 
 /// `POST /events`.
 #[derive(Debug)]
@@ -68,40 +72,70 @@ impl Service {
             deliveries: 0,
             fanned_out: false,
         };
-        if let Some(existing) = self
-            .ports
-            .store
-            .insert_event(&event, self.sweep_time(now))
-            .await?
-        {
+        let deliveries = self.deliveries_of(&event).await?;
+        let sweep_at = self.sweep_time(now);
+        // A small fan-out is stored with its event in one write; a larger one after it.
+        let small = deliveries.len() <= MAX_ATOMIC_FAN_OUT;
+        let existing = if small {
+            self.ports
+                .store
+                .insert_event_with_deliveries(&event, &deliveries, sweep_at)
+                .await?
+        } else {
+            self.ports.store.insert_event(&event, sweep_at).await?
+        };
+        if let Some(existing) = existing {
             return Ok(published(&existing));
         }
-        let deliveries = self.fan_out(&event).await?;
+        let count = deliveries.len() as u32;
+        if small {
+            self.enqueue_or_leave_to_sweep(deliveries.iter().map(Delivery::job).collect())
+                .await;
+        } else {
+            self.store_fan_out(&event, deliveries).await?;
+        }
         Ok(Published {
             id: event.id,
             event_type: event.event_type,
-            deliveries,
+            deliveries: count,
         })
     }
 
     /// Creates the deliveries of `event` and queues them. Deterministic delivery ids make a
     /// second run (by the sweep, after a crash) recreate the same deliveries.
     pub(crate) async fn fan_out(&self, event: &Event) -> ServiceResult<u32> {
+        let deliveries = self.deliveries_of(event).await?;
+        self.store_fan_out(event, deliveries).await
+    }
+
+    /// Stores the deliveries of a stored event a chunk at a time, queueing each chunk once it
+    /// is stored (the first deliveries go out while the rest are written), then marks the
+    /// event fanned out. Until then the event stays due, so the sweep finishes a fan-out that
+    /// a crash interrupted.
+    async fn store_fan_out(&self, event: &Event, deliveries: Vec<Delivery>) -> ServiceResult<u32> {
+        let sweep_at = self.sweep_time(self.ports.clock.now());
+        for chunk in deliveries.chunks(FAN_OUT_CHUNK) {
+            self.ports
+                .store
+                .insert_deliveries(event, chunk, sweep_at)
+                .await?;
+            // Stored and due for the sweep: a failed enqueue is not an error for the publisher.
+            self.enqueue_or_leave_to_sweep(chunk.iter().map(Delivery::job).collect())
+                .await;
+        }
+        let count = deliveries.len() as u32;
+        self.ports.store.finish_fan_out(event, count).await?;
+        Ok(count)
+    }
+
+    /// The pending deliveries of `event`: one per active webhook whose subscriptions match.
+    async fn deliveries_of(&self, event: &Event) -> ServiceResult<Vec<Delivery>> {
         let webhooks = self.ports.store.list_webhooks(&event.account_id).await?;
-        let deliveries: Vec<Delivery> = webhooks
+        Ok(webhooks
             .iter()
             .filter(|w| w.active && subscriptions_match(&w.events, &event.event_type))
             .map(|w| Delivery::pending(event, w))
-            .collect();
-        let now = self.ports.clock.now();
-        self.ports
-            .store
-            .insert_deliveries(event, &deliveries, self.sweep_time(now))
-            .await?;
-        // Stored and due for the sweep: a failed enqueue is not an error for the publisher.
-        self.enqueue_or_leave_to_sweep(deliveries.iter().map(Delivery::job).collect())
-            .await;
-        Ok(deliveries.len() as u32)
+            .collect())
     }
 
     pub(crate) fn sweep_time(&self, from: DateTime<Utc>) -> DateTime<Utc> {

@@ -1,11 +1,14 @@
 //! Hookline's embedded adapters for the one local process: the dynoxide DynamoDB served on
 //! 127.0.0.1 (so local mode runs the very same DynamoDB adapter as Lambda), an in-process
-//! queue with its delivery workers, and an in-process retry scheduler.
+//! queue with its delivery workers, an in-process retry scheduler, and a cache in front of the
+//! store for the hot path (this process is the store's only writer).
 
+pub mod cached_store;
 pub mod dynamo;
 pub mod queue;
 pub mod scheduler;
 
+pub use cached_store::CachedStore;
 pub use dynamo::EmbeddedDynamo;
 pub use queue::{InProcessQueue, run_delivery_workers};
 pub use scheduler::InProcessScheduler;

@@ -1,9 +1,11 @@
 //! The DynamoDB store adapter on the embedded dynoxide (local mode's store) passes the Store
-//! contract, and its data survives a restart.
+//! contract, alone and behind the cache local mode puts in front of it, and its data survives
+//! a restart.
 
 use hookline_aws::{DynamoStore, env::emulator_config, table::ensure_table};
-use hookline_embedded::EmbeddedDynamo;
+use hookline_embedded::{CachedStore, EmbeddedDynamo};
 use hookline_service::Store;
+use std::sync::Arc;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("hookline-{name}-{}", std::process::id()));
@@ -22,6 +24,14 @@ async fn dynamodb_store_on_dynoxide_meets_the_store_contract() {
     let dir = temp_dir("contract");
     let dynamo = EmbeddedDynamo::start(&dir).unwrap();
     let store = store_on(&dynamo).await;
+    hookline_service::contract::store_contract(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_store_over_dynoxide_meets_the_store_contract() {
+    let dir = temp_dir("contract-cached");
+    let dynamo = EmbeddedDynamo::start(&dir).unwrap();
+    let store = CachedStore::new(Arc::new(store_on(&dynamo).await));
     hookline_service::contract::store_contract(&store).await;
 }
 

@@ -92,13 +92,23 @@ impl DynamoStore {
         Ok(item)
     }
 
-    /// Stores `deliveries` that do not exist yet and counts them, in one transaction.
-    /// Returns the indexes of those that already existed when that made it fail.
+    /// Stores `deliveries` that do not exist yet and counts them, in one transaction
+    /// (`ConditionFailed`, writing nothing, when one of them exists).
     async fn insert_counted(
         &self,
         deliveries: &[&Delivery],
         sweep_at: DateTime<Utc>,
     ) -> PortResult<Tx> {
+        let actions = self.insert_counted_actions(deliveries, sweep_at)?;
+        self.transact(actions).await
+    }
+
+    /// The conditional puts of `deliveries` and the pending counts they add.
+    pub(super) fn insert_counted_actions(
+        &self,
+        deliveries: &[&Delivery],
+        sweep_at: DateTime<Utc>,
+    ) -> PortResult<Vec<TransactWriteItem>> {
         let mut actions = Vec::with_capacity(deliveries.len() + 4);
         let mut buckets: BTreeMap<(String, String), (DateTime<Utc>, i64)> = BTreeMap::new();
         for delivery in deliveries {
@@ -123,7 +133,7 @@ impl DynamoStore {
                 &[(DeliveryStatus::Pending, count)],
             )?);
         }
-        self.transact(actions).await
+        Ok(actions)
     }
 }
 
@@ -146,11 +156,92 @@ pub(super) async fn insert_deliveries(
     Ok(())
 }
 
-pub(super) async fn record_attempt(
+/// Deliveries per attempt-recording transaction: their updates and the merged counter
+/// updates stay within the 100 actions of a transaction.
+const RECORD_CHUNK: usize = 40;
+
+/// Records a batch of attempts, a transaction per chunk. A chunk whose transaction fails (a
+/// duplicate moved one of its deliveries on first, or one item is refused) is recorded one
+/// delivery at a time, so each gets its own answer and none fails for another.
+pub(super) async fn record_attempts(
+    store: &DynamoStore,
+    batch: &[(&Delivery, &AttemptRecord)],
+) -> PortResult<Vec<bool>> {
+    let mut recorded = Vec::with_capacity(batch.len());
+    for chunk in batch.chunks(RECORD_CHUNK) {
+        match transact_attempts(store, chunk).await {
+            Ok(Tx::Done) => recorded.extend(std::iter::repeat_n(true, chunk.len())),
+            Ok(Tx::ConditionFailed) if chunk.len() == 1 => recorded.push(false),
+            Err(error) if chunk.len() == 1 => return Err(error),
+            _ => {
+                for one in chunk {
+                    let tx = transact_attempts(store, std::slice::from_ref(one)).await?;
+                    recorded.push(matches!(tx, Tx::Done));
+                }
+            }
+        }
+    }
+    Ok(recorded)
+}
+
+/// The attempts' conditional updates and their counter moves, in one transaction.
+async fn transact_attempts(
+    store: &DynamoStore,
+    chunk: &[(&Delivery, &AttemptRecord)],
+) -> PortResult<Tx> {
+    let mut actions = chunk
+        .iter()
+        .map(|(delivery, record)| attempt_update(store, delivery, record))
+        .collect::<PortResult<Vec<_>>>()?;
+    // One counter update per account and day for the whole chunk: the counts are sums over
+    // the day's shards, so a delivery's moves need not land in the shard it was counted in.
+    let mut moves: BTreeMap<(&str, String), (DateTime<Utc>, String, [i64; 4])> = BTreeMap::new();
+    for (delivery, record) in chunk {
+        if record.status == delivery.status {
+            continue;
+        }
+        let (_, _, deltas) = moves
+            .entry((
+                delivery.account_id.as_str(),
+                delivery.created_at.format("%Y%m%d").to_string(),
+            ))
+            .or_insert_with(|| {
+                (
+                    delivery.created_at,
+                    counter_sk(delivery.created_at, &delivery.id),
+                    [0; 4],
+                )
+            });
+        deltas[status_index(delivery.status)] -= 1;
+        deltas[status_index(record.status)] += 1;
+    }
+    for ((account_id, _), (created_at, sk, deltas)) in moves {
+        let changes: Vec<(DeliveryStatus, i64)> = DeliveryStatus::ALL
+            .into_iter()
+            .zip(deltas)
+            .filter(|(_, delta)| *delta != 0)
+            .collect();
+        if !changes.is_empty() {
+            actions.push(store.counter_action(account_id, sk, created_at, &changes)?);
+        }
+    }
+    store.transact(actions).await
+}
+
+fn status_index(status: DeliveryStatus) -> usize {
+    DeliveryStatus::ALL
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or(0)
+}
+
+/// The update recording one attempt, only from the status the delivery was loaded in: a
+/// concurrent duplicate records nothing.
+fn attempt_update(
     store: &DynamoStore,
     delivery: &Delivery,
     record: &AttemptRecord,
-) -> PortResult<bool> {
+) -> PortResult<TransactWriteItem> {
     let attempt = serde_dynamo::to_attribute_value(&record.attempt)
         .map_err(|e| PortError::new("encoding an attempt", e))?;
     let mut set = vec![
@@ -210,16 +301,7 @@ pub(super) async fn record_attempt(
         .set_expression_attribute_values(Some(values))
         .build()
         .map_err(sdk("TransactWriteItems"))?;
-    let mut actions = vec![TransactWriteItem::builder().update(update).build()];
-    if record.status != delivery.status {
-        actions.push(store.counter_action(
-            &delivery.account_id,
-            counter_sk(delivery.created_at, &delivery.id),
-            delivery.created_at,
-            &[(delivery.status, -1), (record.status, 1)],
-        )?);
-    }
-    Ok(matches!(store.transact(actions).await?, Tx::Done))
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 pub(super) async fn requeue_delivery(

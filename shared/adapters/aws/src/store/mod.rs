@@ -485,6 +485,40 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn insert_event_with_deliveries(
+        &self,
+        event: &Event,
+        deliveries: &[Delivery],
+        sweep_at: DateTime<Utc>,
+    ) -> PortResult<Option<Event>> {
+        let stored = Event {
+            fanned_out: true,
+            deliveries: deliveries.len() as u32,
+            ..event.clone()
+        };
+        // Fanned out already, so never in the due index; its deliveries are.
+        let mut item = to_item(&stored, event_key(&event.account_id, &event.id), KIND_EVENT)?;
+        item.insert(EXPIRES_AT.into(), self.expires_at(event.created_at));
+        let mut actions = vec![put_action(
+            &self.table,
+            item,
+            Some("attribute_not_exists(pk)"),
+        )?];
+        let deliveries: Vec<&Delivery> = deliveries.iter().collect();
+        actions.extend(self.insert_counted_actions(&deliveries, sweep_at)?);
+        match self.transact(actions).await? {
+            Tx::Done => Ok(None),
+            // Delivery ids derive from the event id: only an existing event fails this.
+            Tx::ConditionFailed => match self.get_event(&event.account_id, &event.id).await? {
+                Some(existing) => Ok(Some(existing)),
+                None => Err(PortError(format!(
+                    "publishing {}: a delivery exists without its event",
+                    event.id
+                ))),
+            },
+        }
+    }
+
     async fn get_event(&self, account_id: &str, event_id: &str) -> PortResult<Option<Event>> {
         self.get_as(event_key(account_id, event_id)).await
     }
@@ -503,19 +537,21 @@ impl Store for DynamoStore {
 
     async fn insert_deliveries(
         &self,
-        event: &Event,
+        _event: &Event,
         deliveries: &[Delivery],
         sweep_at: DateTime<Utc>,
     ) -> PortResult<()> {
-        counters::insert_deliveries(self, deliveries, sweep_at).await?;
-        // Only once every delivery is stored does the event leave the due index.
+        counters::insert_deliveries(self, deliveries, sweep_at).await
+    }
+
+    async fn finish_fan_out(&self, event: &Event, deliveries: u32) -> PortResult<()> {
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(event_key(&event.account_id, &event.id)))
             .update_expression("SET fannedOut = :true, deliveries = :count REMOVE dueShard, dueAt")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":count", n(deliveries.len() as i64))
+            .expression_attribute_values(":count", n(deliveries as i64))
             .send()
             .await
             .map_err(sdk("UpdateItem"))?;
@@ -560,7 +596,12 @@ impl Store for DynamoStore {
         delivery: &Delivery,
         record: &AttemptRecord,
     ) -> PortResult<bool> {
-        counters::record_attempt(self, delivery, record).await
+        Ok(counters::record_attempts(self, &[(delivery, record)]).await?[0])
+    }
+
+    async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> PortResult<Vec<bool>> {
+        let batch: Vec<(&Delivery, &AttemptRecord)> = batch.iter().map(|(d, r)| (d, r)).collect();
+        counters::record_attempts(self, &batch).await
     }
 
     async fn requeue_delivery(
