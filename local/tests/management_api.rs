@@ -1675,3 +1675,133 @@ async fn openapi_document_describes_every_route() {
         "GET /health, outside /api/v3, is documented too"
     );
 }
+
+/// Local mode keeps accounts, webhooks and keys in a cache in front of its store: every change
+/// must reach the very next publish, with no wait in between.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_change_reaches_the_very_next_publish() {
+    let server = Server::start(&temp_dir("mgmt-cache"));
+    let http = Http::new();
+    let (account_id, key) = new_account(&http, &server, "Changing Clinic").await;
+    let (first_url, mut first) = receiver().await;
+    let (second_url, mut second) = receiver().await;
+    let webhook = new_webhook(
+        &http,
+        &server,
+        &key,
+        json!({"type": "patient.created", "url": first_url}),
+    )
+    .await;
+    let hook = format!("/webhook/{}", webhook["id"].as_str().unwrap());
+    let patch = async |body: Value| {
+        let (status, patched) =
+            call(&http, "PATCH", server.api(&hook), Some(&key), Some(body)).await;
+        assert_eq!(status, 200, "{patched}");
+    };
+    let publish_patient = async || {
+        publish(
+            &http,
+            &server,
+            &account_id,
+            "patient.created",
+            json!({"patientId": 1}),
+        )
+        .await
+    };
+
+    assert_eq!(publish_patient().await["deliveries"], 1);
+    next_delivery(&mut first).await;
+
+    // A new URL.
+    patch(json!({"url": second_url})).await;
+    assert_eq!(publish_patient().await["deliveries"], 1);
+    let got = next_delivery(&mut second).await;
+    assert_nothing_more(&mut first, "the old URL gets nothing").await;
+    assert_eq!(header(&got, "x-webhook-secret"), None);
+
+    // The account secret: set, changed, removed.
+    for secret in ["first-secret-1c9e", "second-secret-7d2a"] {
+        let (status, body) = call(
+            &http,
+            "POST",
+            server.api("/webhook-secret"),
+            Some(&key),
+            Some(json!({ "secret": secret })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        publish_patient().await;
+        assert_eq!(
+            header(&next_delivery(&mut second).await, "x-webhook-secret"),
+            Some(secret)
+        );
+    }
+    let (status, _) = call(
+        &http,
+        "DELETE",
+        server.api("/webhook-secret"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    publish_patient().await;
+    assert_eq!(
+        header(&next_delivery(&mut second).await, "x-webhook-secret"),
+        None
+    );
+
+    // A rotated signing secret signs the next delivery.
+    let (status, _) = call(
+        &http,
+        "POST",
+        server.api(&format!("{hook}/signing-secret/rotate")),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, secret) = call(
+        &http,
+        "GET",
+        server.api(&format!("{hook}/signing-secret")),
+        Some(&key),
+        None,
+    )
+    .await;
+    publish_patient().await;
+    let got = next_delivery(&mut second).await;
+    assert!(signature_is_valid(
+        secret["secret"].as_str().unwrap(),
+        &got.headers,
+        &got.body
+    ));
+
+    // Switched off, then on for other events only, then deleted.
+    patch(json!({"active": false})).await;
+    assert_eq!(publish_patient().await["deliveries"], 0);
+    patch(json!({"active": true, "events": ["reading.*"]})).await;
+    assert_eq!(publish_patient().await["deliveries"], 0);
+    let weight = publish(
+        &http,
+        &server,
+        &account_id,
+        "reading.weight",
+        json!({"weight": 80}),
+    )
+    .await;
+    assert_eq!(weight["deliveries"], 1);
+    next_delivery(&mut second).await;
+    let (status, _) = call(&http, "DELETE", server.api(&hook), Some(&key), None).await;
+    assert_eq!(status, 200);
+    let weight = publish(
+        &http,
+        &server,
+        &account_id,
+        "reading.weight",
+        json!({"weight": 81}),
+    )
+    .await;
+    assert_eq!(weight["deliveries"], 0);
+    assert_nothing_more(&mut second, "a deleted webhook gets nothing").await;
+}
