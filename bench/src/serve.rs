@@ -301,6 +301,20 @@ fn summarize(
         })
         .unzip();
     let delivered = first_arrival.len();
+    if std::env::var_os("HOOKLINE_BENCH_TIMELINE").is_some() {
+        // Per second of the run: deliveries that arrived, and the worst latency among them.
+        let mut seconds: std::collections::BTreeMap<u64, (usize, Duration)> = Default::default();
+        for (i, at) in first_arrival.values() {
+            let slot = seconds
+                .entry(at.duration_since(start).as_secs())
+                .or_default();
+            slot.0 += 1;
+            slot.1 = slot.1.max(at.saturating_duration_since(published.sent[*i]));
+        }
+        for (second, (count, worst)) in seconds {
+            eprintln!("  {name} t={second}s: {count} delivered, worst {} ms", ms(worst));
+        }
+    }
     RunResult {
         name: name.into(),
         webhooks,

@@ -11,9 +11,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Records taken into one batch at most.
 const MAX_BATCH: usize = 40;
-/// Batch writes in flight at once. Few, so that records pile up behind them: on Lambda the
-/// ten messages of a batch end in two or three writes instead of ten.
-const WRITES_IN_FLIGHT: usize = 2;
+/// Batch writes in flight at once. One, so that records pile up behind it: on Lambda the ten
+/// messages of a batch end in two writes instead of ten (the first alone, the rest together).
+const WRITES_IN_FLIGHT: usize = 1;
 
 type Waiting = (Delivery, AttemptRecord, oneshot::Sender<PortResult<bool>>);
 

@@ -10,8 +10,11 @@ pub struct EmbeddedDynamo {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// How often expired items (delivery logs past retention) are deleted.
-const TTL_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often expired items (delivery logs past retention, kept for days) are deleted. A sweep
+/// reads the whole table, 25 rows per hold of the store's lock, so while it runs every other
+/// request waits longer (docs/BENCHMARKS.md): hourly, the first a few minutes after start.
+const TTL_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+const FIRST_TTL_SWEEP_AFTER: Duration = Duration::from_secs(300);
 
 impl EmbeddedDynamo {
     /// Opens (or creates) `<data_dir>/hookline.db` and serves it on an ephemeral loopback port.
@@ -47,7 +50,10 @@ impl EmbeddedDynamo {
                         tokio::net::TcpListener::from_std(listener).expect("the store's listener");
                     let sweeper = db.clone();
                     tokio::spawn(async move {
-                        let mut every = tokio::time::interval(TTL_SWEEP_EVERY);
+                        let mut every = tokio::time::interval_at(
+                            tokio::time::Instant::now() + FIRST_TTL_SWEEP_AFTER,
+                            TTL_SWEEP_EVERY,
+                        );
                         loop {
                             every.tick().await;
                             let db = sweeper.clone();
