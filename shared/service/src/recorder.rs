@@ -11,9 +11,11 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Records taken into one batch at most.
 const MAX_BATCH: usize = 40;
-/// Batch writes in flight at once. One, so that records pile up behind it: on Lambda the ten
-/// messages of a batch end in two writes instead of ten (the first alone, the rest together).
-const WRITES_IN_FLIGHT: usize = 1;
+/// Batch writes in flight at once. Few, so that records pile up behind them (on Lambda the ten
+/// messages of a batch end in about three writes instead of ten), but two: with one, the local
+/// store's writes no longer overlap their HTTP and encoding, and local throughput fell by a
+/// third (docs/BENCHMARKS.md).
+const WRITES_IN_FLIGHT: usize = 2;
 
 type Waiting = (Delivery, AttemptRecord, oneshot::Sender<PortResult<bool>>);
 
