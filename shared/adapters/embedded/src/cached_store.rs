@@ -18,7 +18,7 @@ use hookline_service::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortResult,
 };
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 /// Most accounts (and API keys, and webhook lists) kept; past it a cache starts again empty.
@@ -26,36 +26,44 @@ const MAX_ENTRIES: usize = 10_000;
 /// Most fresh deliveries kept for their first attempt; past it they are read from the store.
 const MAX_FRESH: usize = 50_000;
 
-/// A map with a generation: `insert_if_current` keeps a value only if no write happened
-/// since the read that produced it began.
-struct Generational<K, V> {
-    inner: Mutex<(u64, HashMap<K, V>)>,
+/// A map with a generation: a value read from the store is kept only if no invalidation
+/// happened since the read began.
+struct Generational<V> {
+    inner: Mutex<(u64, HashMap<String, V>)>,
 }
 
-impl<K: Eq + Hash, V: Clone> Generational<K, V> {
+impl<V: Clone> Generational<V> {
     fn new() -> Self {
         Self {
             inner: Mutex::new((0, HashMap::new())),
         }
     }
 
-    /// The value, or the generation to hand to `insert_if_current` after reading the store.
-    fn get(&self, key: &K) -> Result<V, u64> {
-        let inner = self.inner.lock().unwrap();
-        inner.1.get(key).cloned().ok_or(inner.0)
-    }
-
-    fn insert_if_current(&self, key: K, value: V, generation: u64) {
+    /// The cached value, or else `load`'s, kept unless something was invalidated meanwhile.
+    async fn get_or_load<Fut: Future<Output = PortResult<V>>>(
+        &self,
+        key: &str,
+        load: impl FnOnce() -> Fut,
+    ) -> PortResult<V> {
+        let generation = {
+            let inner = self.inner.lock().unwrap();
+            match inner.1.get(key) {
+                Some(value) => return Ok(value.clone()),
+                None => inner.0,
+            }
+        };
+        let value = load().await?;
         let mut inner = self.inner.lock().unwrap();
         if inner.0 == generation {
             if inner.1.len() >= MAX_ENTRIES {
                 inner.1.clear();
             }
-            inner.1.insert(key, value);
+            inner.1.insert(key.to_string(), value.clone());
         }
+        Ok(value)
     }
 
-    fn invalidate(&self, key: &K) {
+    fn invalidate(&self, key: &str) {
         let mut inner = self.inner.lock().unwrap();
         inner.0 += 1;
         inner.1.remove(key);
@@ -154,10 +162,10 @@ impl AccountWebhooks {
 
 pub struct CachedStore {
     inner: Arc<dyn Store>,
-    accounts: Generational<String, Option<Account>>,
-    webhooks: Generational<String, Arc<AccountWebhooks>>,
-    api_keys: Generational<String, Option<ApiKeyRecord>>,
-    event_types: Generational<String, Option<EventTypeInfo>>,
+    accounts: Generational<Option<Account>>,
+    webhooks: Generational<Arc<AccountWebhooks>>,
+    api_keys: Generational<Option<ApiKeyRecord>>,
+    event_types: Generational<Option<EventTypeInfo>>,
     fresh: Mutex<Fresh>,
 }
 
@@ -188,14 +196,9 @@ impl Store for CachedStore {
     }
 
     async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>> {
-        let generation = match self.accounts.get(&account_id.to_string()) {
-            Ok(account) => return Ok(account),
-            Err(generation) => generation,
-        };
-        let account = self.inner.get_account(account_id).await?;
         self.accounts
-            .insert_if_current(account_id.to_string(), account.clone(), generation);
-        Ok(account)
+            .get_or_load(account_id, || self.inner.get_account(account_id))
+            .await
     }
 
     async fn list_accounts(&self, page: u32, size: u32) -> PortResult<Page<Account>> {
@@ -204,7 +207,7 @@ impl Store for CachedStore {
 
     async fn set_account_secret(&self, account_id: &str, secret: Option<&str>) -> PortResult<bool> {
         let result = self.inner.set_account_secret(account_id, secret).await;
-        self.accounts.invalidate(&account_id.to_string());
+        self.accounts.invalidate(account_id);
         result
     }
 
@@ -215,14 +218,9 @@ impl Store for CachedStore {
     }
 
     async fn find_api_key(&self, key_hash: &str) -> PortResult<Option<ApiKeyRecord>> {
-        let generation = match self.api_keys.get(&key_hash.to_string()) {
-            Ok(key) => return Ok(key),
-            Err(generation) => generation,
-        };
-        let key = self.inner.find_api_key(key_hash).await?;
         self.api_keys
-            .insert_if_current(key_hash.to_string(), key.clone(), generation);
-        Ok(key)
+            .get_or_load(key_hash, || self.inner.find_api_key(key_hash))
+            .await
     }
 
     async fn list_api_keys(&self, account_id: &str) -> PortResult<Vec<ApiKeyRecord>> {
@@ -248,14 +246,9 @@ impl Store for CachedStore {
     }
 
     async fn get_event_type(&self, name: &str) -> PortResult<Option<EventTypeInfo>> {
-        let generation = match self.event_types.get(&name.to_string()) {
-            Ok(info) => return Ok(info),
-            Err(generation) => generation,
-        };
-        let info = self.inner.get_event_type(name).await?;
         self.event_types
-            .insert_if_current(name.to_string(), info.clone(), generation);
-        Ok(info)
+            .get_or_load(name, || self.inner.get_event_type(name))
+            .await
     }
 
     async fn insert_webhook(&self, webhook: &Webhook) -> PortResult<()> {
@@ -280,7 +273,7 @@ impl Store for CachedStore {
             .inner
             .deactivate_webhook(account_id, webhook_id, at)
             .await;
-        self.webhooks.invalidate(&account_id.to_string());
+        self.webhooks.invalidate(account_id);
         result
     }
 
@@ -290,7 +283,7 @@ impl Store for CachedStore {
         webhook_id: &str,
     ) -> PortResult<Option<Webhook>> {
         let result = self.inner.delete_webhook(account_id, webhook_id).await;
-        self.webhooks.invalidate(&account_id.to_string());
+        self.webhooks.invalidate(account_id);
         result
     }
 
@@ -460,15 +453,12 @@ impl Store for CachedStore {
 
 impl CachedStore {
     async fn webhooks_of(&self, account_id: &str) -> PortResult<Arc<AccountWebhooks>> {
-        let generation = match self.webhooks.get(&account_id.to_string()) {
-            Ok(webhooks) => return Ok(webhooks),
-            Err(generation) => generation,
-        };
-        let webhooks = Arc::new(AccountWebhooks::new(
-            self.inner.list_webhooks(account_id).await?,
-        ));
         self.webhooks
-            .insert_if_current(account_id.to_string(), webhooks.clone(), generation);
-        Ok(webhooks)
+            .get_or_load(account_id, || async {
+                Ok(Arc::new(AccountWebhooks::new(
+                    self.inner.list_webhooks(account_id).await?,
+                )))
+            })
+            .await
     }
 }
