@@ -312,7 +312,10 @@ fn summarize(
             slot.1 = slot.1.max(at.saturating_duration_since(published.sent[*i]));
         }
         for (second, (count, worst)) in seconds {
-            eprintln!("  {name} t={second}s: {count} delivered, worst {} ms", ms(worst));
+            eprintln!(
+                "  {name} t={second}s: {count} delivered, worst {} ms",
+                ms(worst)
+            );
         }
     }
     RunResult {
