@@ -27,6 +27,10 @@ pub struct Server {
 
 impl Server {
     pub fn start(binary: &Path) -> Self {
+        // Each run starts on a quiet disk: the previous run's writes flushed, not competing
+        // with this run's.
+        let _ = Command::new("sync").status();
+        std::thread::sleep(Duration::from_secs(2));
         let data_dir = std::env::temp_dir().join(format!(
             "hookline-bench-{}",
             ulid::Ulid::new().to_string().to_lowercase()

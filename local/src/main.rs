@@ -11,6 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: hookline serve [--addr ADDR] [--data-dir DIR]";
 const TABLE: &str = "hookline";
 /// Deliveries in flight at once.
