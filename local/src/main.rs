@@ -74,7 +74,8 @@ async fn serve() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
 
-    let (queue, jobs) = InProcessQueue::new();
+    let (queue, jobs) = InProcessQueue::new(config.max_backlog);
+    let endpoint_concurrency = config.endpoint_concurrency;
     let service = Service::new(
         Ports {
             // This process is the store's only writer, so the cache is always exact.
@@ -92,21 +93,30 @@ async fn serve() -> Result<(), String> {
     );
     issue_admin_key(&service, &args.data_dir).await?;
 
-    tokio::spawn(run_delivery_workers(service.clone(), queue, jobs, WORKERS));
-    let resumed = service
-        .resume_after_restart()
-        .await
-        .map_err(|e| format!("resuming pending work: {e}"))?;
-    if resumed.enqueued + resumed.scheduled + resumed.fan_outs > 0 {
-        tracing::info!(
-            enqueued = resumed.enqueued,
-            scheduled = resumed.scheduled,
-            fan_outs = resumed.fan_outs,
-            "resumed pending work"
-        );
-    }
+    tokio::spawn(run_delivery_workers(
+        service.clone(),
+        queue,
+        jobs,
+        WORKERS,
+        endpoint_concurrency,
+    ));
+    // Resumed while the API serves: a large backlog delays neither start-up nor new work, and
+    // the queue absorbs what the first sweeps find still queued.
     let sweeper = service.clone();
     tokio::spawn(async move {
+        match sweeper.resume_after_restart().await {
+            Ok(resumed) if resumed.enqueued + resumed.scheduled + resumed.fan_outs > 0 => {
+                tracing::info!(
+                    enqueued = resumed.enqueued,
+                    scheduled = resumed.scheduled,
+                    fan_outs = resumed.fan_outs,
+                    "resumed pending work"
+                )
+            }
+            Ok(_) => {}
+            // The sweep below finds it all the same, a lease later.
+            Err(error) => tracing::warn!(%error, "resuming pending work failed"),
+        }
         let mut every = tokio::time::interval(SWEEP_EVERY);
         loop {
             every.tick().await;

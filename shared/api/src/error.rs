@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +21,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -48,6 +51,10 @@ impl From<ServiceError> for ApiError {
                 "payload_too_large",
                 error.to_string(),
             ),
+            ServiceError::Busy { retry_after_secs } => Self {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", error.to_string())
+            },
             ServiceError::Port(e) => {
                 // The detail goes to the log, not to the caller.
                 tracing::error!(error = %e, "backend failure");
@@ -70,6 +77,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body is not read, so the connection cannot be reused: say so,
             // or a client may send its next request on a connection the server is closing.

@@ -79,8 +79,14 @@ pub struct Delivery {
     pub event_type: String,
     pub status: DeliveryStatus,
     pub created_at: DateTime<Utc>,
+    /// The latest attempts, at most [`MAX_KEPT_ATTEMPTS`]; older ones are dropped (their
+    /// number stays in `attempt_count`) so a delivery retried by hand again and again never
+    /// outgrows what a store item may hold.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// Every attempt ever made, kept or dropped.
+    #[serde(default)]
+    pub attempt_count: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_response_status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +112,7 @@ impl Delivery {
             status: DeliveryStatus::Pending,
             created_at: event.created_at,
             attempts: vec![],
+            attempt_count: 0,
             last_response_status: None,
             last_attempt_at: None,
             next_attempt_at: None,
@@ -118,20 +125,35 @@ impl Delivery {
     pub fn requeued(&self) -> Self {
         Self {
             status: DeliveryStatus::Pending,
-            round_start: self.attempts.len() as u32,
+            round_start: self.attempts_made(),
             next_attempt_at: None,
             ..self.clone()
         }
     }
 
+    /// Every attempt made so far (a delivery stored before `attempt_count` existed counts its
+    /// list).
+    pub fn attempts_made(&self) -> u32 {
+        self.attempt_count.max(self.attempts.len() as u32)
+    }
+
+    /// The attempts as they are after `attempt` is added: the newest [`MAX_KEPT_ATTEMPTS`].
+    pub fn attempts_with(&self, attempt: Attempt) -> Vec<Attempt> {
+        let keep_old = MAX_KEPT_ATTEMPTS - 1;
+        let skip = self.attempts.len().saturating_sub(keep_old);
+        let mut kept: Vec<Attempt> = self.attempts[skip..].to_vec();
+        kept.push(attempt);
+        kept
+    }
+
     /// Attempts in the current round (what the retry schedule counts).
     pub fn round_attempts(&self) -> u32 {
-        (self.attempts.len() as u32).saturating_sub(self.round_start)
+        self.attempts_made().saturating_sub(self.round_start)
     }
 
     /// Impilo's `retryAttempts`: attempts after the first.
     pub fn retry_attempts(&self) -> u32 {
-        (self.attempts.len() as u32).saturating_sub(1)
+        self.attempts_made().saturating_sub(1)
     }
 
     pub fn job(&self) -> DeliveryJob {
@@ -143,6 +165,11 @@ impl Delivery {
         }
     }
 }
+
+/// The most attempts a delivery keeps in its log (each with at most
+/// [`crate::limits::MAX_RESPONSE_SNIPPET_BYTES`] of the answer, so under 100 KB in all, well
+/// within DynamoDB's 400 KB item limit); older ones are dropped, their number kept.
+pub const MAX_KEPT_ATTEMPTS: usize = 20;
 
 /// One try of a delivery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,6 +209,39 @@ pub enum RetryTrigger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn attempt(n: u64) -> Attempt {
+        Attempt {
+            at: Utc::now(),
+            status_code: Some(500),
+            duration_ms: n,
+            error: Some("status".into()),
+            response_body: Some("x".repeat(4096)),
+        }
+    }
+
+    #[test]
+    fn a_delivery_keeps_its_latest_attempts_and_counts_them_all() {
+        let mut delivery: Delivery = serde_json::from_value(serde_json::json!({
+            "id": "dlv_1", "accountId": "acct_1", "webhookId": "wh_1", "webhookUrl": "http://x",
+            "eventId": "evt_1", "eventType": "patient.created", "status": "failed",
+            "createdAt": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        for n in 0..100u64 {
+            delivery.attempts = delivery.attempts_with(attempt(n));
+            delivery.attempt_count += 1;
+            delivery = delivery.requeued();
+        }
+        assert_eq!(delivery.attempts.len(), MAX_KEPT_ATTEMPTS);
+        assert_eq!(delivery.attempts.last().unwrap().duration_ms, 99);
+        assert_eq!(delivery.attempts[0].duration_ms, 80);
+        assert_eq!(delivery.attempts_made(), 100);
+        assert_eq!(delivery.retry_attempts(), 99);
+        assert_eq!(delivery.round_attempts(), 0);
+        // What a store item holds stays far below DynamoDB's 400 KB.
+        assert!(serde_json::to_vec(&delivery).unwrap().len() < 120_000);
+    }
 
     #[test]
     fn retry_trigger_wire_format() {

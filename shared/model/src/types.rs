@@ -52,6 +52,10 @@ pub struct Webhook {
     pub signing_secrets: Vec<SigningSecretEntry>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Moves on every stored change: an update is written only over the version it read, so
+    /// two concurrent changes (a PATCH and a 410's deactivation, two rotations) never lose one.
+    #[serde(default)]
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

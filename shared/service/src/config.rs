@@ -25,6 +25,17 @@ pub struct Config {
     pub log_retention_days: u32,
     /// How long queued work may stay unfinished before the sweep enqueues it again.
     pub sweep_lease: Duration,
+    /// How long one sweep may work before it stops (what is left stays due for the next):
+    /// well within the retry function's timeout.
+    pub sweep_budget: Duration,
+    /// The most webhooks one account may have (`HOOKLINE_MAX_WEBHOOKS`).
+    pub max_webhooks_per_account: u32,
+    /// Local: the most deliveries queued or in flight before publish answers 503
+    /// (`HOOKLINE_MAX_BACKLOG`).
+    pub max_backlog: usize,
+    /// Local: the most deliveries in flight to one webhook at once
+    /// (`HOOKLINE_ENDPOINT_CONCURRENCY`), so a slow receiver cannot hold every worker.
+    pub endpoint_concurrency: usize,
 }
 
 impl Config {
@@ -44,6 +55,10 @@ impl Config {
             admin_key_hash: None,
             log_retention_days: 30,
             sweep_lease: Duration::from_secs(120),
+            sweep_budget: Duration::from_secs(20),
+            max_webhooks_per_account: 500,
+            max_backlog: 20_000,
+            endpoint_concurrency: 64,
         }
     }
 
@@ -86,6 +101,19 @@ impl Config {
             config.sweep_lease =
                 parse_duration(v.trim()).map_err(|e| format!("HOOKLINE_SWEEP_LEASE: {e}"))?;
         }
+        if let Some(v) = get("HOOKLINE_SWEEP_BUDGET") {
+            config.sweep_budget =
+                parse_duration(v.trim()).map_err(|e| format!("HOOKLINE_SWEEP_BUDGET: {e}"))?;
+        }
+        if let Some(v) = get("HOOKLINE_MAX_WEBHOOKS") {
+            config.max_webhooks_per_account = positive("HOOKLINE_MAX_WEBHOOKS", &v)? as u32;
+        }
+        if let Some(v) = get("HOOKLINE_MAX_BACKLOG") {
+            config.max_backlog = positive("HOOKLINE_MAX_BACKLOG", &v)?;
+        }
+        if let Some(v) = get("HOOKLINE_ENDPOINT_CONCURRENCY") {
+            config.endpoint_concurrency = positive("HOOKLINE_ENDPOINT_CONCURRENCY", &v)?;
+        }
         if let Some(v) = get("HOOKLINE_ADMIN_KEY") {
             config.admin_key_hash = Some(hookline_model::keys::hash_api_key(v.trim()));
         }
@@ -107,6 +135,16 @@ fn header_name(var: &str, value: String) -> Result<String, String> {
     } else {
         Err(format!("{var}: '{value}' is not a valid header name"))
     }
+}
+
+fn positive(var: &str, value: &str) -> Result<usize, String> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| n as usize)
+        .ok_or_else(|| format!("{var}: '{}' is not a whole number above 0", value.trim()))
 }
 
 fn flag(var: &str, value: &str) -> Result<bool, String> {

@@ -6,6 +6,7 @@ use crate::ports::{
     AttemptRecord, DeliveryQuery, DueItem, HttpSender, OutboundRequest, Queue, SendErrorKind, Store,
 };
 use chrono::{DateTime, Duration, Utc};
+use hookline_model::delivery::MAX_KEPT_ATTEMPTS;
 use hookline_model::types::SigningSecretEntry;
 use hookline_model::{
     Account, ApiKeyRecord, Attempt, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo,
@@ -46,6 +47,7 @@ fn webhook(account_id: &str, now: DateTime<Utc>, events: &[&str]) -> Webhook {
         }],
         created_at: now,
         updated_at: now,
+        version: 0,
     }
 }
 
@@ -204,8 +206,8 @@ pub async fn store_contract(store: &dyn Store) {
     // Webhooks are per account.
     let wh = webhook(&acct.id, now, &["patient.created"]);
     let wh2 = webhook(&acct.id, now + Duration::milliseconds(1), &["reading.*"]);
-    store.insert_webhook(&wh).await.unwrap();
-    store.insert_webhook(&wh2).await.unwrap();
+    assert!(store.insert_webhook(&wh, 3).await.unwrap());
+    assert!(store.insert_webhook(&wh2, 3).await.unwrap());
     assert_eq!(
         store.get_webhook(&acct.id, &wh.id).await.unwrap(),
         Some(wh.clone())
@@ -237,6 +239,19 @@ pub async fn store_contract(store: &dyn Store) {
     let mut changed = wh.clone();
     changed.url = "https://receiver.example/v2".into();
     assert!(store.update_webhook(&changed).await.unwrap());
+    // Written over the version it read, as the next version: a second writer that read the
+    // same version must read again.
+    let mut stale = wh.clone();
+    stale.url = "https://receiver.example/stale".into();
+    assert!(
+        !store.update_webhook(&stale).await.unwrap(),
+        "an update over a version that moved on writes nothing"
+    );
+    changed.version = 1;
+    assert_eq!(
+        store.get_webhook(&acct.id, &wh.id).await.unwrap(),
+        Some(changed.clone())
+    );
     let mut foreign_update = changed.clone();
     foreign_update.account_id = other.id.clone();
     assert!(
@@ -246,7 +261,13 @@ pub async fn store_contract(store: &dyn Store) {
     assert_eq!(store.get_webhook(&other.id, &wh.id).await.unwrap(), None);
     // Deleting returns the webhook once.
     let doomed = webhook(&acct.id, now + Duration::milliseconds(3), &["*"]);
-    store.insert_webhook(&doomed).await.unwrap();
+    assert!(store.insert_webhook(&doomed, 3).await.unwrap());
+    let over = webhook(&acct.id, now + Duration::milliseconds(4), &["*"]);
+    assert!(
+        !store.insert_webhook(&over, 3).await.unwrap(),
+        "no more webhooks than the quota"
+    );
+    assert_eq!(store.get_webhook(&acct.id, &over.id).await.unwrap(), None);
     assert_eq!(
         store
             .list_webhooks_page(&acct.id, 0, 20)
@@ -321,10 +342,13 @@ pub async fn store_contract(store: &dyn Store) {
     // Fan-out: deliveries stored and due; the event due until marked done.
     let d1 = delivery(&event, &changed);
     let sweep_at = now + Duration::seconds(120);
-    store
-        .insert_deliveries(&event, std::slice::from_ref(&d1), sweep_at)
-        .await
-        .unwrap();
+    assert_eq!(
+        store
+            .insert_deliveries(&event, std::slice::from_ref(&d1), sweep_at)
+            .await
+            .unwrap(),
+        vec![true]
+    );
     assert!(
         due_of(store, &acct.id, sweep_at)
             .await
@@ -352,11 +376,15 @@ pub async fn store_contract(store: &dyn Store) {
             next_attempt_at: None
         }]
     );
-    // Re-running the fan-out (after a crash) does not duplicate or count twice.
-    store
-        .insert_deliveries(&event, std::slice::from_ref(&d1), sweep_at)
-        .await
-        .unwrap();
+    // Re-running the fan-out (after a crash) does not duplicate or count twice, and says
+    // the delivery is not new (so it is not queued again).
+    assert_eq!(
+        store
+            .insert_deliveries(&event, std::slice::from_ref(&d1), sweep_at)
+            .await
+            .unwrap(),
+        vec![false]
+    );
     assert_eq!(due_of(store, &acct.id, sweep_at).await.len(), 1);
     assert_eq!(
         store.status_counts(&acct.id).await.unwrap(),
@@ -415,6 +443,7 @@ pub async fn store_contract(store: &dyn Store) {
         status: DeliveryStatus::Retrying,
         next_attempt_at: Some(retry_at),
         sweep_at: Some(retry_at + Duration::seconds(120)),
+        deactivates_webhook: false,
     };
     assert!(store.record_attempt(&d1, &retry_record).await.unwrap());
     assert_eq!(
@@ -463,6 +492,7 @@ pub async fn store_contract(store: &dyn Store) {
                     status: DeliveryStatus::Delivered,
                     next_attempt_at: None,
                     sweep_at: None,
+                    deactivates_webhook: false,
                 },
             )
             .await
@@ -740,6 +770,146 @@ pub async fn store_contract(store: &dyn Store) {
     assert_eq!(store.get_webhook(&other.id, &wh2.id).await.unwrap(), None);
 
     atomic_publish(store, now).await;
+    attempt_rules(store, now).await;
+}
+
+/// What recording an attempt guarantees: a job loaded before another attempt records nothing
+/// (even with the same status), the log keeps the newest attempts and counts them all, a 410's
+/// deactivation is part of the same write, and one record that cannot be written never fails
+/// the others of its batch.
+async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>) {
+    let (acct, key) = account(now + Duration::milliseconds(7));
+    store.insert_account(&acct, &key).await.unwrap();
+    let hook = webhook(&acct.id, now, &["*"]);
+    let doomed = webhook(&acct.id, now + Duration::milliseconds(1), &["*"]);
+    assert!(store.insert_webhook(&hook, 500).await.unwrap());
+    assert!(store.insert_webhook(&doomed, 500).await.unwrap());
+    let event = Event {
+        id: ids::new_id(ids::EVENT, now),
+        account_id: acct.id.clone(),
+        event_type: "patient.created".into(),
+        payload: r#"{"patientId":7}"#.into(),
+        created_at: now,
+        deliveries: 0,
+        fanned_out: false,
+    };
+    let deliveries = [delivery(&event, &hook), delivery(&event, &doomed)];
+    let sweep_at = now + Duration::seconds(120);
+    assert_eq!(
+        store
+            .insert_event_with_deliveries(&event, &deliveries, sweep_at)
+            .await
+            .unwrap(),
+        None
+    );
+    let failed_attempt = |n: u64| Attempt {
+        at: now + Duration::seconds(n as i64),
+        status_code: Some(500),
+        duration_ms: n,
+        error: Some("status".into()),
+        response_body: Some("e".repeat(4096)),
+    };
+    let retrying = |n: u64| AttemptRecord {
+        attempt: failed_attempt(n),
+        status: DeliveryStatus::Retrying,
+        next_attempt_at: Some(now + Duration::minutes(15)),
+        sweep_at: Some(now + Duration::minutes(17)),
+        deactivates_webhook: false,
+    };
+    let load = || async {
+        store
+            .get_delivery(&acct.id, &deliveries[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(
+        store
+            .record_attempt(&deliveries[0], &retrying(0))
+            .await
+            .unwrap()
+    );
+    let first = load().await;
+    assert!(store.record_attempt(&first, &retrying(1)).await.unwrap());
+    assert!(
+        !store.record_attempt(&first, &retrying(2)).await.unwrap(),
+        "a duplicate job that loaded the delivery before the last attempt records nothing, \
+         though the status is the same"
+    );
+    for n in 2..30 {
+        let current = load().await;
+        assert!(store.record_attempt(&current, &retrying(n)).await.unwrap());
+    }
+    let kept = load().await;
+    assert_eq!(kept.attempt_count, 30);
+    assert_eq!(kept.attempts.len(), MAX_KEPT_ATTEMPTS);
+    assert_eq!(kept.attempts.last().unwrap().duration_ms, 29);
+    assert_eq!(kept.retry_attempts(), 29);
+
+    // 410: the delivery fails and its webhook is inactive, in one write.
+    let gone = AttemptRecord {
+        attempt: Attempt {
+            status_code: Some(410),
+            ..failed_attempt(40)
+        },
+        status: DeliveryStatus::Failed,
+        next_attempt_at: None,
+        sweep_at: None,
+        deactivates_webhook: true,
+    };
+    let current = load().await;
+    assert!(store.record_attempt(&current, &gone).await.unwrap());
+    let hook_now = store
+        .get_webhook(&acct.id, &hook.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!hook_now.active);
+    assert_eq!(hook_now.version, hook.version + 1);
+    assert!(
+        !store.update_webhook(&hook).await.unwrap(),
+        "a change read before the deactivation cannot write active back"
+    );
+    // A webhook deleted meanwhile: the attempt is recorded all the same.
+    assert!(
+        store
+            .delete_webhook(&acct.id, &doomed.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // One record that cannot be written (far over any item size) fails only itself.
+    let huge = AttemptRecord {
+        attempt: Attempt {
+            response_body: Some("x".repeat(600 * 1024)),
+            ..failed_attempt(41)
+        },
+        ..gone.clone()
+    };
+    let answers = store
+        .record_attempts(&[
+            (deliveries[1].clone(), gone.clone()),
+            (deliveries[1].clone(), huge),
+        ])
+        .await;
+    assert!(matches!(answers[0], Ok(true)), "{answers:?}");
+    assert!(!matches!(answers[1], Ok(true)), "{answers:?}");
+    let other = store
+        .get_delivery(&acct.id, &deliveries[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (other.status, other.attempt_count),
+        (DeliveryStatus::Failed, 1)
+    );
+    assert_eq!(
+        store.status_counts(&acct.id).await.unwrap(),
+        StatusCounts {
+            failed: 2,
+            ..Default::default()
+        }
+    );
 }
 
 /// A small fan-out's publish in one write: the event fanned out (not due), its deliveries
@@ -753,7 +923,7 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>) {
         webhook(&acct.id, now + Duration::milliseconds(1), &["*"]),
     ];
     for hook in &hooks {
-        store.insert_webhook(hook).await.unwrap();
+        assert!(store.insert_webhook(hook, 500).await.unwrap());
     }
     let event = Event {
         id: ids::new_id(ids::EVENT, now),
@@ -830,6 +1000,7 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>) {
         status: DeliveryStatus::Delivered,
         next_attempt_at: None,
         sweep_at: None,
+        deactivates_webhook: false,
     };
     let retrying = AttemptRecord {
         attempt: Attempt {
@@ -842,6 +1013,7 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>) {
         status: DeliveryStatus::Retrying,
         next_attempt_at: Some(now + Duration::minutes(1)),
         sweep_at: Some(now + Duration::minutes(3)),
+        deactivates_webhook: false,
     };
     let answers = store
         .record_attempts(&[
@@ -850,7 +1022,9 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>) {
             (deliveries[0].clone(), delivered.clone()),
         ])
         .await
-        .unwrap();
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<bool>>();
     assert_eq!(answers, vec![true, true, false]);
     let first = store
         .get_delivery(&acct.id, &deliveries[0].id)
@@ -881,7 +1055,9 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>) {
         store
             .record_attempts(&[(second.clone(), delivered.clone())])
             .await
-            .unwrap(),
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<bool>>(),
         vec![true]
     );
 

@@ -19,10 +19,23 @@ pub enum DeliverOutcome {
     Failed,
     /// Nothing to do: already terminal (a duplicate message) or no longer stored.
     Skipped,
+    /// A job for a retry that is not due yet (a duplicate message, a schedule that fired
+    /// twice, the sweep): put back for its time, nothing sent.
+    NotYetDue,
 }
 
 /// The longest a receiver's `Retry-After` may push an attempt back.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How early a retry's job may arrive and still be sent (clock skew between machines).
+const EARLY_TOLERANCE: chrono::Duration = chrono::Duration::seconds(1);
+
+/// Why no request can be made for an attempt.
+enum Unsendable {
+    /// Worth trying again later (what is missing may be a read that came too early).
+    Retry(&'static str),
+    /// Never sendable.
+    Final(&'static str),
+}
 
 impl Service {
     /// Attempts `job` once. `Err` only when a backend failed, so the job must be tried again.
@@ -30,51 +43,57 @@ impl Service {
         let Some(context) = self.ports.store.load_delivery(job).await? else {
             return Ok(DeliverOutcome::Skipped);
         };
-        if context.delivery.status.is_terminal() {
+        let delivery = &context.delivery;
+        if delivery.status.is_terminal() {
             return Ok(DeliverOutcome::Skipped);
         }
         let now = self.ports.clock.now();
-        let request = match self.request_for(&context, now) {
-            Ok(request) => request,
-            // The webhook or event is gone or unusable: nothing to send, ever.
-            Err(reason) => {
-                let record = AttemptRecord {
-                    attempt: Attempt {
-                        at: now,
-                        status_code: None,
-                        duration_ms: 0,
-                        error: Some(reason.into()),
-                        response_body: None,
-                    },
-                    status: DeliveryStatus::Failed,
-                    next_attempt_at: None,
-                    sweep_at: None,
+        if delivery.status == DeliveryStatus::Retrying
+            && let Some(due) = delivery.next_attempt_at
+            && due > now + EARLY_TOLERANCE
+        {
+            // Sending now would spend a step of the schedule early and start a second chain
+            // of retries; its own schedule (or the sweep) brings it back when due.
+            self.ports.scheduler.schedule(job, due).await?;
+            return Ok(DeliverOutcome::NotYetDue);
+        }
+        let (attempt, retryable, gone, retry_after) = match self.request_for(&context, now) {
+            Ok(request) => {
+                let outcome = self.ports.sender.send(request).await;
+                let gone = outcome.status == Some(410);
+                // 429 and 503 may ask for more time.
+                let retry_after = outcome
+                    .retry_after
+                    .filter(|_| matches!(outcome.status, Some(429 | 503)));
+                (attempt_of(&outcome, now), true, gone, retry_after)
+            }
+            Err(unsendable) => {
+                let (reason, retryable) = match unsendable {
+                    Unsendable::Retry(reason) => (reason, true),
+                    Unsendable::Final(reason) => (reason, false),
                 };
-                let recorded = self.recorder.record(&context.delivery, &record).await?;
-                return Ok(if recorded {
-                    DeliverOutcome::Failed
-                } else {
-                    DeliverOutcome::Skipped
-                });
+                let attempt = Attempt {
+                    at: now,
+                    status_code: None,
+                    duration_ms: 0,
+                    error: Some(reason.into()),
+                    response_body: None,
+                };
+                (attempt, retryable, false, None)
             }
         };
-        let outcome = self.ports.sender.send(request).await;
-        let gone = outcome.status == Some(410);
-        let attempt = attempt_of(&outcome, now);
         let succeeded = attempt.error.is_none();
-        let next_delay = if succeeded || gone {
+        let next_delay = if succeeded || gone || !retryable {
             None
         } else {
-            let failed_attempts = context.delivery.round_attempts() as usize + 1;
+            let failed_attempts = delivery.round_attempts() as usize + 1;
             self.config
                 .retry_policy
                 .delay_after(failed_attempts)
-                .map(|delay| match outcome.retry_after {
-                    // 429 and 503 may ask for more time; never for less than the schedule.
-                    Some(asked) if matches!(outcome.status, Some(429 | 503)) => {
-                        delay.max(asked.min(MAX_RETRY_AFTER))
-                    }
-                    _ => delay,
+                // Never sooner than the schedule.
+                .map(|delay| match retry_after {
+                    Some(asked) => delay.max(asked.min(MAX_RETRY_AFTER)),
+                    None => delay,
                 })
         };
         let (status, next_attempt_at, result) = match (succeeded, next_delay) {
@@ -95,17 +114,14 @@ impl Service {
             status,
             next_attempt_at,
             sweep_at: next_attempt_at.map(|at| self.sweep_time(at)),
+            // 410 Gone: the receiver asks for no more; its other deliveries fail as inactive.
+            deactivates_webhook: gone,
         };
-        if !self.recorder.record(&context.delivery, &record).await? {
+        if !self.recorder.record(delivery, &record).await? {
             // A duplicate of this job moved the delivery on first; its outcome stands.
             return Ok(DeliverOutcome::Skipped);
         }
         if gone {
-            // 410 Gone: the receiver asks for no more; its other deliveries fail as inactive.
-            self.ports
-                .store
-                .deactivate_webhook(&job.account_id, &job.webhook_id, now)
-                .await?;
             tracing::info!(webhook_id = %job.webhook_id, "endpoint answered 410; webhook deactivated");
         }
         if let Some(at) = next_attempt_at
@@ -122,13 +138,20 @@ impl Service {
         &self,
         context: &DeliveryContext,
         now: DateTime<Utc>,
-    ) -> Result<OutboundRequest, &'static str> {
-        let webhook = context.webhook.as_ref().ok_or("webhook deleted")?;
+    ) -> Result<OutboundRequest, Unsendable> {
+        let webhook = context
+            .webhook
+            .as_ref()
+            .ok_or(Unsendable::Retry("webhook not found"))?;
         if !webhook.active {
-            return Err("webhook inactive");
+            return Err(Unsendable::Final("webhook inactive"));
         }
-        let event = context.event.as_ref().ok_or("event missing")?;
-        let body = envelope_body(event).map_err(|_| "stored payload unreadable")?;
+        let event = context
+            .event
+            .as_ref()
+            .ok_or(Unsendable::Retry("event not found"))?;
+        let body =
+            envelope_body(event).map_err(|_| Unsendable::Final("stored payload unreadable"))?;
         Ok(self.signed_request(
             webhook,
             context.account.as_ref(),

@@ -23,6 +23,9 @@ pub enum ServiceError {
     /// A payload over its limit (413).
     #[error("{field}: larger than {limit} bytes")]
     TooLarge { field: &'static str, limit: usize },
+    /// Hookline's backlog is past its bound (503 with `Retry-After`): publish again later.
+    #[error("too much work is waiting to be delivered; publish again in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     /// A backend failed (500); never caused by input.
     #[error(transparent)]
     Port(#[from] PortError),

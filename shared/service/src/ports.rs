@@ -39,6 +39,8 @@ pub struct AttemptRecord {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// When the sweep should step in if nothing else moves the delivery on; `None` once terminal.
     pub sweep_at: Option<DateTime<Utc>>,
+    /// The endpoint answered 410 Gone: its webhook is deactivated in the same write.
+    pub deactivates_webhook: bool,
 }
 
 /// Work the sweep found overdue.
@@ -117,10 +119,13 @@ pub trait Store: Send + Sync + 'static {
 
     // --- webhooks ---
 
-    async fn insert_webhook(&self, webhook: &Webhook) -> PortResult<()>;
-    /// Replaces a stored webhook; false when it no longer exists.
+    /// Stores a new webhook unless its account has `max_per_account` already (false then).
+    async fn insert_webhook(&self, webhook: &Webhook, max_per_account: u32) -> PortResult<bool>;
+    /// Replaces a stored webhook, as of the `version` it was read at, with `version + 1`;
+    /// false when it no longer exists or changed since it was read (read it again and retry).
     async fn update_webhook(&self, webhook: &Webhook) -> PortResult<bool>;
-    /// Marks a webhook inactive (its endpoint answered 410 Gone); false when it is gone.
+    /// Marks a webhook inactive (its endpoint answered 410 Gone), moving its version on;
+    /// false when it is gone.
     async fn deactivate_webhook(
         &self,
         account_id: &str,
@@ -166,24 +171,31 @@ pub trait Store: Send + Sync + 'static {
     async fn get_event(&self, account_id: &str, event_id: &str) -> PortResult<Option<Event>>;
     async fn get_events(&self, account_id: &str, event_ids: &[String]) -> PortResult<Vec<Event>>;
     /// Stores those of `event`'s `deliveries` (part or all of its fan-out) that do not exist
-    /// yet, each due for the sweep at `sweep_at` and counted as pending once.
+    /// yet, each due for the sweep at `sweep_at` and counted as pending once. Answers, per
+    /// delivery in order, whether it was new (a re-run of an interrupted fan-out finds most
+    /// stored already, and must neither reset nor re-send them).
     async fn insert_deliveries(
         &self,
         event: &Event,
         deliveries: &[Delivery],
         sweep_at: DateTime<Utc>,
-    ) -> PortResult<()>;
+    ) -> PortResult<Vec<bool>>;
     /// Marks `event` fanned out to `deliveries` deliveries, all stored: it leaves the due index.
     async fn finish_fan_out(&self, event: &Event, deliveries: u32) -> PortResult<()>;
+    /// A delivery with its event, webhook and account, read consistently (what was written
+    /// before the job was queued is seen).
     async fn load_delivery(&self, job: &DeliveryJob) -> PortResult<Option<DeliveryContext>>;
-    /// Records an attempt of `delivery` (as loaded) and moves the status counters along.
-    /// False, recording nothing, when the stored delivery's status is no longer
-    /// `delivery.status` (a concurrent duplicate got there first) or it is gone.
+    /// Records an attempt of `delivery` (as loaded): appends it (keeping the newest
+    /// `MAX_KEPT_ATTEMPTS`), counts it, moves the status counters along and, when the record
+    /// says so, deactivates the webhook, all in one write. False, recording nothing, when the
+    /// stored delivery's status or attempt count is no longer as loaded (a concurrent
+    /// duplicate got there first) or it is gone.
     async fn record_attempt(&self, delivery: &Delivery, record: &AttemptRecord)
     -> PortResult<bool>;
     /// [`Store::record_attempt`] for many deliveries in as few writes as it can: one answer
-    /// per delivery, in order, each as `record_attempt` would give it.
-    async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> PortResult<Vec<bool>>;
+    /// per delivery, in order, each as `record_attempt` would give it; one delivery's failure
+    /// never fails another's answer.
+    async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>>;
     /// Puts a finished delivery (as loaded) back to `pending` for a new round of attempts, due
     /// for the sweep at `sweep_at`, moving the counters. False when its stored state moved on.
     async fn requeue_delivery(
@@ -216,6 +228,11 @@ pub trait Store: Send + Sync + 'static {
 pub trait Queue: Send + Sync + 'static {
     /// Hands jobs to the delivery workers.
     async fn enqueue(&self, jobs: &[DeliveryJob]) -> PortResult<()>;
+    /// How long a publisher should wait before adding more work, when the queue's backlog is
+    /// past its bound; `None` when it takes more (SQS always does).
+    fn backpressure(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[async_trait]

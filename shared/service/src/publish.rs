@@ -8,6 +8,7 @@ use hookline_model::limits::MAX_PAYLOAD_BYTES;
 use hookline_model::{Delivery, Event, ValidationError, ids};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use std::time::Instant;
 
 /// Deliveries of a large fan-out stored (and queued) at a time.
 const FAN_OUT_CHUNK: usize = 500;
@@ -53,6 +54,11 @@ impl Service {
         if let Some(id) = &input.id {
             validate_event_id(id)?;
         }
+        if let Some(wait) = self.ports.queue.backpressure() {
+            return Err(ServiceError::Busy {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
         if self
             .ports
             .store
@@ -92,7 +98,7 @@ impl Service {
             self.enqueue_or_leave_to_sweep(deliveries.iter().map(Delivery::job).collect())
                 .await;
         } else {
-            self.store_fan_out(&event, deliveries).await?;
+            self.store_fan_out(&event, deliveries, None).await?;
         }
         Ok(Published {
             id: event.id,
@@ -101,31 +107,54 @@ impl Service {
         })
     }
 
-    /// Creates the deliveries of `event` and queues them. Deterministic delivery ids make a
-    /// second run (by the sweep, after a crash) recreate the same deliveries.
-    pub(crate) async fn fan_out(&self, event: &Event) -> ServiceResult<u32> {
+    /// Finishes the fan-out of a stored event that a crash interrupted (the sweep): creates
+    /// and queues the deliveries not stored yet; deterministic delivery ids make those already
+    /// stored known, and they are neither reset nor queued again. False when `deadline` came
+    /// first: what was stored stays, and the event stays due for the next sweep.
+    pub(crate) async fn resume_fan_out(
+        &self,
+        event: &Event,
+        deadline: Option<Instant>,
+    ) -> ServiceResult<bool> {
         let deliveries = self.deliveries_of(event).await?;
-        self.store_fan_out(event, deliveries).await
+        Ok(self
+            .store_fan_out(event, deliveries, deadline)
+            .await?
+            .is_some())
     }
 
-    /// Stores the deliveries of a stored event a chunk at a time, queueing each chunk once it
-    /// is stored (the first deliveries go out while the rest are written), then marks the
-    /// event fanned out. Until then the event stays due, so the sweep finishes a fan-out that
-    /// a crash interrupted.
-    async fn store_fan_out(&self, event: &Event, deliveries: Vec<Delivery>) -> ServiceResult<u32> {
+    /// Stores the deliveries of a stored event a chunk at a time, queueing the new ones of each
+    /// chunk once it is stored (the first deliveries go out while the rest are written), then
+    /// marks the event fanned out. Until then the event stays due, so the sweep finishes a
+    /// fan-out that a crash interrupted. `None` when `deadline` passed before the end.
+    async fn store_fan_out(
+        &self,
+        event: &Event,
+        deliveries: Vec<Delivery>,
+        deadline: Option<Instant>,
+    ) -> ServiceResult<Option<u32>> {
         let sweep_at = self.sweep_time(self.ports.clock.now());
         for chunk in deliveries.chunks(FAN_OUT_CHUNK) {
-            self.ports
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            let new = self
+                .ports
                 .store
                 .insert_deliveries(event, chunk, sweep_at)
                 .await?;
             // Stored and due for the sweep: a failed enqueue is not an error for the publisher.
-            self.enqueue_or_leave_to_sweep(chunk.iter().map(Delivery::job).collect())
-                .await;
+            let jobs = chunk
+                .iter()
+                .zip(new)
+                .filter(|(_, new)| *new)
+                .map(|(delivery, _)| delivery.job())
+                .collect();
+            self.enqueue_or_leave_to_sweep(jobs).await;
         }
         let count = deliveries.len() as u32;
         self.ports.store.finish_fan_out(event, count).await?;
-        Ok(count)
+        Ok(Some(count))
     }
 
     /// The pending deliveries of `event`: one per active webhook whose subscriptions match.

@@ -79,17 +79,16 @@ async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver
                 .into_iter()
                 .map(|(delivery, record, answer)| ((delivery, record), answer))
                 .unzip();
-            match store.record_attempts(&records).await {
-                Ok(recorded) => {
-                    for (answer, done) in answers.into_iter().zip(recorded) {
-                        let _ = answer.send(Ok(done));
-                    }
-                }
-                Err(error) => {
-                    for answer in answers {
-                        let _ = answer.send(Err(error.clone()));
-                    }
-                }
+            // One answer per record: a record that could not be written fails only its own job.
+            let recorded = store.record_attempts(&records).await;
+            let mut recorded = recorded.into_iter();
+            for answer in answers {
+                let done = recorded.next().unwrap_or_else(|| {
+                    Err(PortError(
+                        "the store answered fewer records than it was given".into(),
+                    ))
+                });
+                let _ = answer.send(done);
             }
         });
     }

@@ -90,7 +90,14 @@ impl Service {
                 )
                 .await?;
             let last = found.items.len() < PAGE as usize;
-            failed.extend(found.items);
+            // Only what is failed as read now: an index may lag, and requeueing a delivery
+            // that moved on (retrying) would reset its round.
+            failed.extend(
+                found
+                    .items
+                    .into_iter()
+                    .filter(|d| d.status == DeliveryStatus::Failed),
+            );
             if last || failed.len() >= MAX_BULK_RETRY {
                 break;
             }

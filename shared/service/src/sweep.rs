@@ -4,6 +4,8 @@
 use crate::ports::{DueItem, PortResult};
 use crate::{Service, ServiceError};
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt, stream};
+use std::time::{Duration, Instant};
 
 /// Counts of what one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -11,15 +13,21 @@ pub struct SweepReport {
     pub fan_outs: usize,
     pub enqueued: usize,
     pub scheduled: usize,
+    /// It ran out of its time budget; what is left stays due for the next sweep.
+    pub cut_short: bool,
 }
 
 const SWEEP_PAGE: usize = 500;
+/// Sweep-time moves in flight at once.
+const POSTPONES_IN_FLIGHT: usize = 16;
 
 impl Service {
-    /// Enqueues every delivery whose sweep time has passed and finishes every overdue fan-out.
+    /// Enqueues every delivery whose sweep time has passed and finishes every overdue fan-out,
+    /// for at most the configured sweep budget.
     pub async fn sweep(&self) -> PortResult<SweepReport> {
         let now = self.ports.clock.now();
-        self.sweep_until(now, now, SWEEP_PAGE).await
+        self.sweep_until(now, now, SWEEP_PAGE, Some(self.config.sweep_budget))
+            .await
     }
 
     /// After a local restart the in-process queue and timers are empty, so every unfinished
@@ -27,7 +35,7 @@ impl Service {
     pub async fn resume_after_restart(&self) -> PortResult<SweepReport> {
         let now = self.ports.clock.now();
         // One pass over everything: postponed items stay before `before`, so no second page.
-        self.sweep_until(DateTime::<Utc>::MAX_UTC, now, usize::MAX)
+        self.sweep_until(DateTime::<Utc>::MAX_UTC, now, usize::MAX, None)
             .await
     }
 
@@ -37,31 +45,42 @@ impl Service {
         before: DateTime<Utc>,
         now: DateTime<Utc>,
         page: usize,
+        budget: Option<Duration>,
     ) -> PortResult<SweepReport> {
+        let deadline = budget.map(|budget| Instant::now() + budget);
+        let out_of_time = || deadline.is_some_and(|d| Instant::now() >= d);
         let mut report = SweepReport::default();
         loop {
             let items = self.ports.store.due(before, page).await?;
             let page_len = items.len();
             let mut jobs = Vec::new();
+            let mut postpones = Vec::new();
             for item in &items {
+                if out_of_time() {
+                    report.cut_short = true;
+                    break;
+                }
                 match item {
                     DueItem::FanOut {
                         account_id,
                         event_id,
                     } => {
-                        if let Some(event) =
-                            self.ports.store.get_event(account_id, event_id).await?
-                        {
-                            match self.fan_out(&event).await {
-                                // Fanned out: no longer due.
-                                Ok(_) => {
-                                    report.fan_outs += 1;
-                                    continue;
-                                }
-                                Err(ServiceError::Port(e)) => return Err(e),
-                                Err(other) => {
-                                    tracing::error!(%event_id, error = %other, "fan-out failed")
-                                }
+                        // Moved back first: a fan-out too large to finish here does not stay
+                        // at the front of every sweep, and what it stored is kept.
+                        self.ports
+                            .store
+                            .postpone(item, self.sweep_time(now))
+                            .await?;
+                        let Some(event) = self.ports.store.get_event(account_id, event_id).await?
+                        else {
+                            continue;
+                        };
+                        match self.resume_fan_out(&event, deadline).await {
+                            Ok(true) => report.fan_outs += 1,
+                            Ok(false) => report.cut_short = true,
+                            Err(ServiceError::Port(e)) => return Err(e),
+                            Err(other) => {
+                                tracing::error!(%event_id, error = %other, "fan-out failed")
                             }
                         }
                     }
@@ -71,24 +90,29 @@ impl Service {
                     } if *at > now => {
                         self.ports.scheduler.schedule(job, *at).await?;
                         report.scheduled += 1;
+                        postpones.push((item.clone(), self.sweep_time(*at)));
                     }
-                    DueItem::Delivery { job, .. } => jobs.push(job.clone()),
+                    DueItem::Delivery { job, .. } => {
+                        jobs.push(job.clone());
+                        postpones.push((item.clone(), self.sweep_time(now)));
+                    }
                 }
-                // Move it past this sweep, so the next page and the next sweep do not see it again.
-                let lease_end = match item {
-                    DueItem::Delivery {
-                        next_attempt_at: Some(at),
-                        ..
-                    } if *at > now => self.sweep_time(*at),
-                    _ => self.sweep_time(now),
-                };
-                self.ports.store.postpone(item, lease_end).await?;
             }
+            // Move them past this sweep, so the next page and the next sweep do not see them
+            // again.
+            stream::iter(postpones)
+                .map(|(item, until)| {
+                    let store = self.ports.store.clone();
+                    async move { store.postpone(&item, until).await }
+                })
+                .buffer_unordered(POSTPONES_IN_FLIGHT)
+                .try_collect::<Vec<()>>()
+                .await?;
             if !jobs.is_empty() {
                 self.ports.queue.enqueue(&jobs).await?;
                 report.enqueued += jobs.len();
             }
-            if page_len < page {
+            if page_len < page || report.cut_short {
                 return Ok(report);
             }
         }

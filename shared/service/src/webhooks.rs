@@ -93,6 +93,8 @@ const MAX_SUBSCRIPTIONS: usize = 100;
 const MAX_DESCRIPTION: usize = 1000;
 const MAX_TOKEN: usize = 1024;
 const MAX_METADATA_BYTES: usize = 8 * 1024;
+/// How often a webhook change is re-applied when other writes keep getting there first.
+const MAX_WRITE_CONFLICTS: usize = 20;
 
 impl Service {
     pub async fn create_webhook(
@@ -123,8 +125,14 @@ impl Service {
             }],
             created_at: now,
             updated_at: now,
+            version: 0,
         };
-        self.ports.store.insert_webhook(&webhook).await?;
+        let quota = self.config.max_webhooks_per_account;
+        if !self.ports.store.insert_webhook(&webhook, quota).await? {
+            return Err(ServiceError::Conflict(format!(
+                "the account has {quota} webhooks, the most it may have: delete one first"
+            )));
+        }
         Ok(webhook)
     }
 
@@ -136,38 +144,52 @@ impl Service {
         webhook_id: &str,
         patch: WebhookPatch,
     ) -> ServiceResult<(Webhook, bool)> {
-        let mut webhook = self.get_webhook(account_id, webhook_id).await?;
-        if let Some(url) = not_null("url", patch.url)? {
-            webhook.url = validate_webhook_url("url", url.trim(), self.config.targets)?.to_string();
-        }
+        // Validated once, before any write; the changes apply to the webhook as stored when
+        // they are written (see `modify_webhook`).
+        let url = not_null("url", patch.url)?
+            .map(|url| validate_webhook_url("url", url.trim(), self.config.targets))
+            .transpose()?
+            .map(|url| url.to_string());
         let event_type = not_null("type", patch.event_type)?;
         let events = not_null("events", patch.events)?;
-        if event_type.is_some() || events.is_some() {
-            webhook.events = self.subscriptions(event_type, events).await?;
-        }
-        if let Some(active) = not_null("active", patch.active)? {
-            webhook.active = active;
-        }
-        if let Some(description) = patch.description {
+        let events = if event_type.is_some() || events.is_some() {
+            Some(self.subscriptions(event_type, events).await?)
+        } else {
+            None
+        };
+        let active = not_null("active", patch.active)?;
+        if let Some(description) = &patch.description {
             validate_description(description.as_deref())?;
-            webhook.description = description;
         }
-        if let Some(metadata) = patch.metadata {
+        if let Some(metadata) = &patch.metadata {
             validate_metadata(metadata.as_ref())?;
-            webhook.metadata = metadata;
         }
-        let mut token_set = false;
-        if let Some(token) = patch.authorization_token {
-            if let Some(token) = &token {
-                validate_token(token)?;
-                token_set = true;
-            }
-            webhook.authorization_token = token;
+        if let Some(Some(token)) = &patch.authorization_token {
+            validate_token(token)?;
         }
-        webhook.updated_at = self.ports.clock.now();
-        if !self.ports.store.update_webhook(&webhook).await? {
-            return Err(ServiceError::NotFound("webhook"));
-        }
+        let token_set = matches!(patch.authorization_token, Some(Some(_)));
+        let webhook = self
+            .modify_webhook(account_id, webhook_id, |webhook, _| {
+                if let Some(url) = &url {
+                    webhook.url = url.clone();
+                }
+                if let Some(events) = &events {
+                    webhook.events = events.clone();
+                }
+                if let Some(active) = active {
+                    webhook.active = active;
+                }
+                if let Some(description) = &patch.description {
+                    webhook.description = description.clone();
+                }
+                if let Some(metadata) = &patch.metadata {
+                    webhook.metadata = metadata.clone();
+                }
+                if let Some(token) = &patch.authorization_token {
+                    webhook.authorization_token = token.clone();
+                }
+            })
+            .await?;
         Ok((webhook, token_set))
     }
 
@@ -237,31 +259,51 @@ impl Service {
             }
             None => generate_signing_secret(),
         };
-        let mut webhook = self.get_webhook(account_id, webhook_id).await?;
-        let now = self.ports.clock.now();
-        let mut secrets = vec![SigningSecretEntry {
-            secret,
-            expires_at: None,
-        }];
-        secrets.extend(
-            webhook
-                .signing_secrets
-                .into_iter()
-                .map(|mut old| {
-                    old.expires_at = Some(
-                        old.expires_at
-                            .map_or(now + ROTATION_GRACE, |at| at.min(now + ROTATION_GRACE)),
-                    );
-                    old
-                })
-                .filter(|old| old.expires_at.is_some_and(|at| at > now)),
-        );
-        webhook.signing_secrets = secrets;
-        webhook.updated_at = now;
-        if !self.ports.store.update_webhook(&webhook).await? {
-            return Err(ServiceError::NotFound("webhook"));
-        }
+        self.modify_webhook(account_id, webhook_id, |webhook, now| {
+            let mut secrets = vec![SigningSecretEntry {
+                secret: secret.clone(),
+                expires_at: None,
+            }];
+            secrets.extend(
+                std::mem::take(&mut webhook.signing_secrets)
+                    .into_iter()
+                    .map(|mut old| {
+                        old.expires_at = Some(
+                            old.expires_at
+                                .map_or(now + ROTATION_GRACE, |at| at.min(now + ROTATION_GRACE)),
+                        );
+                        old
+                    })
+                    .filter(|old| old.expires_at.is_some_and(|at| at > now)),
+            );
+            webhook.signing_secrets = secrets;
+        })
+        .await?;
         Ok(())
+    }
+
+    /// Reads a webhook, applies `change` (given the time) and writes it over the version it
+    /// read; when another write got there first, reads it again and re-applies the change, so
+    /// concurrent changes (a PATCH and a 410, two rotations) all take effect.
+    async fn modify_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        mut change: impl FnMut(&mut Webhook, chrono::DateTime<chrono::Utc>),
+    ) -> ServiceResult<Webhook> {
+        for _ in 0..MAX_WRITE_CONFLICTS {
+            let mut webhook = self.get_webhook(account_id, webhook_id).await?;
+            let now = self.ports.clock.now();
+            change(&mut webhook, now);
+            webhook.updated_at = now;
+            if self.ports.store.update_webhook(&webhook).await? {
+                webhook.version += 1;
+                return Ok(webhook);
+            }
+        }
+        Err(ServiceError::Conflict(
+            "the webhook is being changed by other requests; try again".into(),
+        ))
     }
 
     /// Normalises `type` / `events[]` into the stored subscription list, checking each name

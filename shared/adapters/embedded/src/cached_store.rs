@@ -25,6 +25,9 @@ use std::sync::{Arc, Mutex};
 const MAX_ENTRIES: usize = 10_000;
 /// Most fresh deliveries kept for their first attempt; past it they are read from the store.
 const MAX_FRESH: usize = 50_000;
+/// Most payload bytes kept with them (a fan-out's event is kept once for all its deliveries),
+/// so memory stays bounded when publishing outpaces delivery.
+const MAX_FRESH_BYTES: usize = 64 * 1024 * 1024;
 
 /// A map with a generation: a value read from the store is kept only if no invalidation
 /// happened since the read began.
@@ -80,6 +83,8 @@ impl<V: Clone> Generational<V> {
 /// store holds for them until then (every write of a delivery passes through here).
 #[derive(Default)]
 struct Fresh {
+    /// Payload bytes of the events below.
+    bytes: usize,
     deliveries: HashMap<String, Delivery>,
     /// Their events as stored now, with how many of the deliveries above each still has.
     events: HashMap<String, (Arc<Event>, usize)>,
@@ -92,13 +97,19 @@ impl Fresh {
     /// `event` as stored now, and deliveries of it just stored.
     fn add(&mut self, event: &Event, deliveries: &[Delivery]) {
         let Fresh {
+            bytes,
             deliveries: fresh,
             events,
             ..
         } = self;
-        let (_, waiting) = events
-            .entry(event.id.clone())
-            .or_insert_with(|| (Arc::new(event.clone()), 0));
+        if !events.contains_key(&event.id) && *bytes + event.payload.len() > MAX_FRESH_BYTES {
+            // Full: these are read from the store at their first attempt instead.
+            return;
+        }
+        let (_, waiting) = events.entry(event.id.clone()).or_insert_with(|| {
+            *bytes += event.payload.len();
+            (Arc::new(event.clone()), 0)
+        });
         for delivery in deliveries {
             if fresh.len() >= MAX_FRESH {
                 break;
@@ -112,6 +123,7 @@ impl Fresh {
         }
         if *waiting == 0 {
             events.remove(&event.id);
+            *bytes -= event.payload.len();
         }
     }
 
@@ -122,6 +134,7 @@ impl Fresh {
         *waiting -= 1;
         if *waiting == 0 {
             self.events.remove(&delivery.event_id);
+            self.bytes -= event.payload.len();
         }
         Some((delivery, event))
     }
@@ -251,8 +264,8 @@ impl Store for CachedStore {
             .await
     }
 
-    async fn insert_webhook(&self, webhook: &Webhook) -> PortResult<()> {
-        let result = self.inner.insert_webhook(webhook).await;
+    async fn insert_webhook(&self, webhook: &Webhook, max_per_account: u32) -> PortResult<bool> {
+        let result = self.inner.insert_webhook(webhook, max_per_account).await;
         self.webhooks.invalidate(&webhook.account_id);
         result
     }
@@ -354,15 +367,25 @@ impl Store for CachedStore {
         event: &Event,
         deliveries: &[Delivery],
         sweep_at: DateTime<Utc>,
-    ) -> PortResult<()> {
+    ) -> PortResult<Vec<bool>> {
         let result = self
             .inner
             .insert_deliveries(event, deliveries, sweep_at)
             .await;
         let mut fresh = self.fresh.lock().unwrap();
         match &result {
-            Ok(()) if fresh.fanning_out.contains(&event.id) => fresh.add(event, deliveries),
-            Ok(()) => {}
+            // Only what was new: a delivery stored before (a re-run after a failure) may have
+            // moved on, and caching it as pending would send it again.
+            Ok(new) if fresh.fanning_out.contains(&event.id) => {
+                let new: Vec<Delivery> = deliveries
+                    .iter()
+                    .zip(new)
+                    .filter(|(_, new)| **new)
+                    .map(|(delivery, _)| delivery.clone())
+                    .collect();
+                fresh.add(event, &new)
+            }
+            Ok(_) => {}
             // Whatever of it was stored is no longer certainly new when the sweep retries it.
             Err(_) => {
                 fresh.fanning_out.remove(&event.id);
@@ -403,14 +426,24 @@ impl Store for CachedStore {
         record: &AttemptRecord,
     ) -> PortResult<bool> {
         self.forget_fresh(&delivery.id);
-        self.inner.record_attempt(delivery, record).await
+        let result = self.inner.record_attempt(delivery, record).await;
+        if record.deactivates_webhook {
+            self.webhooks.invalidate(&delivery.account_id);
+        }
+        result
     }
 
-    async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> PortResult<Vec<bool>> {
+    async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>> {
         for (delivery, _) in batch {
             self.forget_fresh(&delivery.id);
         }
-        self.inner.record_attempts(batch).await
+        let result = self.inner.record_attempts(batch).await;
+        for (delivery, record) in batch {
+            if record.deactivates_webhook {
+                self.webhooks.invalidate(&delivery.account_id);
+            }
+        }
+        result
     }
 
     async fn requeue_delivery(

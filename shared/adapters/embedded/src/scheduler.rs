@@ -42,7 +42,7 @@ mod tests {
 
     #[tokio::test]
     async fn enqueues_the_job_when_due_not_before() {
-        let (queue, mut receiver) = InProcessQueue::new();
+        let (queue, mut receiver) = InProcessQueue::new(100);
         let scheduler = InProcessScheduler::new(queue);
         let job = DeliveryJob {
             account_id: "acct_1".into(),

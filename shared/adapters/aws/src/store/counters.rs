@@ -7,7 +7,7 @@
 
 use super::*;
 use aws_sdk_dynamodb::types::Update;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// Counter items per account and day.
 const COUNTER_SHARDS: u32 = 16;
@@ -137,62 +137,128 @@ impl DynamoStore {
     }
 }
 
-/// Stores a fan-out's deliveries. A re-run (the sweep finishing an interrupted fan-out)
-/// skips those already stored, so none is reset and none counted twice.
+/// Stores a fan-out's deliveries, answering which were new. A re-run (the sweep finishing an
+/// interrupted fan-out) skips those already stored, so none is reset, counted twice or queued
+/// again: a chunk whose transaction finds one stored reads which exist (one consistent batch
+/// read of keys) and stores the rest in one transaction.
 pub(super) async fn insert_deliveries(
     store: &DynamoStore,
     deliveries: &[Delivery],
     sweep_at: DateTime<Utc>,
-) -> PortResult<()> {
+) -> PortResult<Vec<bool>> {
+    let mut new = Vec::with_capacity(deliveries.len());
     for chunk in deliveries.chunks(INSERT_CHUNK) {
-        let chunk: Vec<&Delivery> = chunk.iter().collect();
-        if let Tx::ConditionFailed = store.insert_counted(&chunk, sweep_at).await? {
-            // Some exist already: store the rest one by one.
-            for delivery in chunk {
-                store.insert_counted(&[delivery], sweep_at).await?;
+        let all: Vec<&Delivery> = chunk.iter().collect();
+        if let Tx::Done = store.insert_counted(&all, sweep_at).await? {
+            new.extend(std::iter::repeat_n(true, chunk.len()));
+            continue;
+        }
+        // Another writer may store some between the read and the write: read again then.
+        let mut stored = None;
+        for _ in 0..5 {
+            let keys = chunk
+                .iter()
+                .map(|d| delivery_key(&d.account_id, &d.id))
+                .collect();
+            let existing: HashSet<String> = store
+                .batch_get_with(keys, true, Some("sk"))
+                .await?
+                .iter()
+                .filter_map(|item| {
+                    let sk = item.get(SK)?.as_s().ok()?;
+                    sk.strip_prefix("DLV#").map(String::from)
+                })
+                .collect();
+            let missing: Vec<&Delivery> =
+                chunk.iter().filter(|d| !existing.contains(&d.id)).collect();
+            if missing.is_empty()
+                || matches!(store.insert_counted(&missing, sweep_at).await?, Tx::Done)
+            {
+                stored = Some(existing);
+                break;
             }
         }
+        let Some(stored) = stored else {
+            return Err(PortError(
+                "storing a fan-out chunk: other writers kept changing it".into(),
+            ));
+        };
+        new.extend(chunk.iter().map(|d| !stored.contains(&d.id)));
     }
-    Ok(())
+    Ok(new)
 }
 
-/// Deliveries per attempt-recording transaction: their updates and the merged counter
-/// updates stay within the 100 actions of a transaction.
+/// Deliveries per attempt-recording transaction: their updates, webhook deactivations and the
+/// merged counter updates stay within the 100 actions of a transaction.
 const RECORD_CHUNK: usize = 40;
 
 /// Records a batch of attempts, a transaction per chunk. A chunk whose transaction fails (a
-/// duplicate moved one of its deliveries on first, or one item is refused) is recorded one
-/// delivery at a time, so each gets its own answer and none fails for another.
+/// duplicate moved one of its deliveries on first, one item is refused, a backend error) is
+/// recorded one delivery at a time, so each gets its own answer and none fails another's.
 pub(super) async fn record_attempts(
     store: &DynamoStore,
     batch: &[(&Delivery, &AttemptRecord)],
-) -> PortResult<Vec<bool>> {
+) -> Vec<PortResult<bool>> {
     let mut recorded = Vec::with_capacity(batch.len());
     for chunk in batch.chunks(RECORD_CHUNK) {
-        match transact_attempts(store, chunk).await {
-            Ok(Tx::Done) => recorded.extend(std::iter::repeat_n(true, chunk.len())),
-            Ok(Tx::ConditionFailed) if chunk.len() == 1 => recorded.push(false),
-            Err(error) if chunk.len() == 1 => return Err(error),
+        match transact_attempts(store, chunk, true).await {
+            Ok(Tx::Done) => recorded.extend(chunk.iter().map(|_| Ok(true))),
             _ => {
                 for one in chunk {
-                    let tx = transact_attempts(store, std::slice::from_ref(one)).await?;
-                    recorded.push(matches!(tx, Tx::Done));
+                    recorded.push(record_one(store, one).await);
                 }
             }
         }
     }
-    Ok(recorded)
+    recorded
+}
+
+/// One attempt in a transaction of its own. A webhook deleted meanwhile cannot be
+/// deactivated: the attempt is then recorded without it.
+async fn record_one(store: &DynamoStore, one: &(&Delivery, &AttemptRecord)) -> PortResult<bool> {
+    let tx = transact_attempts(store, std::slice::from_ref(one), true).await?;
+    Ok(match tx {
+        Tx::Done => true,
+        Tx::ConditionFailed if one.1.deactivates_webhook => matches!(
+            transact_attempts(store, std::slice::from_ref(one), false).await?,
+            Tx::Done
+        ),
+        Tx::ConditionFailed => false,
+    })
 }
 
 /// The attempts' conditional updates and their counter moves, in one transaction.
 async fn transact_attempts(
     store: &DynamoStore,
     chunk: &[(&Delivery, &AttemptRecord)],
+    with_deactivations: bool,
 ) -> PortResult<Tx> {
     let mut actions = chunk
         .iter()
         .map(|(delivery, record)| attempt_update(store, delivery, record))
         .collect::<PortResult<Vec<_>>>()?;
+    // A 410 deactivates its webhook in the same write as the attempt: never one without the
+    // other. Once per webhook (a transaction may not touch an item twice).
+    if with_deactivations {
+        let mut gone = BTreeMap::new();
+        for (delivery, record) in chunk {
+            if record.deactivates_webhook {
+                gone.insert(
+                    (delivery.account_id.as_str(), delivery.webhook_id.as_str()),
+                    record.attempt.at,
+                );
+            }
+        }
+        for ((account_id, webhook_id), at) in gone {
+            actions.push(
+                TransactWriteItem::builder()
+                    .update(super::webhooks::deactivate_update(
+                        store, account_id, webhook_id, at,
+                    )?)
+                    .build(),
+            );
+        }
+    }
     // One counter update per account and day for the whole chunk: the counts are sums over
     // the day's shards, so a delivery's moves need not land in the shard it was counted in.
     let mut moves: BTreeMap<(&str, String), (DateTime<Utc>, String, [i64; 4])> = BTreeMap::new();
@@ -228,6 +294,11 @@ async fn transact_attempts(
     store.transact(actions).await
 }
 
+/// The stored delivery has made as many attempts as the one loaded (`:made`); a delivery
+/// stored before `attemptCount` existed counts its list.
+const SAME_ATTEMPTS: &str =
+    "(attemptCount = :made OR (attribute_not_exists(attemptCount) AND size(attempts) = :made))";
+
 fn status_index(status: DeliveryStatus) -> usize {
     DeliveryStatus::ALL
         .iter()
@@ -242,12 +313,16 @@ fn attempt_update(
     delivery: &Delivery,
     record: &AttemptRecord,
 ) -> PortResult<TransactWriteItem> {
-    let attempt = serde_dynamo::to_attribute_value(&record.attempt)
+    // The whole kept list, written over the one loaded (the condition below makes sure it is
+    // still that one): the newest attempts only, so the item stays small however often the
+    // delivery is retried.
+    let attempts = serde_dynamo::to_attribute_value(delivery.attempts_with(record.attempt.clone()))
         .map_err(|e| PortError::new("encoding an attempt", e))?;
     let mut set = vec![
         "#status = :status",
         "statusKey = :statusKey",
-        "attempts = list_append(if_not_exists(attempts, :empty), :attempt)",
+        "attempts = :attempts",
+        "attemptCount = :count",
         "lastAttemptAt = :at",
         "lastAttemptMs = :atMs",
     ];
@@ -259,8 +334,9 @@ fn attempt_update(
             ":statusKey".into(),
             status_key(&delivery.account_id, record.status),
         ),
-        (":empty".into(), AttributeValue::L(vec![])),
-        (":attempt".into(), AttributeValue::L(vec![attempt])),
+        (":attempts".into(), attempts),
+        (":made".into(), n(delivery.attempts_made() as i64)),
+        (":count".into(), n(delivery.attempts_made() as i64 + 1)),
         (":at".into(), s(record.attempt.at.to_rfc3339())),
         (":atMs".into(), n(record.attempt.at.timestamp_millis())),
     ]);
@@ -295,8 +371,10 @@ fn attempt_update(
         .table_name(&store.table)
         .set_key(Some(delivery_key(&delivery.account_id, &delivery.id)))
         .update_expression(expression)
-        // Only from the status it was loaded in: a concurrent duplicate records nothing.
-        .condition_expression("#status = :prev")
+        // Only from the state it was loaded in (status and number of attempts): a concurrent
+        // duplicate records nothing, and one that loaded it before an attempt of the same
+        // status (retrying) does not record a second.
+        .condition_expression(format!("#status = :prev AND {SAME_ATTEMPTS}"))
         .expression_attribute_names("#status", "status")
         .set_expression_attribute_values(Some(values))
         .build()
@@ -319,7 +397,7 @@ pub(super) async fn requeue_delivery(
         )
         // Only from the state it was loaded in (no attempt since), so two retries of it
         // requeue it once.
-        .condition_expression("#status = :prev AND size(attempts) = :round")
+        .condition_expression(format!("#status = :prev AND {SAME_ATTEMPTS}"))
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":pending", s(requeued.status.as_str()))
         .expression_attribute_values(":prev", s(delivery.status.as_str()))
@@ -328,6 +406,7 @@ pub(super) async fn requeue_delivery(
             status_key(&delivery.account_id, requeued.status),
         )
         .expression_attribute_values(":round", n(requeued.round_start as i64))
+        .expression_attribute_values(":made", n(delivery.attempts_made() as i64))
         .expression_attribute_values(":shard", due_shard(&delivery.id))
         .expression_attribute_values(":due", n(sweep_at.timestamp_millis()))
         .build()

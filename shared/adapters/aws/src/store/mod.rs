@@ -143,12 +143,24 @@ impl DynamoStore {
 
     /// BatchGetItem over any number of keys, retrying unprocessed keys.
     async fn batch_get(&self, keys: Vec<Item>) -> PortResult<Vec<Item>> {
+        self.batch_get_with(keys, false, None).await
+    }
+
+    /// BatchGetItem, strongly consistent when asked, of only `projection` when given.
+    pub(crate) async fn batch_get_with(
+        &self,
+        keys: Vec<Item>,
+        consistent: bool,
+        projection: Option<&str>,
+    ) -> PortResult<Vec<Item>> {
         let mut found = Vec::new();
         for chunk in keys.chunks(100) {
             let mut pending = Some(HashMap::from([(
                 self.table.clone(),
                 KeysAndAttributes::builder()
                     .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(consistent)
+                    .set_projection_expression(projection.map(String::from))
                     .build()
                     .map_err(sdk("BatchGetItem"))?,
             )]));
@@ -208,10 +220,14 @@ impl DynamoStore {
     async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<Tx> {
         let mut backoff = Duration::from_millis(10);
         for _ in 0..8 {
+            // An idempotency token: when the SDK sends the request again after a lost answer,
+            // DynamoDB answers as for the first, instead of failing the conditions the first
+            // one's writes now break (which would read as a duplicate and skip what follows).
             let result = self
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
+                .client_request_token(ulid::Ulid::new().to_string())
                 .send()
                 .await;
             let error = match result {
@@ -239,6 +255,7 @@ impl DynamoStore {
             if has(&["ConditionalCheckFailed"]) {
                 return Ok(Tx::ConditionFailed);
             }
+
             if !has(&[
                 "TransactionConflict",
                 "ThrottlingError",
@@ -406,8 +423,8 @@ impl Store for DynamoStore {
         self.get_as(accounts::event_type_key(name)).await
     }
 
-    async fn insert_webhook(&self, webhook: &Webhook) -> PortResult<()> {
-        webhooks::insert_webhook(self, webhook).await
+    async fn insert_webhook(&self, webhook: &Webhook, max_per_account: u32) -> PortResult<bool> {
+        webhooks::insert_webhook(self, webhook, max_per_account).await
     }
 
     async fn update_webhook(&self, webhook: &Webhook) -> PortResult<bool> {
@@ -540,7 +557,7 @@ impl Store for DynamoStore {
         _event: &Event,
         deliveries: &[Delivery],
         sweep_at: DateTime<Utc>,
-    ) -> PortResult<()> {
+    ) -> PortResult<Vec<bool>> {
         counters::insert_deliveries(self, deliveries, sweep_at).await
     }
 
@@ -559,13 +576,20 @@ impl Store for DynamoStore {
     }
 
     async fn load_delivery(&self, job: &DeliveryJob) -> PortResult<Option<DeliveryContext>> {
+        // Strongly consistent: a job queued right after its delivery, event or webhook was
+        // written must see them (an eventually consistent read may not, and a delivery would
+        // end on a missing event it has).
         let items = self
-            .batch_get(vec![
-                delivery_key(&job.account_id, &job.delivery_id),
-                event_key(&job.account_id, &job.event_id),
-                webhook_key(&job.account_id, &job.webhook_id),
-                account_key(&job.account_id),
-            ])
+            .batch_get_with(
+                vec![
+                    delivery_key(&job.account_id, &job.delivery_id),
+                    event_key(&job.account_id, &job.event_id),
+                    webhook_key(&job.account_id, &job.webhook_id),
+                    account_key(&job.account_id),
+                ],
+                true,
+                None,
+            )
             .await?;
         let (mut delivery, mut event, mut webhook, mut account) = (None, None, None, None);
         for item in items {
@@ -596,10 +620,12 @@ impl Store for DynamoStore {
         delivery: &Delivery,
         record: &AttemptRecord,
     ) -> PortResult<bool> {
-        Ok(counters::record_attempts(self, &[(delivery, record)]).await?[0])
+        counters::record_attempts(self, &[(delivery, record)])
+            .await
+            .remove(0)
     }
 
-    async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> PortResult<Vec<bool>> {
+    async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>> {
         let batch: Vec<(&Delivery, &AttemptRecord)> = batch.iter().map(|(d, r)| (d, r)).collect();
         counters::record_attempts(self, &batch).await
     }

@@ -19,7 +19,28 @@ fn count_action(table: &str, account_id: &str, delta: i64) -> PortResult<Transac
         .build())
 }
 
-pub(super) async fn insert_webhook(store: &DynamoStore, webhook: &Webhook) -> PortResult<()> {
+pub(super) async fn insert_webhook(
+    store: &DynamoStore,
+    webhook: &Webhook,
+    max_per_account: u32,
+) -> PortResult<bool> {
+    // The account's count moves in the same transaction, only while under the quota, so
+    // concurrent creates never pass it.
+    let count = TransactWriteItem::builder()
+        .update(
+            Update::builder()
+                .table_name(&store.table)
+                .set_key(Some(account_key(&webhook.account_id)))
+                .update_expression("ADD webhookCount :one")
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(webhookCount) OR webhookCount < :max)",
+                )
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":max", n(max_per_account as i64))
+                .build()
+                .map_err(sdk("TransactWriteItems"))?,
+        )
+        .build();
     let items = vec![
         put_action(
             &store.table,
@@ -30,28 +51,68 @@ pub(super) async fn insert_webhook(store: &DynamoStore, webhook: &Webhook) -> Po
             )?,
             Some("attribute_not_exists(pk)"),
         )?,
-        count_action(&store.table, &webhook.account_id, 1)?,
+        count,
     ];
     match store.transact(items).await? {
-        Tx::Done => Ok(()),
-        Tx::ConditionFailed => Err(PortError("webhook id taken or account missing".into())),
+        Tx::Done => Ok(true),
+        Tx::ConditionFailed => {
+            let full = store
+                .get(account_key(&webhook.account_id))
+                .await?
+                .is_some_and(|item| number_of(&item, "webhookCount") >= max_per_account as u64);
+            if full {
+                Ok(false)
+            } else {
+                Err(PortError("webhook id taken or account missing".into()))
+            }
+        }
     }
 }
 
 pub(super) async fn update_webhook(store: &DynamoStore, webhook: &Webhook) -> PortResult<bool> {
+    let next = Webhook {
+        version: webhook.version + 1,
+        ..webhook.clone()
+    };
+    // Only over the version it was read at (a webhook stored before versions counts as 0).
+    let condition = if webhook.version == 0 {
+        "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :read)"
+    } else {
+        "version = :read"
+    };
     let result = store
         .client
         .put_item()
         .table_name(&store.table)
         .set_item(Some(to_item(
-            webhook,
+            &next,
             webhook_key(&webhook.account_id, &webhook.id),
             KIND_WEBHOOK,
         )?))
-        .condition_expression("attribute_exists(pk)")
+        .condition_expression(condition)
+        .expression_attribute_values(":read", n(webhook.version as i64))
         .send()
         .await;
     written(result, "PutItem")
+}
+
+/// The update that marks a webhook inactive and moves its version on (a 410's answer).
+pub(super) fn deactivate_update(
+    store: &DynamoStore,
+    account_id: &str,
+    webhook_id: &str,
+    at: DateTime<Utc>,
+) -> PortResult<Update> {
+    Update::builder()
+        .table_name(&store.table)
+        .set_key(Some(webhook_key(account_id, webhook_id)))
+        .update_expression("SET active = :false, updatedAt = :at ADD version :one")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":false", AttributeValue::Bool(false))
+        .expression_attribute_values(":at", s(at.to_rfc3339()))
+        .expression_attribute_values(":one", n(1))
+        .build()
+        .map_err(sdk("UpdateItem"))
 }
 
 pub(super) async fn deactivate_webhook(
@@ -60,18 +121,10 @@ pub(super) async fn deactivate_webhook(
     webhook_id: &str,
     at: DateTime<Utc>,
 ) -> PortResult<bool> {
-    let result = store
-        .client
-        .update_item()
-        .table_name(&store.table)
-        .set_key(Some(webhook_key(account_id, webhook_id)))
-        .update_expression("SET active = :false, updatedAt = :at")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_values(":false", AttributeValue::Bool(false))
-        .expression_attribute_values(":at", s(at.to_rfc3339()))
-        .send()
-        .await;
-    written(result, "UpdateItem")
+    let deactivate = TransactWriteItem::builder()
+        .update(deactivate_update(store, account_id, webhook_id, at)?)
+        .build();
+    Ok(matches!(store.transact(vec![deactivate]).await?, Tx::Done))
 }
 
 pub(super) async fn delete_webhook(
