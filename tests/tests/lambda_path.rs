@@ -3,6 +3,7 @@
 //! real receiver on 127.0.0.1 answers.
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -71,6 +72,8 @@ impl Clock for Shifted {
 }
 
 struct Stack {
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
     service: Service,
     ports: Ports,
     config: Config,
@@ -109,7 +112,7 @@ async fn stack() -> Stack {
     config.targets.allow_private_targets = true;
     config.retry_policy = RetryPolicy::parse("1s,2s,3s").unwrap();
     let ports = Ports {
-        store: Arc::new(DynamoStore::new(dynamodb, table, 30)),
+        store: Arc::new(DynamoStore::new(dynamodb.clone(), table.clone(), 30)),
         queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
         scheduler: Arc::new(EventBridgeScheduler::new(
             scheduler.clone(),
@@ -121,6 +124,8 @@ async fn stack() -> Stack {
         sender: Arc::new(ReqwestSender::from_config(&config).unwrap()),
     };
     Stack {
+        dynamodb,
+        table,
         service: Service::new(ports.clone(), config.clone()),
         ports,
         config,
@@ -553,4 +558,232 @@ async fn api_gateway_events_are_served_by_the_shared_router() {
         stack.ports.store.get_account(id).await.unwrap().is_some(),
         "stored in DynamoDB"
     );
+}
+
+// --- delivery guarantees found missing in review (issue 11) ---
+
+impl Stack {
+    /// Everything on the queue, until it is empty.
+    async fn drain_bodies(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        loop {
+            let bodies = self.receive_bodies().await;
+            if bodies.is_empty() {
+                return all;
+            }
+            all.extend(bodies);
+        }
+    }
+
+    /// This stack's ports under another configuration or clock.
+    fn service_with(&self, config: Config, clock: Option<chrono::Duration>) -> Service {
+        let mut ports = self.ports.clone();
+        if let Some(shift) = clock {
+            ports.clock = Arc::new(Shifted(shift));
+        }
+        Service::new(ports, config)
+    }
+
+    async fn deliver_body(&self, service: &Service, body: &str) {
+        let mut event: SqsEvent = serde_json::from_str(&fixture("sqs-deliver.json")).unwrap();
+        event.records.truncate(1);
+        event.records[0].body = Some(body.to_string());
+        let response =
+            hookline_fn_deliver::handle(service, LambdaEvent::new(event, Context::default()))
+                .await
+                .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
+
+    async fn schedules(&self) -> usize {
+        self.scheduler
+            .list_schedules()
+            .group_name(&self.group)
+            .send()
+            .await
+            .unwrap()
+            .schedules()
+            .len()
+    }
+}
+
+/// Before: a second job for a `retrying` delivery (an SQS duplicate, a schedule firing twice,
+/// the sweep) was sent at once and spent a step of the schedule; four used the whole schedule
+/// in 0.16 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_job_for_a_retry_not_yet_due_sends_nothing() {
+    let stack = stack().await;
+    let mut config = stack.config.clone();
+    config.retry_policy = RetryPolicy::parse("15m,30m,60m").unwrap();
+    let service = stack.service_with(config, None);
+    let (url, hits) = flaky_receiver(usize::MAX).await;
+    let account = stack.account_with_webhook(&url).await;
+    stack.publish(&account).await;
+    let bodies = stack.receive_bodies().await;
+    assert_eq!(bodies.len(), 1);
+    stack.deliver_body(&service, &bodies[0]).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // The same message again, three times (a redelivered batch, duplicates).
+    for _ in 0..3 {
+        stack.deliver_body(&service, &bodies[0]).await;
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "nothing sent before it is due"
+    );
+    let (delivery, _) = stack.only_log(&account).await;
+    assert_eq!(delivery.status, DeliveryStatus::Retrying);
+    assert_eq!(delivery.attempt_count, 1, "no step of the schedule spent");
+    assert_eq!(stack.schedules().await, 1, "one retry chain, not two");
+}
+
+/// Before: the sweep re-ran an interrupted fan-out from the start, one transaction per stored
+/// delivery, and queued every delivery again, the delivered ones too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_out_resumed_by_the_sweep_queues_only_the_deliveries_it_adds() {
+    let stack = stack().await;
+    let (url, hits) = flaky_receiver(0).await;
+    let account = stack.account_with_webhook(&url).await;
+    for _ in 1..60 {
+        stack
+            .service
+            .create_webhook(
+                &account,
+                NewWebhook {
+                    url: url.clone(),
+                    event_type: Some("reading.weight".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // A publish that died after storing 45 of its 60 deliveries.
+    let now = Utc::now();
+    let event = hookline_model::Event {
+        id: hookline_model::ids::new_id(hookline_model::ids::EVENT, now),
+        account_id: account.clone(),
+        event_type: "reading.weight".into(),
+        payload: r#"{"weight":80}"#.into(),
+        created_at: now,
+        deliveries: 0,
+        fanned_out: false,
+    };
+    let store = &stack.ports.store;
+    assert!(store.insert_event(&event, now).await.unwrap().is_none());
+    let webhooks = store.list_webhooks(&account).await.unwrap();
+    assert_eq!(webhooks.len(), 60);
+    let deliveries: Vec<Delivery> = webhooks
+        .iter()
+        .map(|w| Delivery::pending(&event, w))
+        .collect();
+    // Stored deliveries are due a lease later; the unfinished event now.
+    let lease = chrono::Duration::from_std(stack.config.sweep_lease).unwrap();
+    assert!(
+        store
+            .insert_deliveries(&event, &deliveries[..45], now + lease)
+            .await
+            .unwrap()
+            .iter()
+            .all(|new| *new)
+    );
+    // 10 of them were delivered before the crash.
+    for delivery in &deliveries[..10] {
+        let job = serde_json::to_string(&delivery.job()).unwrap();
+        stack.deliver_body(&stack.service, &job).await;
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 10);
+
+    let later = stack.service_with(stack.config.clone(), Some(chrono::Duration::seconds(1)));
+    let report = hookline_fn_retry::handle(
+        &later,
+        LambdaEvent::new(RetryTrigger::Sweep, Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report["fanOuts"], 1, "{report}");
+    let queued = stack.drain_bodies().await;
+    let queued_ids: std::collections::HashSet<String> = queued
+        .iter()
+        .map(|b| {
+            serde_json::from_str::<hookline_model::DeliveryJob>(b)
+                .unwrap()
+                .delivery_id
+        })
+        .collect();
+    let added: std::collections::HashSet<String> =
+        deliveries[45..].iter().map(|d| d.id.clone()).collect();
+    assert_eq!(queued_ids, added, "only the 15 new deliveries are queued");
+    assert_eq!(queued.len(), 15);
+    let stored = store.get_event(&account, &event.id).await.unwrap().unwrap();
+    assert!(stored.fanned_out);
+    assert_eq!(stored.deliveries, 60);
+    let counts = stack.service.status_counts(&account).await.unwrap();
+    assert_eq!((counts.pending, counts.delivered), (50, 10));
+}
+
+/// Before: a delivery read right after publish could miss its event (an eventually
+/// consistent read) and end `failed` ("event missing") without a request. Now the read is
+/// consistent, and what it still misses is retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_whose_event_cannot_be_read_is_retried_not_failed() {
+    let stack = stack().await;
+    let (url, hits) = flaky_receiver(0).await;
+    let account = stack.account_with_webhook(&url).await;
+    let event_id = stack.publish(&account).await;
+    let bodies = stack.receive_bodies().await;
+    stack
+        .dynamodb
+        .delete_item()
+        .table_name(&stack.table)
+        .key("pk", AttributeValue::S(format!("ACCT#{account}")))
+        .key("sk", AttributeValue::S(format!("EVT#{event_id}")))
+        .send()
+        .await
+        .unwrap();
+    stack.deliver_body(&stack.service, &bodies[0]).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let (delivery, _) = stack.only_log(&account).await;
+    assert_eq!(delivery.status, DeliveryStatus::Retrying);
+    assert_eq!(
+        delivery.attempts[0].error.as_deref(),
+        Some("event not found")
+    );
+    assert_eq!(stack.schedules().await, 1, "its retry is scheduled");
+}
+
+/// Before: bulk retry requeued whatever status the (possibly lagging) status index returned,
+/// resetting the round of a delivery that was `retrying`.
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_retry_requeues_only_failed_deliveries() {
+    let stack = stack().await;
+    let (url, _) = flaky_receiver(usize::MAX).await;
+    let account = stack.account_with_webhook(&url).await;
+    stack.publish(&account).await;
+    let bodies = stack.receive_bodies().await;
+    stack.deliver_body(&stack.service, &bodies[0]).await;
+    let (delivery, _) = stack.only_log(&account).await;
+    assert_eq!(delivery.status, DeliveryStatus::Retrying);
+    // The status index still says `failed` (it lags the table).
+    stack
+        .dynamodb
+        .update_item()
+        .table_name(&stack.table)
+        .key("pk", AttributeValue::S(format!("ACCT#{account}")))
+        .key("sk", AttributeValue::S(format!("DLV#{}", delivery.id)))
+        .update_expression("SET statusKey = :failed")
+        .expression_attribute_values(":failed", AttributeValue::S(format!("{account}#failed")))
+        .send()
+        .await
+        .unwrap();
+    let retried = stack
+        .service
+        .retry_failed(&account, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(retried, 0);
+    let (after, _) = stack.only_log(&account).await;
+    assert_eq!(after.status, DeliveryStatus::Retrying);
+    assert_eq!(after.round_start, 0, "its round goes on");
 }

@@ -59,3 +59,95 @@ async fn embedded_store_keeps_data_across_a_restart() {
     let store = store_on(&dynamo).await;
     assert_eq!(store.get_account(&account.id).await.unwrap(), Some(account));
 }
+
+/// Before: when marking a fan-out finished failed, the sweep's re-run put its deliveries back
+/// into the cache as `pending`, delivered ones included, and they were sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_out_re_run_never_caches_a_delivery_that_moved_on() {
+    use hookline_model::types::SigningSecretEntry;
+    use hookline_model::{Attempt, Delivery, DeliveryStatus, Event, Webhook};
+    use hookline_service::ports::AttemptRecord;
+    let dir = temp_dir("rerun-cache");
+    let dynamo = EmbeddedDynamo::start(&dir).unwrap();
+    let store = CachedStore::new(Arc::new(store_on(&dynamo).await));
+    let now = chrono::Utc::now();
+    let account = hookline_model::Account {
+        id: "acct_rerun".into(),
+        name: "Re-run".into(),
+        created_at: now,
+        webhook_secret: None,
+    };
+    let key = hookline_model::ApiKeyRecord {
+        id: "key_rerun".into(),
+        account_id: account.id.clone(),
+        key_hash: "rerun".into(),
+        created_at: now,
+    };
+    store.insert_account(&account, &key).await.unwrap();
+    let webhook = Webhook {
+        id: "wh_rerun".into(),
+        account_id: account.id.clone(),
+        url: "http://127.0.0.1:9/hook".into(),
+        events: vec!["*".into()],
+        active: true,
+        description: None,
+        metadata: None,
+        authorization_token: None,
+        signing_secrets: vec![SigningSecretEntry {
+            secret: "whsec_x".into(),
+            expires_at: None,
+        }],
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    assert!(store.insert_webhook(&webhook, 10).await.unwrap());
+    let event = Event {
+        id: "evt_rerun".into(),
+        account_id: account.id.clone(),
+        event_type: "patient.created".into(),
+        payload: "{}".into(),
+        created_at: now,
+        deliveries: 0,
+        fanned_out: false,
+    };
+    assert!(store.insert_event(&event, now).await.unwrap().is_none());
+    let delivery = Delivery::pending(&event, &webhook);
+    assert_eq!(
+        store
+            .insert_deliveries(&event, std::slice::from_ref(&delivery), now)
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    let loaded = store.load_delivery(&delivery.job()).await.unwrap().unwrap();
+    let delivered = AttemptRecord {
+        attempt: Attempt {
+            at: now,
+            status_code: Some(200),
+            duration_ms: 1,
+            error: None,
+            response_body: None,
+        },
+        status: DeliveryStatus::Delivered,
+        next_attempt_at: None,
+        sweep_at: None,
+        deactivates_webhook: false,
+    };
+    assert!(
+        store
+            .record_attempt(&loaded.delivery, &delivered)
+            .await
+            .unwrap()
+    );
+    // Marking the fan-out finished failed; the sweep runs it again.
+    assert_eq!(
+        store
+            .insert_deliveries(&event, std::slice::from_ref(&delivery), now)
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    let again = store.load_delivery(&delivery.job()).await.unwrap().unwrap();
+    assert_eq!(again.delivery.status, DeliveryStatus::Delivered);
+}
