@@ -25,6 +25,40 @@ pub struct Config {
     pub log_retention_days: u32,
     /// How long queued work may stay unfinished before the sweep enqueues it again.
     pub sweep_lease: Duration,
+    /// Per-account limit on pings and test events (`HOOKLINE_TEST_RATE_LIMIT`); `None` is off.
+    pub test_rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket: `per_second` requests a second on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// `RATE[,BURST]` (requests per second, burst defaults to twice the rate), or `off`.
+    pub fn parse(value: &str) -> Result<Option<Self>, String> {
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let (rate, burst) = value.split_once(',').unwrap_or((value, ""));
+        let per_second: f64 = rate
+            .trim()
+            .parse()
+            .ok()
+            .filter(|r: &f64| r.is_finite() && *r > 0.0)
+            .ok_or_else(|| format!("'{value}' is not RATE[,BURST] (e.g. 10,20) or off"))?;
+        let burst =
+            match burst.trim() {
+                "" => (per_second * 2.0).ceil().max(1.0) as u32,
+                b => b.parse().ok().filter(|b| *b > 0).ok_or_else(|| {
+                    format!("'{value}': the burst must be a whole number above 0")
+                })?,
+            };
+        Ok(Some(Self { per_second, burst }))
+    }
 }
 
 impl Config {
@@ -44,6 +78,10 @@ impl Config {
             admin_key_hash: None,
             log_retention_days: 30,
             sweep_lease: Duration::from_secs(120),
+            test_rate_limit: Some(RateLimit {
+                per_second: 10.0,
+                burst: 20,
+            }),
         }
     }
 
@@ -85,6 +123,10 @@ impl Config {
         if let Some(v) = get("HOOKLINE_SWEEP_LEASE") {
             config.sweep_lease =
                 parse_duration(v.trim()).map_err(|e| format!("HOOKLINE_SWEEP_LEASE: {e}"))?;
+        }
+        if let Some(v) = get("HOOKLINE_TEST_RATE_LIMIT") {
+            config.test_rate_limit =
+                RateLimit::parse(&v).map_err(|e| format!("HOOKLINE_TEST_RATE_LIMIT: {e}"))?;
         }
         if let Some(v) = get("HOOKLINE_ADMIN_KEY") {
             config.admin_key_hash = Some(hookline_model::keys::hash_api_key(v.trim()));
@@ -165,5 +207,40 @@ mod tests {
                 .contains("HOOKLINE_HTTP_TIMEOUT")
         );
         assert!(config(Mode::Local, &[("HOOKLINE_SECRET_HEADER", "bad header")]).is_err());
+    }
+
+    #[test]
+    fn test_rate_limit_defaults_and_overrides() {
+        let limit = |vars: &[(&str, &str)]| config(Mode::Lambda, vars).map(|c| c.test_rate_limit);
+        assert_eq!(
+            limit(&[]).unwrap(),
+            Some(RateLimit {
+                per_second: 10.0,
+                burst: 20
+            })
+        );
+        assert_eq!(
+            limit(&[("HOOKLINE_TEST_RATE_LIMIT", "2,5")]).unwrap(),
+            Some(RateLimit {
+                per_second: 2.0,
+                burst: 5
+            })
+        );
+        assert_eq!(
+            limit(&[("HOOKLINE_TEST_RATE_LIMIT", "0.5")]).unwrap(),
+            Some(RateLimit {
+                per_second: 0.5,
+                burst: 1
+            })
+        );
+        assert_eq!(limit(&[("HOOKLINE_TEST_RATE_LIMIT", "off")]).unwrap(), None);
+        for bad in ["0", "-1", "fast", "10,0", "10,x", "NaN"] {
+            assert!(
+                limit(&[("HOOKLINE_TEST_RATE_LIMIT", bad)])
+                    .unwrap_err()
+                    .contains("HOOKLINE_TEST_RATE_LIMIT"),
+                "{bad}"
+            );
+        }
     }
 }
