@@ -97,7 +97,10 @@ while True:
     if listing["last"]:
         break
     page += 1
-print(f"-- {total} webhooks at the end of the run, all at the receiver" if not elsewhere else "")
+request = urllib.request.Request(f"{base}/api/v3/webhook/status", headers={"X-Api-Key": key})
+counts = json.load(urllib.request.urlopen(request))
+if not elsewhere:
+    print(f"-- {total} webhooks at the end of the run, all at the receiver; deliveries: {counts}")
 if elsewhere:
     print(f"webhooks not at the receiver: {elsewhere[:10]}", file=sys.stderr)
     sys.exit(1)
