@@ -5,6 +5,7 @@ mod auth;
 mod docs;
 mod error;
 mod extract;
+mod rate_limit;
 mod routes;
 mod views;
 
@@ -27,10 +28,12 @@ pub fn router(service: Service) -> Router {
         .nest("/api/v3", routes::api_v3())
         .split_for_parts();
     let doc = docs::finish(doc, &service.config().api_key_header);
+    let test_rate_limiter = rate_limit::TestRateLimiter::new(service.config().test_rate_limit);
     router
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(Extension(routes::OpenApiJson(Arc::new(doc))))
+        .layer(Extension(test_rate_limiter))
         .with_state(service)
 }

@@ -53,9 +53,16 @@ pub fn id_bounds(
     )
 }
 
+/// The longest id looked up. Real ids are a prefix, `_` and a 26-character ULID; a longer one
+/// is not found without asking the store (whose keys stop at 1 KiB: a store error is a 500).
+pub const MAX_ID_LEN: usize = 64;
+
 /// Whether `id` looks like an id of the given kind. Unknown shapes are simply not found.
 pub fn has_prefix(id: &str, prefix: &str) -> bool {
-    id.len() > prefix.len() + 1 && id.starts_with(prefix) && id.as_bytes()[prefix.len()] == b'_'
+    id.len() > prefix.len() + 1
+        && id.len() <= MAX_ID_LEN
+        && id.starts_with(prefix)
+        && id.as_bytes()[prefix.len()] == b'_'
 }
 
 #[cfg(test)]
@@ -71,6 +78,7 @@ mod tests {
         assert!(early < late);
         assert!(has_prefix(&early, WEBHOOK));
         assert!(!has_prefix(&early, EVENT));
+        assert!(!has_prefix(&format!("wh_{}", "A".repeat(2000)), WEBHOOK));
     }
 
     #[test]

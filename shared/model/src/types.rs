@@ -58,6 +58,12 @@ pub struct Webhook {
     pub version: u64,
 }
 
+/// How many replaced signing secrets keep signing during their grace period, besides the
+/// current one. Each valid secret adds a signature to every delivery's `webhook-signature`
+/// header, so rotating again and again must not grow it without bound: past this many, the
+/// oldest is dropped first.
+pub const MAX_PREVIOUS_SIGNING_SECRETS: usize = 3;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SigningSecretEntry {
@@ -73,11 +79,14 @@ impl Webhook {
         self.signing_secrets.first().map(|s| s.secret.as_str())
     }
 
-    /// Every secret a delivery at `now` is signed with.
+    /// Every secret a delivery at `now` is signed with: the current one and at most
+    /// [`MAX_PREVIOUS_SIGNING_SECRETS`] of the newest replaced ones still in their grace
+    /// (also for webhooks stored before rotation kept that cap).
     pub fn valid_signing_secrets(&self, now: DateTime<Utc>) -> impl Iterator<Item = &str> {
         self.signing_secrets
             .iter()
             .filter(move |s| s.expires_at.is_none_or(|at| at > now))
+            .take(1 + MAX_PREVIOUS_SIGNING_SECRETS)
             .map(|s| s.secret.as_str())
     }
 

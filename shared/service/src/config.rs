@@ -36,6 +36,40 @@ pub struct Config {
     /// Local: the most deliveries in flight to one webhook at once
     /// (`HOOKLINE_ENDPOINT_CONCURRENCY`), so a slow receiver cannot hold every worker.
     pub endpoint_concurrency: usize,
+    /// Per-account limit on pings and test events (`HOOKLINE_TEST_RATE_LIMIT`); `None` is off.
+    pub test_rate_limit: Option<RateLimit>,
+}
+
+/// A token bucket: `per_second` requests a second on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// `RATE[,BURST]` (requests per second, burst defaults to twice the rate), or `off`.
+    pub fn parse(value: &str) -> Result<Option<Self>, String> {
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let (rate, burst) = value.split_once(',').unwrap_or((value, ""));
+        let per_second: f64 = rate
+            .trim()
+            .parse()
+            .ok()
+            .filter(|r: &f64| r.is_finite() && *r > 0.0)
+            .ok_or_else(|| format!("'{value}' is not RATE[,BURST] (e.g. 10,20) or off"))?;
+        let burst =
+            match burst.trim() {
+                "" => (per_second * 2.0).ceil().max(1.0) as u32,
+                b => b.parse().ok().filter(|b| *b > 0).ok_or_else(|| {
+                    format!("'{value}': the burst must be a whole number above 0")
+                })?,
+            };
+        Ok(Some(Self { per_second, burst }))
+    }
 }
 
 impl Config {
@@ -59,6 +93,10 @@ impl Config {
             max_webhooks_per_account: 500,
             max_backlog: 20_000,
             endpoint_concurrency: 64,
+            test_rate_limit: Some(RateLimit {
+                per_second: 10.0,
+                burst: 20,
+            }),
         }
     }
 
@@ -113,6 +151,10 @@ impl Config {
         }
         if let Some(v) = get("HOOKLINE_ENDPOINT_CONCURRENCY") {
             config.endpoint_concurrency = positive("HOOKLINE_ENDPOINT_CONCURRENCY", &v)?;
+        }
+        if let Some(v) = get("HOOKLINE_TEST_RATE_LIMIT") {
+            config.test_rate_limit =
+                RateLimit::parse(&v).map_err(|e| format!("HOOKLINE_TEST_RATE_LIMIT: {e}"))?;
         }
         if let Some(v) = get("HOOKLINE_ADMIN_KEY") {
             config.admin_key_hash = Some(hookline_model::keys::hash_api_key(v.trim()));
@@ -203,5 +245,40 @@ mod tests {
                 .contains("HOOKLINE_HTTP_TIMEOUT")
         );
         assert!(config(Mode::Local, &[("HOOKLINE_SECRET_HEADER", "bad header")]).is_err());
+    }
+
+    #[test]
+    fn test_rate_limit_defaults_and_overrides() {
+        let limit = |vars: &[(&str, &str)]| config(Mode::Lambda, vars).map(|c| c.test_rate_limit);
+        assert_eq!(
+            limit(&[]).unwrap(),
+            Some(RateLimit {
+                per_second: 10.0,
+                burst: 20
+            })
+        );
+        assert_eq!(
+            limit(&[("HOOKLINE_TEST_RATE_LIMIT", "2,5")]).unwrap(),
+            Some(RateLimit {
+                per_second: 2.0,
+                burst: 5
+            })
+        );
+        assert_eq!(
+            limit(&[("HOOKLINE_TEST_RATE_LIMIT", "0.5")]).unwrap(),
+            Some(RateLimit {
+                per_second: 0.5,
+                burst: 1
+            })
+        );
+        assert_eq!(limit(&[("HOOKLINE_TEST_RATE_LIMIT", "off")]).unwrap(), None);
+        for bad in ["0", "-1", "fast", "10,0", "10,x", "NaN"] {
+            assert!(
+                limit(&[("HOOKLINE_TEST_RATE_LIMIT", bad)])
+                    .unwrap_err()
+                    .contains("HOOKLINE_TEST_RATE_LIMIT"),
+                "{bad}"
+            );
+        }
     }
 }

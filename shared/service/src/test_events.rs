@@ -3,6 +3,7 @@
 use crate::publish::{NewEvent, Published};
 use crate::{Service, ServiceError, ServiceResult};
 use hookline_model::ValidationError;
+use hookline_model::catalog::validate_event_type_name;
 use hookline_model::samples::{reading_event_type, sample_payload};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -28,6 +29,9 @@ impl Service {
         event_type: &str,
         payload: Option<Value>,
     ) -> ServiceResult<Published> {
+        // Checked before the catalog lookup: a name no store key can hold (DynamoDB keys
+        // stop at 1 KiB) is bad input, not a backend failure.
+        validate_event_type_name("type", event_type)?;
         if !self.is_known_event_type(event_type).await? {
             return Err(ValidationError::new(
                 "type",

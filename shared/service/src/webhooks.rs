@@ -5,7 +5,7 @@ use crate::{Service, ServiceError, ServiceResult};
 use hookline_model::catalog::{Catalog, EventPattern, is_built_in};
 use hookline_model::keys::validate_header_text;
 use hookline_model::signing::{generate_signing_secret, validate_signing_secret};
-use hookline_model::types::SigningSecretEntry;
+use hookline_model::types::{MAX_PREVIOUS_SIGNING_SECRETS, SigningSecretEntry};
 use hookline_model::url_check::validate_webhook_url;
 use hookline_model::{ValidationError, Webhook, ids};
 use serde::{Deserialize, Deserializer};
@@ -245,7 +245,8 @@ impl Service {
     }
 
     /// Replaces the signing secret. The old one keeps signing for [`ROTATION_GRACE`], so
-    /// deliveries carry both signatures while receivers switch over.
+    /// deliveries carry both signatures while receivers switch over; at most
+    /// [`MAX_PREVIOUS_SIGNING_SECRETS`] old ones are kept.
     pub async fn rotate_signing_secret(
         &self,
         account_id: &str,
@@ -274,7 +275,9 @@ impl Service {
                         );
                         old
                     })
-                    .filter(|old| old.expires_at.is_some_and(|at| at > now)),
+                    .filter(|old| old.expires_at.is_some_and(|at| at > now))
+                    // Newest first, so the oldest are the ones dropped.
+                    .take(MAX_PREVIOUS_SIGNING_SECRETS),
             );
             webhook.signing_secrets = secrets;
         })

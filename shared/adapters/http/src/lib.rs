@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use hookline_model::limits::MAX_RESPONSE_SNIPPET_BYTES;
-use hookline_model::url_check::is_global;
+use hookline_model::url_check::{TARGET_NOT_ALLOWED, is_global};
 use hookline_service::ports::{HttpSender, OutboundRequest, SendErrorKind, SendOutcome};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::error::Error as StdError;
@@ -70,20 +70,34 @@ pub struct RefusedTarget {
     pub ip: IpAddr,
 }
 
+/// What the customer sees (attempt errors in the delivery log, ping results): that the target
+/// is refused, never the address it is or resolves to. [`RefusedTarget::detail`] has those,
+/// for the operator's debug log.
 impl fmt::Display for RefusedTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(TARGET_NOT_ALLOWED)
+    }
+}
+
+impl RefusedTarget {
+    /// The host and the address that was refused: for operators only.
+    pub fn detail(&self) -> String {
         let literal = self.host.trim_start_matches('[').trim_end_matches(']');
         if literal.parse::<IpAddr>() == Ok(self.ip) {
-            write!(f, "{} is not a public address", self.ip)?;
+            format!("{} is not a public address", self.ip)
         } else {
-            write!(
-                f,
+            format!(
                 "{} resolves to {}, not a public address",
                 self.host, self.ip
-            )?;
+            )
         }
-        f.write_str(" (private targets are disabled; see HOOKLINE_ALLOW_PRIVATE_TARGETS)")
     }
+}
+
+/// The refusal as a send failure; the address goes to the debug log only.
+fn refused(target: &RefusedTarget) -> (SendErrorKind, String) {
+    tracing::debug!(target_detail = %target.detail(), "SSRF guard refused a webhook target");
+    (SendErrorKind::Refused, target.to_string())
 }
 
 impl StdError for RefusedTarget {}
@@ -138,8 +152,8 @@ fn refusal<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a RefusedTarget>
 }
 
 fn classify(error: &reqwest::Error) -> (SendErrorKind, String) {
-    if let Some(refused) = refusal(error) {
-        return (SendErrorKind::Refused, refused.to_string());
+    if let Some(target) = refusal(error) {
+        return refused(target);
     }
     let kind = if error.is_timeout() {
         SendErrorKind::Timeout
@@ -181,9 +195,9 @@ impl HttpSender for ReqwestSender {
             }
         };
         if !self.allow_private_targets
-            && let Some(refused) = refused_literal(&url)
+            && let Some(target) = refused_literal(&url)
         {
-            return failed(started, (SendErrorKind::Refused, refused.to_string()));
+            return failed(started, refused(&target));
         }
         let mut builder = self.client.post(url).body(request.body);
         for (name, value) in &request.headers {
@@ -305,12 +319,14 @@ mod tests {
         ReqwestSender::new(Duration::from_secs(2), Duration::from_secs(5), false).unwrap()
     }
 
-    fn assert_refused(outcome: &SendOutcome, names: &str) {
+    /// Refused, with a message that does not reveal the address (`hidden`).
+    fn assert_refused(outcome: &SendOutcome, hidden: &str) {
         assert!(!outcome.is_success(), "{outcome:?}");
         assert_eq!(outcome.status, None, "{outcome:?}");
         let (kind, message) = outcome.error.as_ref().expect("an error");
         assert_eq!(*kind, SendErrorKind::Refused, "{message}");
-        assert!(message.contains(names), "{message} should name {names}");
+        assert_eq!(message, TARGET_NOT_ALLOWED);
+        assert!(!message.contains(hidden), "{message} reveals {hidden}");
     }
 
     #[tokio::test]
@@ -319,12 +335,8 @@ mod tests {
         let outcome = guarded()
             .send(request_to(format!("http://localhost:{port}/hook")))
             .await;
-        assert_refused(&outcome, "localhost");
-        let message = &outcome.error.as_ref().unwrap().1;
-        assert!(
-            message.contains("127.0.0.1") || message.contains("::1"),
-            "names the address: {message}"
-        );
+        assert_refused(&outcome, "127.0.0.1");
+        assert_refused(&outcome, "::1");
         assert_eq!(
             hits.load(Ordering::SeqCst),
             0,
@@ -450,7 +462,9 @@ mod tests {
         let wrapped = Wrapper(Box::new(Wrapper(Box::new(inner.clone()))));
         assert_eq!(refusal(&wrapped), Some(&inner));
         assert_eq!(refusal(&Wrapper("other".into())), None);
-        assert!(inner.to_string().contains("evil.example"));
-        assert!(inner.to_string().contains("10.0.0.1"));
+        // The customer-facing text hides the address; the operator's detail has it.
+        assert!(!inner.to_string().contains("10.0.0.1"));
+        assert!(inner.detail().contains("evil.example"));
+        assert!(inner.detail().contains("10.0.0.1"));
     }
 }

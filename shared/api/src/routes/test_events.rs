@@ -1,8 +1,8 @@
 //! Test events (account): a realistic event published to the caller's own webhooks.
 
 use super::{ApiResult, Errors};
-use crate::auth::AccountCaller;
 use crate::extract::{Body, Ids, OptionalBody};
+use crate::rate_limit::{RateLimited, RateLimitedCaller};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -37,15 +37,15 @@ pub struct TestReading {
 
 /// Publishes a sample reading (`blood-pressure-webhook`, `blood-glucose-webhook`,
 /// `blood-oxygen-webhook`, `weight-webhook`, `temperature-webhook`, `ecg-webhook`) to the
-/// caller's webhooks.
+/// caller's webhooks. Test events and pings share a per-account rate limit.
 #[utoipa::path(post, path = "/test/{reading}", tag = "test events",
     params(("reading" = String, Path, description = "Which reading",
         example = "blood-pressure-webhook")),
     request_body(content = Option<TestReading>, description = "Optional values; the rest is sample data"),
-    responses((status = 202, body = Published, description = "Published to the caller's webhooks"), Errors))]
+    responses((status = 202, body = Published, description = "Published to the caller's webhooks"), Errors, RateLimited))]
 pub async fn test_reading(
     State(service): State<Service>,
-    AccountCaller(account_id): AccountCaller,
+    RateLimitedCaller(account_id): RateLimitedCaller,
     Ids(reading): Ids<String>,
     OptionalBody(values): OptionalBody<TestReading>,
 ) -> ApiResult<(StatusCode, Json<Published>)> {
@@ -88,10 +88,10 @@ pub struct TestEvent {
 
 /// Publishes a test event of any known type to the caller's webhooks.
 #[utoipa::path(post, path = "/test/webhook", tag = "test events", request_body = TestEvent,
-    responses((status = 202, body = Published, description = "Published to the caller's webhooks"), Errors))]
+    responses((status = 202, body = Published, description = "Published to the caller's webhooks"), Errors, RateLimited))]
 pub async fn test_event(
     State(service): State<Service>,
-    AccountCaller(account_id): AccountCaller,
+    RateLimitedCaller(account_id): RateLimitedCaller,
     Body(input): Body<TestEvent>,
 ) -> ApiResult<(StatusCode, Json<Published>)> {
     let published = service

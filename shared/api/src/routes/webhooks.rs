@@ -3,6 +3,7 @@
 use super::{ApiResult, Errors, PageParams};
 use crate::auth::AccountCaller;
 use crate::extract::{Body, Ids, Params};
+use crate::rate_limit::{RateLimited, RateLimitedCaller};
 use crate::views::{Paged, WebhookView};
 use axum::Json;
 use axum::extract::State;
@@ -85,13 +86,13 @@ pub async fn delete_webhook(
 }
 
 /// Sends `{"ping":"<random>"}` to the webhook now and reports whether it answered
-/// `{"pong":"<same>"}`.
+/// `{"pong":"<same>"}`. Pings and test events share a per-account rate limit.
 #[utoipa::path(post, path = "/webhook/{id}/ping", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook id")),
-    responses((status = 200, body = PingResult, description = "What the endpoint answered"), Errors))]
+    responses((status = 200, body = PingResult, description = "What the endpoint answered"), Errors, RateLimited))]
 pub async fn ping_webhook(
     State(service): State<Service>,
-    AccountCaller(account_id): AccountCaller,
+    RateLimitedCaller(account_id): RateLimitedCaller,
     Ids(id): Ids<String>,
 ) -> ApiResult<Json<PingResult>> {
     Ok(Json(service.ping(&account_id, &id).await?))

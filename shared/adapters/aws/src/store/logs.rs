@@ -35,7 +35,9 @@ fn plan(account_id: &str, query: &DeliveryQuery) -> Plan {
     };
     let last_range = |names: &mut HashMap<String, String>, values: &mut Item| {
         names.insert("#la".into(), LAST_ATTEMPT_MS.into());
-        values.insert(":laFrom".into(), millis(query.last_attempt_from, 0));
+        // No lower bound is the smallest number, not 0: an upper bound before 1970 must not
+        // make the range empty-and-reversed, which DynamoDB refuses.
+        values.insert(":laFrom".into(), millis(query.last_attempt_from, i64::MIN));
         values.insert(":laTo".into(), millis(query.last_attempt_to, i64::MAX));
         "#la BETWEEN :laFrom AND :laTo"
     };
