@@ -296,36 +296,24 @@ async fn concurrent_changes_to_one_webhook_all_take_effect() {
     let rotated: Vec<String> = (1..=3).map(secret).collect();
     let mut changes = Vec::new();
     for (n, new_secret) in rotated.iter().enumerate() {
-        let (http, url, key, new_secret) = (
+        let (client, url, account_key, new_secret) = (
             http.clone(),
             server.api(&format!("/webhook/{id}/signing-secret/rotate")),
             key.clone(),
             new_secret.clone(),
         );
         changes.push(tokio::spawn(async move {
-            call(
-                &http,
-                "POST",
-                url,
-                Some(&key),
-                Some(json!({"secret": new_secret})),
-            )
-            .await
+            let body = json!({"secret": new_secret});
+            call(&client, "POST", url, Some(&account_key), Some(body)).await
         }));
-        let (http, url, key) = (
+        let (client, url, account_key) = (
             http.clone(),
             server.api(&format!("/webhook/{id}")),
             key.clone(),
         );
         changes.push(tokio::spawn(async move {
-            call(
-                &http,
-                "PATCH",
-                url,
-                Some(&key),
-                Some(json!({"description": format!("change {n}")})),
-            )
-            .await
+            let body = json!({"description": format!("change {n}")});
+            call(&client, "PATCH", url, Some(&account_key), Some(body)).await
         }));
     }
     for change in changes {
