@@ -229,7 +229,7 @@ async fn a_delivery_retried_by_hand_again_and_again_keeps_its_latest_attempts() 
             None,
         )
         .await;
-        assert_eq!(status, 200, "retry {n}: {body}");
+        assert_eq!(status, 202, "retry {n}: {body}");
         let mut failed_again = false;
         for _ in 0..200 {
             let (_, log) = call(
