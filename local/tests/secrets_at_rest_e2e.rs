@@ -151,14 +151,6 @@ async fn secrets_are_sealed_on_disk_yet_delivered_and_signed() {
     wait_for_log(&http, &server, &key, "delivered").await;
     server.stop();
 
-    // The main key was created beside the data, readable by its owner only.
-    let key_file = dir.join("main.key");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "main.key mode {mode:o}");
-    }
-
     // Nothing stored under the data directory shows a secret in plaintext.
     let stored = bytes_under(&dir);
     assert!(stored.len() > 10_000, "the store wrote its files");
@@ -174,6 +166,14 @@ async fn secrets_are_sealed_on_disk_yet_delivered_and_signed() {
         );
     }
     assert!(contains(&stored, b"enc:v1:"), "sealed values are stored");
+
+    // The main key was created beside the data, readable by its owner only.
+    let key_file = dir.join("main.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "main.key mode {mode:o}");
+    }
 
     // After a restart with the same key file, the secrets read back unchanged.
     let server = Server::start(&dir);
