@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod main_key;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -74,16 +76,20 @@ async fn serve() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
 
+    let store = Arc::new(DynamoStore::new(
+        client.clone(),
+        TABLE,
+        config.log_retention_days,
+    ));
+    // Secrets are sealed at rest; the cache (outermost) keeps them opened in memory.
+    let sealed = main_key::sealed_store(store, &client, TABLE, &args.data_dir).await?;
+
     let (queue, jobs) = InProcessQueue::new(config.max_backlog);
     let endpoint_concurrency = config.endpoint_concurrency;
     let service = Service::new(
         Ports {
             // This process is the store's only writer, so the cache is always exact.
-            store: Arc::new(CachedStore::new(Arc::new(DynamoStore::new(
-                client,
-                TABLE,
-                config.log_retention_days,
-            )))),
+            store: Arc::new(CachedStore::new(sealed)),
             queue: Arc::new(queue.clone()),
             scheduler: Arc::new(InProcessScheduler::new(queue.clone())),
             clock: Arc::new(SystemClock),

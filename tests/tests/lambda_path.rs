@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use chrono::{DateTime, Utc};
 use hookline_aws::env::emulator_config;
+use hookline_aws::sealing_keys::kms_key_ring;
 use hookline_aws::table::ensure_table;
 use hookline_aws::{DynamoStore, EventBridgeScheduler, SqsQueue};
 use hookline_http::ReqwestSender;
@@ -16,6 +17,7 @@ use hookline_model::retry::RetryPolicy;
 use hookline_model::{Delivery, DeliveryStatus, RetryTrigger};
 use hookline_service::ports::{Clock, DeliveryQuery};
 use hookline_service::publish::NewEvent;
+use hookline_service::sealed_store::SealedStore;
 use hookline_service::webhooks::NewWebhook;
 use hookline_service::{Config, Mode, Ports, Service, SystemClock};
 use lambda_runtime::{Context, LambdaEvent};
@@ -72,15 +74,28 @@ impl Clock for Shifted {
 }
 
 struct Stack {
-    dynamodb: aws_sdk_dynamodb::Client,
-    table: String,
     service: Service,
     ports: Ports,
     config: Config,
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    kms: aws_sdk_kms::Client,
+    kms_key_id: String,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     scheduler: aws_sdk_scheduler::Client,
     group: String,
+}
+
+async fn new_kms_key(kms: &aws_sdk_kms::Client) -> String {
+    kms.create_key()
+        .description("hookline secrets (test)")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id
 }
 
 async fn stack() -> Stack {
@@ -106,13 +121,24 @@ async fn stack() -> Stack {
         .await
         .unwrap();
 
+    // The functions' KMS key (template.yaml's SecretsKey): the data key sealing secrets is
+    // made and decrypted with it, as at a cold start.
+    let kms = aws_sdk_kms::Client::new(&aws);
+    let kms_key_id = new_kms_key(&kms).await;
+    let ring = kms_key_ring(&dynamodb, &table, &kms, &kms_key_id)
+        .await
+        .unwrap();
+
     let mut config = Config::for_mode(Mode::Lambda);
     // The receiver is on loopback over http.
     config.targets.allow_http = true;
     config.targets.allow_private_targets = true;
     config.retry_policy = RetryPolicy::parse("1s,2s,3s").unwrap();
     let ports = Ports {
-        store: Arc::new(DynamoStore::new(dynamodb.clone(), table.clone(), 30)),
+        store: Arc::new(SealedStore::new(
+            Arc::new(DynamoStore::new(dynamodb.clone(), table.clone(), 30)),
+            Arc::new(ring),
+        )),
         queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
         scheduler: Arc::new(EventBridgeScheduler::new(
             scheduler.clone(),
@@ -124,11 +150,13 @@ async fn stack() -> Stack {
         sender: Arc::new(ReqwestSender::from_config(&config).unwrap()),
     };
     Stack {
-        dynamodb,
-        table,
         service: Service::new(ports.clone(), config.clone()),
         ports,
         config,
+        dynamodb,
+        table,
+        kms,
+        kms_key_id,
         sqs,
         queue_url,
         scheduler,
@@ -558,6 +586,147 @@ async fn api_gateway_events_are_served_by_the_shared_router() {
         stack.ports.store.get_account(id).await.unwrap().is_some(),
         "stored in DynamoDB"
     );
+}
+
+/// A receiver answering 200 that hands every request's headers and body to the test.
+async fn header_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = Router::new().route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body));
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, rx)
+}
+
+/// Every item of the table, as DynamoDB holds it (what a table export would show).
+async fn raw_table(stack: &Stack) -> String {
+    let items = stack
+        .dynamodb
+        .scan()
+        .table_name(&stack.table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    format!("{items:?}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_sealed_in_the_table_and_opened_to_deliver() {
+    let stack = stack().await;
+    let (url, mut received) = header_receiver().await;
+    let account = stack
+        .service
+        .create_account("Sealed Clinic")
+        .await
+        .unwrap()
+        .account
+        .id;
+    let account_secret = stack
+        .service
+        .set_webhook_secret(&account, Some("acct-secret-Plaintext-9b1c".into()))
+        .await
+        .unwrap();
+    let token = "webhook-token-Plaintext-2e7f";
+    let webhook = stack
+        .service
+        .create_webhook(
+            &account,
+            NewWebhook {
+                url: url.clone(),
+                event_type: Some("reading.weight".into()),
+                authorization_token: Some(token.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let signing_secret = stack
+        .service
+        .signing_secret(&account, &webhook.id)
+        .await
+        .unwrap();
+
+    // The table holds none of them in plaintext, only sealed values.
+    let raw = raw_table(&stack).await;
+    for (what, secret) in [
+        ("account secret", account_secret.as_str()),
+        ("authorization token", token),
+        (
+            "signing secret",
+            signing_secret.strip_prefix("whsec_").unwrap(),
+        ),
+    ] {
+        assert!(!raw.contains(secret), "the {what} is stored in plaintext");
+    }
+    assert!(raw.contains("enc:v1:"), "{raw}");
+
+    // The deliver handler opens them: the receiver gets the secret, the token and a
+    // signature made with the signing secret.
+    stack.publish(&account).await;
+    assert_eq!(deliver_from_queue(&stack).await, 0);
+    let (headers, body) = received.recv().await.unwrap();
+    assert_eq!(headers["x-webhook-secret"], account_secret.as_str());
+    assert_eq!(headers["x-webhook-token"], token);
+    let expected = hookline_model::signing::sign(
+        &hookline_model::signing::secret_key(&signing_secret).unwrap(),
+        headers["webhook-id"].to_str().unwrap(),
+        headers["webhook-timestamp"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap(),
+        body.as_bytes(),
+    );
+    assert!(
+        headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .any(|s| s == expected),
+        "signed with the opened secret"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cold_starts_share_one_data_key_and_a_wrong_kms_key_fails_the_start() {
+    let stack = stack().await;
+    // Two cold starts racing on a new table agree on one data key, and a later one reads it.
+    let table = unique("hookline");
+    ensure_table(&stack.dynamodb, &table).await.unwrap();
+    let (first, second) = tokio::join!(
+        kms_key_ring(&stack.dynamodb, &table, &stack.kms, &stack.kms_key_id),
+        kms_key_ring(&stack.dynamodb, &table, &stack.kms, &stack.kms_key_id),
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.current_id(), second.current_id());
+    let later = kms_key_ring(&stack.dynamodb, &table, &stack.kms, &stack.kms_key_id)
+        .await
+        .unwrap();
+    assert_eq!(later.current_id(), first.current_id());
+    let sealed = first.seal("secret", "ctx").unwrap();
+    assert_eq!(later.open(&sealed, "ctx").unwrap(), "secret");
+
+    // A function configured with another KMS key cannot decrypt the data key: it fails at
+    // start, instead of serving secrets it cannot open.
+    let other_key = new_kms_key(&stack.kms).await;
+    let error = kms_key_ring(&stack.dynamodb, &table, &stack.kms, &other_key)
+        .await
+        .unwrap_err();
+    assert!(error.contains("KMS Decrypt"), "{error}");
 }
 
 // --- delivery guarantees found missing in review (issue 11) ---

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod limits;
 pub mod retry;
 pub mod samples;
+pub mod sealing;
 pub mod signing;
 pub mod types;
 pub mod url_check;

@@ -14,6 +14,7 @@ pub mod ports;
 pub mod publish;
 mod recorder;
 pub mod retries;
+pub mod sealed_store;
 pub mod sweep;
 pub mod test_events;
 pub mod webhooks;

@@ -3,6 +3,7 @@
 use crate::{DynamoStore, EventBridgeScheduler, SqsQueue};
 use hookline_http::ReqwestSender;
 use hookline_service::ports::SystemClock;
+use hookline_service::sealed_store::SealedStore;
 use hookline_service::{Config, Mode, Ports, Service};
 use std::sync::Arc;
 
@@ -18,10 +19,19 @@ pub async fn lambda_service() -> Result<Service, String> {
     let config = Config::from_env(Mode::Lambda)?;
     let sender = ReqwestSender::from_config(&config)?;
     let aws = aws_config::load_from_env().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        required("HOOKLINE_TABLE")?,
-        config.log_retention_days,
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let table = required("HOOKLINE_TABLE")?;
+    // One KMS call per cold start: the data key is decrypted once and kept in memory.
+    let ring = crate::sealing_keys::kms_key_ring(
+        &dynamodb,
+        &table,
+        &aws_sdk_kms::Client::new(&aws),
+        &required("HOOKLINE_KMS_KEY_ID")?,
+    )
+    .await?;
+    let store = SealedStore::new(
+        Arc::new(DynamoStore::new(dynamodb, table, config.log_retention_days)),
+        Arc::new(ring),
     );
     let queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(&aws),

@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod scheduler;
+pub mod sealing_keys;
 pub mod sqs;
 pub mod store;
 pub mod table;

@@ -151,3 +151,120 @@ async fn a_fan_out_re_run_never_caches_a_delivery_that_moved_on() {
     let again = store.load_delivery(&delivery.job()).await.unwrap().unwrap();
     assert_eq!(again.delivery.status, DeliveryStatus::Delivered);
 }
+
+fn key_ring(byte: u8, older: &[u8]) -> Arc<hookline_model::sealing::KeyRing> {
+    use hookline_model::sealing::{KeyRing, SealingKey};
+    let key = |b: u8| SealingKey::from_bytes(&[b; 32]).unwrap();
+    Arc::new(KeyRing::new(
+        key(byte),
+        older.iter().map(|b| key(*b)).collect(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_sealed_store_over_dynoxide_meets_the_store_contract() {
+    use hookline_service::sealed_store::SealedStore;
+    let dir = temp_dir("contract-sealed");
+    let dynamo = EmbeddedDynamo::start(&dir).unwrap();
+    // Local mode's stack: the cache outermost, sealing beneath it.
+    let sealed = SealedStore::new(Arc::new(store_on(&dynamo).await), key_ring(1, &[]));
+    let store = CachedStore::new(Arc::new(sealed));
+    hookline_service::contract::store_contract(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_plaintext_secrets_read_as_they_are_and_are_sealed_again_on_rotation() {
+    use hookline_model::Webhook;
+    use hookline_model::types::SigningSecretEntry;
+    use hookline_service::sealed_store::{ResealReport, SealedStore};
+    let dir = temp_dir("sealed-legacy");
+    let dynamo = EmbeddedDynamo::start(&dir).unwrap();
+    let raw: Arc<dyn Store> = Arc::new(store_on(&dynamo).await);
+    let now = chrono::Utc::now();
+    let account = hookline_model::Account {
+        id: "acct_legacy".into(),
+        name: "Legacy".into(),
+        created_at: now,
+        webhook_secret: Some("legacy-account-secret".into()),
+    };
+    let key = hookline_model::ApiKeyRecord {
+        id: "key_legacy".into(),
+        account_id: account.id.clone(),
+        key_hash: "legacyhash".into(),
+        created_at: now,
+    };
+    let webhook = Webhook {
+        id: "wh_legacy".into(),
+        account_id: account.id.clone(),
+        url: "https://example.com/hook".into(),
+        events: vec!["*".into()],
+        active: true,
+        description: None,
+        metadata: None,
+        authorization_token: Some("legacy-token".into()),
+        signing_secrets: vec![SigningSecretEntry {
+            secret: "whsec_bGVnYWN5LXNpZ25pbmctc2VjcmV0LWJ5dGVz".into(),
+            expires_at: None,
+        }],
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    // Written in plaintext, as before sealing existed.
+    raw.insert_account(&account, &key).await.unwrap();
+    assert!(raw.insert_webhook(&webhook, 10).await.unwrap());
+
+    let sealed = SealedStore::new(raw.clone(), key_ring(1, &[]));
+    assert_eq!(
+        sealed.get_account(&account.id).await.unwrap(),
+        Some(account.clone())
+    );
+    assert_eq!(
+        sealed.list_webhooks(&account.id).await.unwrap(),
+        vec![webhook.clone()]
+    );
+    assert_eq!(
+        sealed.reseal_all().await.unwrap(),
+        ResealReport {
+            accounts: 1,
+            webhooks: 1
+        }
+    );
+    let stored = raw
+        .get_webhook(&account.id, &webhook.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.authorization_token.unwrap().starts_with("enc:v1:"));
+    assert!(stored.signing_secrets[0].secret.starts_with("enc:v1:"));
+    let stored = raw.get_account(&account.id).await.unwrap().unwrap();
+    assert!(stored.webhook_secret.unwrap().starts_with("enc:v1:"));
+    // Nothing left to do under the same key.
+    assert_eq!(sealed.reseal_all().await.unwrap(), ResealReport::default());
+
+    // Rotation: key 2 seals, key 1 still opens; after a reseal key 1 can go.
+    let rotated = SealedStore::new(raw.clone(), key_ring(2, &[1]));
+    assert_eq!(
+        rotated.reseal_all().await.unwrap(),
+        ResealReport {
+            accounts: 1,
+            webhooks: 1
+        }
+    );
+    let only_new = SealedStore::new(raw.clone(), key_ring(2, &[]));
+    assert_eq!(
+        only_new
+            .get_webhook(&account.id, &webhook.id)
+            .await
+            .unwrap(),
+        Some(webhook.clone())
+    );
+    assert_eq!(
+        only_new.get_account(&account.id).await.unwrap(),
+        Some(account)
+    );
+    // The old key alone no longer opens them: an error, never the sealed text as a secret.
+    let only_old = SealedStore::new(raw, key_ring(1, &[]));
+    let error = only_old.list_webhooks("acct_legacy").await.unwrap_err();
+    assert!(error.0.contains("not in the key ring"), "{error}");
+}
