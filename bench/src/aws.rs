@@ -255,7 +255,7 @@ async fn stack(moto: &str) -> Stack {
         .send()
         .await
         .unwrap();
-    let admin_key = "bench-admin-key".to_string();
+    let admin_key = "bench-admin-key-0123456789abcdefghij".to_string();
     let mut config = Config::for_mode(Mode::Lambda);
     config.targets.allow_http = true;
     config.targets.allow_private_targets = true;

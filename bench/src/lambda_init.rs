@@ -127,7 +127,7 @@ async fn start_once(binary: &Path, event: Option<String>) -> Start {
             "HOOKLINE_SCHEDULER_ROLE_ARN",
             "arn:aws:iam::123456789012:role/hookline-scheduler",
         )
-        .env("HOOKLINE_ADMIN_KEY", "bench-admin-key")
+        .env("HOOKLINE_ADMIN_KEY", "bench-admin-key-0123456789abcdefghij")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

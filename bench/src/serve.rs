@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const ADMIN_KEY: &str = "bench-admin-key";
+const ADMIN_KEY: &str = "bench-admin-key-0123456789abcdefghij";
 const EVENT_TYPE: &str = "patient.created";
 /// How long the wait for deliveries may see no progress before the rest count as lost.
 const IDLE_LIMIT: Duration = Duration::from_secs(30);

@@ -1,7 +1,9 @@
 //! `hookline serve`: the API, the delivery workers and the retry sweep in one process, on the
 //! embedded store under a data directory.
 
-use hookline_aws::{DynamoStore, env::emulator_config, table::ensure_table};
+mod listen;
+
+use hookline_aws::{DynamoStore, table::ensure_table};
 use hookline_embedded::{
     CachedStore, EmbeddedDynamo, InProcessQueue, InProcessScheduler, run_delivery_workers,
 };
@@ -69,9 +71,17 @@ async fn main() {
 async fn serve() -> Result<(), String> {
     let args = parse_args()?;
     let config = Config::from_env(Mode::Local)?;
+    let limits = listen::Limits::from_env()?;
+    // Files and directories this process creates (the store, its WAL, the marker) are its
+    // user's alone: the store holds every secret.
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file-mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
 
     let dynamo = EmbeddedDynamo::start(&args.data_dir)?;
-    let client = aws_sdk_dynamodb::Client::new(&emulator_config(dynamo.endpoint()).await);
+    let client = dynamo.client();
     ensure_table(&client, TABLE)
         .await
         .map_err(|e| e.to_string())?;
@@ -140,21 +150,37 @@ async fn serve() -> Result<(), String> {
         "Hookline is running at http://{addr} (API under http://{addr}/api/v3, data in {})",
         args.data_dir.display()
     );
-    axum::serve(listener, hookline_api::router(service))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("serving: {e}"))?;
+    listen::serve(
+        listener,
+        hookline_api::router(service),
+        limits,
+        shutdown_signal(),
+    )
+    .await;
     drop(dynamo);
     Ok(())
 }
 
 /// Without `HOOKLINE_ADMIN_KEY`, the first start generates an admin key, stores its hash and
-/// prints it once; a marker file (holding no secret) remembers that it was issued.
+/// prints it once; a marker file (holding no secret) remembers that it was issued. With it, the
+/// environment's key replaces a generated one, which is revoked (and the marker removed).
 async fn issue_admin_key(service: &Service, data_dir: &std::path::Path) -> Result<(), String> {
+    let marker = data_dir.join("admin-key-issued");
     if service.config().admin_key_hash.is_some() {
+        if marker.exists() {
+            let revoked = service
+                .revoke_stored_admin_keys()
+                .await
+                .map_err(|e| format!("revoking the generated admin key: {e}"))?;
+            std::fs::remove_file(&marker)
+                .map_err(|e| format!("removing {}: {e}", marker.display()))?;
+            println!(
+                "Admin key: HOOKLINE_ADMIN_KEY. The key generated at first start no longer works."
+            );
+            tracing::info!(revoked, "generated admin key revoked");
+        }
         return Ok(());
     }
-    let marker = data_dir.join("admin-key-issued");
     if marker.exists() {
         println!("Admin key: the one printed at first start (or set HOOKLINE_ADMIN_KEY).");
         return Ok(());

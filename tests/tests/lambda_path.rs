@@ -470,7 +470,7 @@ async fn invoke_api_with(
 }
 
 /// The key the API Gateway fixtures carry as the admin key.
-const FIXTURE_ADMIN_KEY: &str = "local-admin-key-change-me";
+const FIXTURE_ADMIN_KEY: &str = "local-admin-key-change-me-0123456789abcdef";
 
 fn api_router(stack: &Stack) -> axum::Router {
     let mut config = stack.config.clone();

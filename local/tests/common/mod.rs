@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+/// At least 32 characters, as `hookline serve` requires.
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdefghij";
 
 pub struct Server {
     pub child: Child,

@@ -63,12 +63,14 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         .map_err(|_| format!("'{raw}' is not a duration like 15s, 30m or 1h"))?;
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
         _ => return Err(format!("'{raw}' has no unit: use s, m or h")),
     };
-    Ok(Duration::from_secs(secs))
+    // An overflow would panic (debug) or wrap (release).
+    secs.map(Duration::from_secs)
+        .ok_or_else(|| format!("'{raw}' is too long"))
 }
 
 #[cfg(test)]

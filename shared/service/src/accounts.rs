@@ -71,6 +71,14 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Revokes the admin keys kept in the store (local mode, when `HOOKLINE_ADMIN_KEY` replaces
+    /// a generated key); how many there were.
+    pub async fn revoke_stored_admin_keys(&self) -> ServiceResult<u32> {
+        Ok(self.ports.store.delete_admin_keys().await?)
+    }
+}
+
 /// The owner recorded on admin keys kept in the store.
 pub const ADMIN_ACCOUNT: &str = "admin";
 

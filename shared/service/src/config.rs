@@ -5,6 +5,10 @@ use hookline_model::retry::{RetryPolicy, parse_duration};
 use hookline_model::url_check::TargetPolicy;
 use std::time::Duration;
 
+/// The shortest `HOOKLINE_ADMIN_KEY` accepted: the key is the platform's only credential and
+/// is checked by hash on every admin call, so it must not be guessable.
+pub const MIN_ADMIN_KEY_CHARS: usize = 32;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Local,
@@ -157,7 +161,16 @@ impl Config {
                 RateLimit::parse(&v).map_err(|e| format!("HOOKLINE_TEST_RATE_LIMIT: {e}"))?;
         }
         if let Some(v) = get("HOOKLINE_ADMIN_KEY") {
-            config.admin_key_hash = Some(hookline_model::keys::hash_api_key(v.trim()));
+            let key = v.trim();
+            // The key itself is never echoed, only its length.
+            let length = key.chars().count();
+            if length < MIN_ADMIN_KEY_CHARS {
+                return Err(format!(
+                    "HOOKLINE_ADMIN_KEY must be at least {MIN_ADMIN_KEY_CHARS} characters \
+                     (it has {length}); generate one with: openssl rand -base64 32"
+                ));
+            }
+            config.admin_key_hash = Some(hookline_model::keys::hash_api_key(key));
         }
         Ok(config)
     }
@@ -228,7 +241,7 @@ mod tests {
                 ("HOOKLINE_API_KEY_HEADER", "Impilo-API-Key"),
                 ("HOOKLINE_RETRY_SCHEDULE", "1s,2s,3s"),
                 ("HOOKLINE_ALLOW_HTTP", "false"),
-                ("HOOKLINE_ADMIN_KEY", "secret-admin"),
+                ("HOOKLINE_ADMIN_KEY", " secret-admin-key-of-32-characters "),
             ],
         )
         .unwrap();
@@ -237,7 +250,16 @@ mod tests {
         assert!(!c.targets.allow_http);
         assert_eq!(
             c.admin_key_hash.as_deref(),
-            Some(hookline_model::keys::hash_api_key("secret-admin").as_str())
+            Some(hookline_model::keys::hash_api_key("secret-admin-key-of-32-characters").as_str())
+        );
+        let short = config(Mode::Lambda, &[("HOOKLINE_ADMIN_KEY", "secret-admin")]).unwrap_err();
+        assert!(
+            short.contains("HOOKLINE_ADMIN_KEY") && short.contains("32"),
+            "{short}"
+        );
+        assert!(
+            !short.contains("secret-admin"),
+            "the key must not be echoed: {short}"
         );
         assert!(
             config(Mode::Local, &[("HOOKLINE_HTTP_TIMEOUT", "soon")])

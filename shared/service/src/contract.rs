@@ -189,6 +189,25 @@ pub async fn store_contract(store: &dyn Store) {
         Some(key.clone())
     );
 
+    // Stored admin keys (local mode's generated one) are revoked together; account keys stay.
+    let admin_key = ApiKeyRecord {
+        id: ids::new_id(ids::API_KEY, now),
+        account_id: crate::accounts::ADMIN_ACCOUNT.into(),
+        key_hash: keys::hash_api_key(&keys::generate_api_key()),
+        created_at: now,
+    };
+    store.insert_api_key(&admin_key).await.unwrap();
+    assert_eq!(
+        store.find_api_key(&admin_key.key_hash).await.unwrap(),
+        Some(admin_key.clone())
+    );
+    assert!(store.delete_admin_keys().await.unwrap() >= 1);
+    assert_eq!(store.find_api_key(&admin_key.key_hash).await.unwrap(), None);
+    assert_eq!(
+        store.find_api_key(&key.key_hash).await.unwrap(),
+        Some(key.clone())
+    );
+
     // Registered event types: a name once.
     let survey = EventTypeInfo {
         name: format!("survey_finished_{}", rand_ms()),

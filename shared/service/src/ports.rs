@@ -108,6 +108,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self, account_id: &str) -> PortResult<Vec<ApiKeyRecord>>;
     /// Revokes a key; false when the account has no key with that id.
     async fn delete_api_key(&self, account_id: &str, key_id: &str) -> PortResult<bool>;
+    /// Revokes every stored admin key (local mode's generated one); how many there were. May
+    /// read the whole store: called once, when `HOOKLINE_ADMIN_KEY` replaces a generated key.
+    async fn delete_admin_keys(&self) -> PortResult<u32>;
 
     // --- event types ---
 

@@ -211,6 +211,9 @@ impl Store for SealedStore {
     async fn delete_api_key(&self, account_id: &str, key_id: &str) -> PortResult<bool> {
         self.inner.delete_api_key(account_id, key_id).await
     }
+    async fn delete_admin_keys(&self) -> PortResult<u32> {
+        self.inner.delete_admin_keys().await
+    }
 
     // --- event types ---
 

@@ -56,7 +56,7 @@ pub async fn lambda_service() -> Result<Service, String> {
 }
 
 /// SDK configuration for a DynamoDB-compatible (or SQS/Scheduler) emulator on `endpoint`:
-/// dummy credentials, a fixed region. Used by local mode (dynoxide) and tests (moto).
+/// dummy credentials, a fixed region. Used by the tests (moto) and the benchmark.
 pub async fn emulator_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))

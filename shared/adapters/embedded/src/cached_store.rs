@@ -248,6 +248,12 @@ impl Store for CachedStore {
         result
     }
 
+    async fn delete_admin_keys(&self) -> PortResult<u32> {
+        let result = self.inner.delete_admin_keys().await;
+        self.api_keys.invalidate_all();
+        result
+    }
+
     async fn insert_event_type(&self, event_type: &EventTypeInfo) -> PortResult<bool> {
         let result = self.inner.insert_event_type(event_type).await;
         self.event_types.invalidate(&event_type.name);

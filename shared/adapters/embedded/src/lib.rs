@@ -1,5 +1,6 @@
-//! Hookline's embedded adapters for the one local process: the dynoxide DynamoDB served on
-//! 127.0.0.1 (so local mode runs the very same DynamoDB adapter as Lambda), an in-process
+//! Hookline's embedded adapters for the one local process: the dynoxide DynamoDB, called
+//! in-process through the SDK (so local mode runs the very same DynamoDB adapter as Lambda,
+//! with no network listener for the store), an in-process
 //! queue with its delivery workers, an in-process retry scheduler, and a cache in front of the
 //! store for the hot path (this process is the store's only writer).
 

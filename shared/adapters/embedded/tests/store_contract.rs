@@ -2,7 +2,7 @@
 //! contract, alone and behind the cache local mode puts in front of it, and its data survives
 //! a restart.
 
-use hookline_aws::{DynamoStore, env::emulator_config, table::ensure_table};
+use hookline_aws::{DynamoStore, table::ensure_table};
 use hookline_embedded::{CachedStore, EmbeddedDynamo};
 use hookline_service::Store;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 async fn store_on(dynamo: &EmbeddedDynamo) -> DynamoStore {
-    let client = aws_sdk_dynamodb::Client::new(&emulator_config(dynamo.endpoint()).await);
+    let client = dynamo.client();
     ensure_table(&client, "hookline").await.unwrap();
     DynamoStore::new(client, "hookline", 30)
 }

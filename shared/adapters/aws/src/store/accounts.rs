@@ -187,6 +187,53 @@ pub(super) async fn delete_api_key(
     Ok(true)
 }
 
+/// Stored admin keys have no list of their own (only their hash item), so this scans, keys
+/// only. Only local mode calls it, once, when `HOOKLINE_ADMIN_KEY` replaces a generated key.
+pub(super) async fn delete_admin_keys(store: &DynamoStore) -> PortResult<u32> {
+    let mut deleted = 0;
+    let mut start: Option<Item> = None;
+    loop {
+        let out = store
+            .client
+            .scan()
+            .table_name(&store.table)
+            .filter_expression("#kind = :key AND #account = :admin")
+            .projection_expression("#pk, #sk")
+            .set_expression_attribute_names(Some(names(&[
+                ("#kind", KIND),
+                ("#account", "accountId"),
+                ("#pk", PK),
+                ("#sk", SK),
+            ])))
+            .set_expression_attribute_values(Some(HashMap::from([
+                (":key".into(), s(KIND_KEY)),
+                (
+                    ":admin".into(),
+                    s(hookline_service::accounts::ADMIN_ACCOUNT),
+                ),
+            ])))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(sdk("Scan"))?;
+        for key in out.items.unwrap_or_default() {
+            store
+                .client
+                .delete_item()
+                .table_name(&store.table)
+                .set_key(Some(key))
+                .send()
+                .await
+                .map_err(sdk("DeleteItem"))?;
+            deleted += 1;
+        }
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return Ok(deleted);
+        }
+    }
+}
+
 pub(super) async fn insert_event_type(
     store: &DynamoStore,
     event_type: &EventTypeInfo,

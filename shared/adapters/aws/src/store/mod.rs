@@ -1,5 +1,6 @@
 //! The Store port on DynamoDB (one table, see `table`). Every read is a GetItem, a
-//! BatchGetItem or a Query on a key or index; nothing scans.
+//! BatchGetItem or a Query on a key or index; nothing scans, except `delete_admin_keys`, which
+//! only local mode calls, once (Lambda never stores an admin key).
 
 mod accounts;
 mod counters;
@@ -409,6 +410,10 @@ impl Store for DynamoStore {
 
     async fn delete_api_key(&self, account_id: &str, key_id: &str) -> PortResult<bool> {
         accounts::delete_api_key(self, account_id, key_id).await
+    }
+
+    async fn delete_admin_keys(&self) -> PortResult<u32> {
+        accounts::delete_admin_keys(self).await
     }
 
     async fn insert_event_type(&self, event_type: &EventTypeInfo) -> PortResult<bool> {
