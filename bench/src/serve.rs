@@ -116,13 +116,26 @@ pub fn client() -> reqwest::Client {
 }
 
 async fn post_json(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> Value {
-    let response = client
-        .post(url)
-        .header("X-Api-Key", key)
-        .json(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let response = loop {
+        let response = client
+            .post(url)
+            .header("X-Api-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        // Past its backlog bound the server asks publishers to wait (503 + Retry-After): do
+        // as a client should, so the wait counts in the publish-to-receive latency.
+        if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            break response;
+        }
+        let wait = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(1);
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    };
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     assert!(status.is_success(), "POST {url} answered {status}: {text}");
