@@ -1,23 +1,14 @@
-//! AWS requests per delivery on the Lambda path. The api, deliver and retry handlers run
-//! in-process against moto, with every SDK client wrapped in a counting interceptor; SQS is
-//! drained the way Lambda's event source mapping does it (ReceiveMessage up to 10, the deliver
-//! handler, DeleteMessageBatch of the successes), and retry schedules are fired by calling
-//! the retry handler with their input. The counts become a cost per million deliveries.
+//! What the Lambda path costs per delivery, and where its DynamoDB writes land. The api,
+//! deliver and retry handlers run in-process against moto, every SDK client metered by
+//! `billing::Meter` (units as AWS bills them, from the items themselves); SQS is drained the way
+//! Lambda's event source mapping does it (ReceiveMessage up to 10, the deliver handler,
+//! DeleteMessageBatch of the successes), and retry schedules are fired by calling the retry
+//! handler with their input. The bills become a cost per million deliveries, and the write
+//! units per partition key become the heat at production loads (`heat`).
 
+use crate::billing::{Ledger, Meter, OpBill, Schema, TABLE};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
-use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
-use aws_sdk_dynamodb::operation::query::QueryOutput;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
-};
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use hookline_aws::env::emulator_config;
@@ -33,103 +24,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
-
-/// Per operation: requests, and the items they wrote or read.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Tally {
-    pub requests: u64,
-    /// Items written outside transactions (1 WRU each up to 1 KB).
-    pub items_written: u64,
-    /// Items written inside TransactWriteItems (2 WRU each up to 1 KB).
-    pub items_written_in_transactions: u64,
-    /// Items read (0.5 RRU each up to 4 KB, eventually consistent).
-    pub items_read: u64,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Counter(Arc<Mutex<BTreeMap<String, Tally>>>);
-
-impl Counter {
-    fn with(&self, cfg: &ConfigBag, f: impl FnOnce(&mut Tally)) {
-        let name = cfg
-            .load::<Metadata>()
-            .map(|m| format!("{}.{}", m.service(), m.name()))
-            .unwrap_or_else(|| "unknown".into());
-        f(self.0.lock().unwrap().entry(name).or_default());
-    }
-
-    pub fn take(&self) -> BTreeMap<String, Tally> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-impl Intercept for Counter {
-    fn name(&self) -> &'static str {
-        "RequestCounter"
-    }
-
-    fn read_before_serialization(
-        &self,
-        context: &BeforeSerializationInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let input = context.input();
-        self.with(cfg, |tally| {
-            tally.requests += 1;
-            if let Some(tx) = input.downcast_ref::<TransactWriteItemsInput>() {
-                tally.items_written_in_transactions += tx.transact_items().len() as u64;
-            } else if let Some(batch) = input.downcast_ref::<BatchWriteItemInput>() {
-                tally.items_written += batch
-                    .request_items()
-                    .map_or(0, |r| r.values().map(|v| v.len() as u64).sum());
-            } else if input
-                .downcast_ref::<aws_sdk_dynamodb::operation::put_item::PutItemInput>()
-                .is_some()
-                || input
-                    .downcast_ref::<aws_sdk_dynamodb::operation::update_item::UpdateItemInput>()
-                    .is_some()
-                || input
-                    .downcast_ref::<aws_sdk_dynamodb::operation::delete_item::DeleteItemInput>()
-                    .is_some()
-            {
-                tally.items_written += 1;
-            } else if input
-                .downcast_ref::<aws_sdk_dynamodb::operation::get_item::GetItemInput>()
-                .is_some()
-            {
-                tally.items_read += 1;
-            } else if let Some(batch) = input.downcast_ref::<BatchGetItemInput>() {
-                let _ = batch; // counted from the output: only what was found costs
-            }
-        });
-        Ok(())
-    }
-
-    fn read_after_execution(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let Some(Ok(output)) = context.output_or_error() else {
-            return Ok(());
-        };
-        let read = if let Some(query) = output.downcast_ref::<QueryOutput>() {
-            query.count() as u64
-        } else if let Some(batch) = output.downcast_ref::<BatchGetItemOutput>() {
-            batch
-                .responses()
-                .map_or(0, |r| r.values().map(|v| v.len() as u64).sum())
-        } else {
-            0
-        };
-        if read > 0 {
-            self.with(cfg, |tally| tally.items_read += read);
-        }
-        Ok(())
-    }
-}
 
 /// us-east-1 list prices used for the cost (USD).
 #[derive(Debug, Clone, Serialize)]
@@ -162,29 +56,64 @@ pub const PRICES: Prices = Prices {
     retry_ms: 10.0,
 };
 
+/// How the scenario's events reach the api function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Publish {
+    /// `POST /events`, one request per event.
+    OneByOne,
+    /// `POST /events/batch`, up to 100 events per request.
+    Batch,
+}
+
+/// What the receiver answers. Every answer carries a 4 KiB body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Receiver {
+    /// 200 to everything.
+    Accepts,
+    /// 500 to the first attempt of every delivery, then 200.
+    FailsFirstAttempt,
+    /// 500 to every attempt: each delivery runs its whole retry schedule and ends `failed`.
+    FailsEverything,
+}
+
+/// One measured scenario.
 #[derive(Debug, Clone, Serialize)]
-pub struct CostRun {
-    pub name: String,
+pub struct Scenario {
+    pub name: &'static str,
     pub webhooks: usize,
     pub events: usize,
+    pub publish: Publish,
+    pub receiver: Receiver,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CostRun {
+    pub scenario: Scenario,
     pub deliveries: usize,
-    /// Deliveries whose receiver failed the first attempt (a scheduled retry each).
-    pub failed_first: usize,
     pub invocations: BTreeMap<String, u64>,
-    pub operations: BTreeMap<String, Tally>,
+    pub operations: BTreeMap<String, OpBill>,
     pub per_delivery: PerDelivery,
     /// USD per million deliveries.
     pub cost: Cost,
+    /// The busiest partition keys, on the table and on each index.
+    pub heat: Vec<KeyHeat>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PerDelivery {
     pub dynamodb_write_requests: f64,
     pub dynamodb_read_requests: f64,
-    pub dynamodb_wru: f64,
+    /// Write units on the table (items per started KB, twice in a transaction).
+    pub dynamodb_table_wru: f64,
+    /// Write units on the indexes.
+    pub dynamodb_index_wru: f64,
     pub dynamodb_rru: f64,
+    /// SQS requests as billed (per started 64 KB).
     pub sqs_requests: f64,
+    /// Scheduler API requests (CreateSchedule and the like; not billed, but rate-limited).
     pub scheduler_requests: f64,
+    /// Schedules that fired (billed as invocations).
+    pub scheduler_invocations: f64,
     pub lambda_invocations: f64,
 }
 
@@ -200,6 +129,66 @@ pub struct Cost {
     pub api_gateway: f64,
 }
 
+/// Who shares a partition key, which decides how its traffic grows with load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum KeyScope {
+    /// One event's or delivery's own key: its writes end with it.
+    Item,
+    /// Every delivery of one account (or of one of its webhooks) may write it.
+    Account,
+    /// Every delivery of the deployment may write it.
+    Deployment,
+}
+
+/// One partition key's share of a scenario's write units.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyHeat {
+    /// `table` or the index name.
+    pub place: String,
+    /// The key with ids replaced by their kind (`<account>`, `<event>`...).
+    pub key: String,
+    pub scope: KeyScope,
+    /// Write units on this key per delivery of the scenario.
+    pub units_per_delivery: f64,
+    /// Of all write units on its table or index.
+    pub share: f64,
+    /// The most write units any one key of this shape took (an item key's whole life).
+    pub max_units: f64,
+}
+
+/// A production load the heat is projected to.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Load {
+    pub name: &'static str,
+    pub deliveries_per_sec: f64,
+    pub accounts: f64,
+}
+
+pub const LOADS: [Load; 2] = [
+    Load {
+        name: "one account, 10,000 deliveries/s",
+        deliveries_per_sec: 10_000.0,
+        accounts: 1.0,
+    },
+    Load {
+        name: "1,000 accounts, 100,000 deliveries/s in all",
+        deliveries_per_sec: 100_000.0,
+        accounts: 1_000.0,
+    },
+];
+
+impl KeyHeat {
+    /// Write units per second on this key at `load`. An item key gets its whole life's units
+    /// within about a second (a delivery and its first attempt), whatever the load.
+    pub fn units_per_sec(&self, load: &Load) -> f64 {
+        match self.scope {
+            KeyScope::Item => self.max_units,
+            KeyScope::Account => self.units_per_delivery * load.deliveries_per_sec / load.accounts,
+            KeyScope::Deployment => self.units_per_delivery * load.deliveries_per_sec,
+        }
+    }
+}
+
 const WRITES: [&str; 5] = [
     "PutItem",
     "UpdateItem",
@@ -211,7 +200,7 @@ const READS: [&str; 4] = ["GetItem", "BatchGetItem", "Query", "Scan"];
 
 struct Stack {
     service: Service,
-    counter: Counter,
+    ledger: Arc<Mutex<Ledger>>,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     scheduler: aws_sdk_scheduler::Client,
@@ -221,18 +210,20 @@ struct Stack {
 
 async fn stack(moto: &str) -> Stack {
     let sdk = emulator_config(moto).await;
-    let counter = Counter::default();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
     let unique = ulid::Ulid::new().to_string().to_lowercase();
+    let reader = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("bench-{unique}");
+    ensure_table(&reader, &table).await.unwrap();
+    let schema = Schema::describe(&reader, &table).await;
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
+            .interceptor(Meter::for_dynamodb(ledger.clone(), schema, reader))
             .build(),
     );
-    let table = format!("bench-{unique}");
-    ensure_table(&dynamodb, &table).await.unwrap();
     let sqs = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
+            .interceptor(Meter::new(ledger.clone()))
             .build(),
     );
     let queue_url = sqs
@@ -245,7 +236,7 @@ async fn stack(moto: &str) -> Stack {
         .unwrap();
     let scheduler = aws_sdk_scheduler::Client::from_conf(
         aws_sdk_scheduler::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
+            .interceptor(Meter::new(ledger.clone()))
             .build(),
     );
     let group = format!("bench-{unique}");
@@ -275,7 +266,7 @@ async fn stack(moto: &str) -> Stack {
     };
     Stack {
         service: Service::new(ports, config),
-        counter,
+        ledger,
         sqs,
         queue_url,
         scheduler,
@@ -284,14 +275,14 @@ async fn stack(moto: &str) -> Stack {
     }
 }
 
-/// A receiver that fails the first attempt of the first `fail_first` distinct deliveries.
-async fn receiver(fail_first: usize) -> String {
+/// A receiver on 127.0.0.1 that answers as `behaviour` says, always with a 4 KiB body.
+async fn receiver(behaviour: Receiver) -> String {
     let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
-    let failed = Arc::new(Mutex::new(0usize));
+    let body: &'static str = Box::leak("x".repeat(4096).into_boxed_str());
     let app = axum::Router::new().route(
         "/{*path}",
         axum::routing::post(move |headers: axum::http::HeaderMap| {
-            let (seen, failed) = (seen.clone(), failed.clone());
+            let seen = seen.clone();
             async move {
                 let id = headers
                     .get("webhook-id")
@@ -299,13 +290,13 @@ async fn receiver(fail_first: usize) -> String {
                     .unwrap_or_default()
                     .to_string();
                 let first = seen.lock().unwrap().insert(id);
-                let mut failed = failed.lock().unwrap();
-                if first && *failed < fail_first {
-                    *failed += 1;
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::OK
-                }
+                let status = match behaviour {
+                    Receiver::Accepts => StatusCode::OK,
+                    Receiver::FailsFirstAttempt if first => StatusCode::INTERNAL_SERVER_ERROR,
+                    Receiver::FailsFirstAttempt => StatusCode::OK,
+                    Receiver::FailsEverything => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                (status, body)
             }
         }),
     );
@@ -316,6 +307,27 @@ async fn receiver(fail_first: usize) -> String {
 }
 
 impl Stack {
+    /// Takes what was measured so far.
+    fn take(&self) -> Ledger {
+        std::mem::take(&mut *self.ledger.lock().unwrap())
+    }
+
+    /// Puts back what `take` took, adding what was measured since.
+    fn restore(&self, earlier: Ledger) {
+        let mut ledger = self.ledger.lock().unwrap();
+        for (name, bill) in earlier.ops {
+            let entry = ledger.ops.entry(name).or_default();
+            entry.requests += bill.requests;
+            entry.billed_requests += bill.billed_requests;
+            entry.table_wru += bill.table_wru;
+            entry.index_wru += bill.index_wru;
+            entry.rru += bill.rru;
+        }
+        for (key, units) in earlier.heat {
+            *ledger.heat.entry(key).or_default() += units;
+        }
+    }
+
     /// What the event source mapping does until the queue is empty: receive up to 10, invoke
     /// deliver, delete the successes. Returns the number of deliver invocations.
     async fn drain(&self) -> u64 {
@@ -382,18 +394,20 @@ impl Stack {
                     .unwrap();
             }
         }
-        // The two empty polls that ended the drain are not per-delivery work.
-        let mut ops = self.counter.0.lock().unwrap();
-        if let Some(t) = ops.get_mut("SQS.ReceiveMessage") {
-            t.requests -= 2;
+        // The two empty polls that ended the drain are not per-delivery work (an idle event
+        // source mapping polls anyway, whatever the load).
+        let mut ledger = self.ledger.lock().unwrap();
+        if let Some(bill) = ledger.ops.get_mut("SQS.ReceiveMessage") {
+            bill.requests -= 2;
+            bill.billed_requests -= 2;
         }
         invocations
     }
 
     /// Fires every retry schedule in the group, as Scheduler would, and deletes it (as
-    /// `ActionAfterCompletion: DELETE` does). Listing and deleting are not counted.
+    /// `ActionAfterCompletion: DELETE` does). Listing and deleting are not measured.
     async fn fire_schedules(&self) -> u64 {
-        let before = self.counter.take();
+        let before = self.take();
         let mut names = Vec::new();
         let mut token = None;
         loop {
@@ -416,6 +430,7 @@ impl Stack {
             }
         }
         let mut triggers = Vec::new();
+        let mut due = chrono::Utc::now();
         for name in &names {
             let schedule = self
                 .scheduler
@@ -426,6 +441,13 @@ impl Stack {
                 .await
                 .unwrap();
             let input = schedule.target().unwrap().input().unwrap().to_string();
+            let at = schedule
+                .schedule_expression()
+                .and_then(|e| e.strip_prefix("at(")?.strip_suffix(')'))
+                .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").ok())
+                .map(|t| t.and_utc())
+                .expect("an at(...) schedule");
+            due = due.max(at);
             triggers.push(serde_json::from_str::<RetryTrigger>(&input).unwrap());
             self.scheduler
                 .delete_schedule()
@@ -435,8 +457,11 @@ impl Stack {
                 .await
                 .unwrap();
         }
-        self.counter.take();
-        restore(&self.counter, before);
+        self.take();
+        self.restore(before);
+        // Fired when due, as Scheduler would (one fired early is only put back).
+        let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait + std::time::Duration::from_millis(1100)).await;
         for trigger in triggers {
             hookline_fn_retry::handle(&self.service, LambdaEvent::new(trigger, Context::default()))
                 .await
@@ -445,14 +470,18 @@ impl Stack {
         names.len() as u64
     }
 
-    async fn publish_through_api(&self, account_id: &str, i: usize) {
-        let body = serde_json::json!({
+    fn event_body(account_id: &str, i: usize) -> serde_json::Value {
+        serde_json::json!({
             "accountId": account_id,
             "type": "patient.created",
             "payload": {"patientId": i, "firstName": "Ada", "lastName": "Lovelace",
                         "dateOfBirth": "1815-12-10", "site": {"id": 7, "name": "Main Street Clinic"}},
-        });
-        let request = Request::post("/api/v3/events")
+        })
+    }
+
+    /// Posts to the api function's router; returns the answer's JSON.
+    async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let request = Request::post(path)
             .header("content-type", "application/json")
             .header("x-api-key", &self.admin_key)
             .body(Body::from(body.to_string()))
@@ -461,32 +490,60 @@ impl Stack {
             .oneshot(request)
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(
+            status.is_success(),
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Publishes `events` events; returns the api function's invocations.
+    async fn publish(&self, account_id: &str, events: usize, how: Publish) -> u64 {
+        match how {
+            Publish::OneByOne => {
+                for i in 0..events {
+                    self.post("/api/v3/events", Self::event_body(account_id, i))
+                        .await;
+                }
+                events as u64
+            }
+            Publish::Batch => {
+                let mut requests = 0;
+                for start in (0..events).step_by(100) {
+                    let batch: Vec<_> = (start..events.min(start + 100))
+                        .map(|i| Self::event_body(account_id, i))
+                        .collect();
+                    let answer = self
+                        .post(
+                            "/api/v3/events/batch",
+                            serde_json::json!({ "events": batch }),
+                        )
+                        .await;
+                    let accepted = answer["results"]
+                        .as_array()
+                        .map_or(0, |r| r.iter().filter(|r| r["status"] == 202).count());
+                    assert_eq!(
+                        accepted,
+                        batch.len(),
+                        "every event of the batch is accepted"
+                    );
+                    requests += 1;
+                }
+                requests
+            }
+        }
     }
 }
 
-fn restore(counter: &Counter, tallies: BTreeMap<String, Tally>) {
-    let mut ops = counter.0.lock().unwrap();
-    for (name, tally) in tallies {
-        let entry = ops.entry(name).or_default();
-        entry.requests += tally.requests;
-        entry.items_written += tally.items_written;
-        entry.items_written_in_transactions += tally.items_written_in_transactions;
-        entry.items_read += tally.items_read;
-    }
-}
-
-/// One measured cycle: `events` events to `webhooks` webhooks; the receiver fails the first
-/// attempt of `fail_first` deliveries.
-pub async fn run(
-    moto: &str,
-    name: &str,
-    webhooks: usize,
-    events: usize,
-    fail_first: usize,
-) -> CostRun {
+/// One measured scenario.
+pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
     let stack = stack(moto).await;
-    let base = receiver(fail_first).await;
+    let base = receiver(scenario.receiver).await;
     let account_id = stack
         .service
         .create_account("Bench Clinic")
@@ -494,8 +551,9 @@ pub async fn run(
         .unwrap()
         .account
         .id;
-    for i in 0..webhooks {
-        stack
+    let mut webhook_ids = Vec::new();
+    for i in 0..scenario.webhooks {
+        let created = stack
             .service
             .create_webhook(
                 &account_id,
@@ -507,12 +565,13 @@ pub async fn run(
             )
             .await
             .unwrap();
+        webhook_ids.push(created.id.clone());
     }
-    stack.counter.take();
+    stack.take();
 
-    for i in 0..events {
-        stack.publish_through_api(&account_id, i).await;
-    }
+    let api_invocations = stack
+        .publish(&account_id, scenario.events, scenario.publish)
+        .await;
     let mut deliver_invocations = stack.drain().await;
     let mut retry_invocations = 0;
     loop {
@@ -523,61 +582,68 @@ pub async fn run(
         retry_invocations += fired;
         deliver_invocations += stack.drain().await;
     }
-    let operations = stack.counter.take();
+    let ledger = stack.take();
     let counts = stack.service.status_counts(&account_id).await.unwrap();
-    let deliveries = webhooks * events;
+    let deliveries = scenario.webhooks * scenario.events;
+    let ended = match scenario.receiver {
+        Receiver::FailsEverything => counts.failed,
+        _ => counts.delivered,
+    };
     assert_eq!(
-        counts.delivered as usize, deliveries,
-        "every delivery ends delivered ({counts:?})"
+        ended as usize, deliveries,
+        "{}: every delivery ends as the receiver decides ({counts:?})",
+        scenario.name
     );
     let invocations = BTreeMap::from([
-        ("api".to_string(), events as u64),
+        ("api".to_string(), api_invocations),
         ("deliver".to_string(), deliver_invocations),
         ("retry".to_string(), retry_invocations),
     ]);
-    let per_delivery = per_delivery(&operations, &invocations, deliveries);
-    let cost = cost(&per_delivery, &invocations, events, deliveries);
+    let per_delivery = per_delivery(&ledger, &invocations, retry_invocations, deliveries);
+    let cost = cost(&per_delivery, &invocations, deliveries);
+    let heat = heat(&ledger, &account_id, &webhook_ids, deliveries);
     let result = CostRun {
-        name: name.into(),
-        webhooks,
-        events,
+        scenario,
         deliveries,
-        failed_first: fail_first,
         invocations,
-        operations,
+        operations: ledger.ops,
         per_delivery,
         cost,
+        heat,
     };
     eprintln!("{}", crate::report::cost_line(&result));
     result
 }
 
 fn per_delivery(
-    operations: &BTreeMap<String, Tally>,
+    ledger: &Ledger,
     invocations: &BTreeMap<String, u64>,
+    fired_schedules: u64,
     deliveries: usize,
 ) -> PerDelivery {
     let d = deliveries as f64;
-    let sum = |service: &str, names: &[&str], f: &dyn Fn(&Tally) -> u64| -> f64 {
-        operations
+    let sum = |service: &str, names: &[&str], f: &dyn Fn(&OpBill) -> f64| -> f64 {
+        ledger
+            .ops
             .iter()
             .filter(|(op, _)| {
                 op.split_once('.')
                     .is_some_and(|(s, n)| s == service && (names.is_empty() || names.contains(&n)))
             })
-            .map(|(_, t)| f(t))
-            .sum::<u64>() as f64
+            .map(|(_, bill)| f(bill))
+            .sum::<f64>()
             / d
+            + 0.0 // an empty sum is -0.0
     };
     PerDelivery {
-        dynamodb_write_requests: sum("DynamoDB", &WRITES, &|t| t.requests),
-        dynamodb_read_requests: sum("DynamoDB", &READS, &|t| t.requests),
-        dynamodb_wru: sum("DynamoDB", &[], &|t| {
-            t.items_written + 2 * t.items_written_in_transactions
-        }),
-        dynamodb_rru: sum("DynamoDB", &[], &|t| t.items_read) * 0.5,
-        sqs_requests: sum("SQS", &[], &|t| t.requests),
-        scheduler_requests: sum("Scheduler", &[], &|t| t.requests),
+        dynamodb_write_requests: sum("DynamoDB", &WRITES, &|b| b.requests as f64),
+        dynamodb_read_requests: sum("DynamoDB", &READS, &|b| b.requests as f64),
+        dynamodb_table_wru: sum("DynamoDB", &[], &|b| b.table_wru),
+        dynamodb_index_wru: sum("DynamoDB", &[], &|b| b.index_wru),
+        dynamodb_rru: sum("DynamoDB", &[], &|b| b.rru),
+        sqs_requests: sum("SQS", &[], &|b| b.billed_requests as f64),
+        scheduler_requests: sum("Scheduler", &[], &|b| b.requests as f64),
+        scheduler_invocations: fired_schedules as f64 / d,
         lambda_invocations: invocations.values().sum::<u64>() as f64 / d,
     }
 }
@@ -586,32 +652,99 @@ fn round4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
 
-fn cost(
-    per: &PerDelivery,
-    invocations: &BTreeMap<String, u64>,
-    events: usize,
-    deliveries: usize,
-) -> Cost {
+fn cost(per: &PerDelivery, invocations: &BTreeMap<String, u64>, deliveries: usize) -> Cost {
     let p = &PRICES;
-    let million = 1_000_000.0;
-    let scale = million / deliveries as f64;
+    let scale = 1_000_000.0 / deliveries as f64;
     let gb = p.lambda_memory_mb / 1024.0;
     let seconds = invocations["api"] as f64 * p.api_ms / 1000.0
         + invocations["deliver"] as f64 * p.deliver_batch_ms / 1000.0
         + invocations["retry"] as f64 * p.retry_ms / 1000.0;
     let lambda = (per.lambda_invocations * p.lambda_per_million_requests)
         + seconds * scale * gb * p.lambda_arm64_per_gb_second;
-    let dynamodb = per.dynamodb_wru * p.dynamodb_per_million_wru
+    let dynamodb = (per.dynamodb_table_wru + per.dynamodb_index_wru) * p.dynamodb_per_million_wru
         + per.dynamodb_rru * p.dynamodb_per_million_rru;
     let sqs = per.sqs_requests * p.sqs_per_million_requests;
-    let scheduler =
-        invocations["retry"] as f64 * scale / million * p.scheduler_per_million_invocations;
+    let scheduler = per.scheduler_invocations * p.scheduler_per_million_invocations;
     Cost {
         dynamodb: round4(dynamodb),
         sqs: round4(sqs),
         scheduler: round4(scheduler),
         lambda: round4(lambda),
         total: round4(dynamodb + sqs + scheduler + lambda),
-        api_gateway: round4(events as f64 * scale / million * p.api_gateway_http_per_million),
+        api_gateway: round4(
+            invocations["api"] as f64 * scale / 1_000_000.0 * p.api_gateway_http_per_million,
+        ),
     }
+}
+
+/// Groups the measured keys by shape (ids replaced by their kind) and keeps, per table or
+/// index, the shapes that took the most units.
+fn heat(
+    ledger: &Ledger,
+    account_id: &str,
+    webhook_ids: &[String],
+    deliveries: usize,
+) -> Vec<KeyHeat> {
+    let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
+    for ((place, _), units) in &ledger.heat {
+        *totals.entry(place.as_str()).or_default() += units;
+    }
+    // (place, shape) -> (scope, units on the busiest key of that shape)
+    let mut shapes: BTreeMap<(String, String), (KeyScope, f64)> = BTreeMap::new();
+    for ((place, key), units) in &ledger.heat {
+        let (shape, scope) = shape_of(key, account_id, webhook_ids);
+        let entry = shapes.entry((place.clone(), shape)).or_insert((scope, 0.0));
+        entry.1 = entry.1.max(*units);
+    }
+    let mut found: Vec<KeyHeat> = shapes
+        .into_iter()
+        .map(|((place, key), (scope, max_units))| KeyHeat {
+            share: max_units / totals[place.as_str()].max(f64::MIN_POSITIVE),
+            units_per_delivery: max_units / deliveries as f64,
+            place,
+            key,
+            scope,
+            max_units,
+        })
+        .collect();
+    found.sort_by(|a, b| {
+        (a.place != TABLE, a.place.clone())
+            .cmp(&(b.place != TABLE, b.place.clone()))
+            .then(b.max_units.total_cmp(&a.max_units))
+    });
+    // The three busiest shapes per place.
+    let mut kept: BTreeMap<String, usize> = BTreeMap::new();
+    found.retain(|k| {
+        let n = kept.entry(k.place.clone()).or_default();
+        *n += 1;
+        *n <= 3
+    });
+    found
+}
+
+/// A key with its ids replaced by their kind, and who shares it.
+fn shape_of(key: &str, account_id: &str, webhook_ids: &[String]) -> (String, KeyScope) {
+    let mut shape = key.replace(account_id, "<account>");
+    for id in webhook_ids {
+        shape = shape.replace(id.as_str(), "<webhook>");
+    }
+    let mut scope = if shape != key {
+        KeyScope::Account
+    } else {
+        KeyScope::Deployment
+    };
+    for (prefix, kind) in [
+        ("evt_", "<event>"),
+        ("dlv_", "<delivery>"),
+        ("KEY#", "KEY#<hash>"),
+    ] {
+        if let Some(at) = shape.find(prefix) {
+            let end = shape[at..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(shape.len(), |e| at + e);
+            shape.replace_range(at..end, kind);
+            scope = KeyScope::Item;
+        }
+    }
+    (shape, scope)
 }

@@ -11,6 +11,7 @@
 //! - lambda: start-up of `target/release/{api,deliver,retry}` and their sizes.
 
 mod aws;
+mod billing;
 mod lambda_init;
 mod receiver;
 mod report;
@@ -123,22 +124,39 @@ async fn main() {
             std::process::exit(2);
         });
         let events = scale(200);
-        results
-            .aws
-            .push(aws::run(&moto, "1 webhook, all delivered", 1, events, 0).await);
-        results
-            .aws
-            .push(aws::run(&moto, "10 webhooks, all delivered", 10, events / 4, 0).await);
-        results.aws.push(
-            aws::run(
-                &moto,
-                "1 webhook, every first attempt fails",
-                1,
-                events / 2,
-                events / 2,
-            )
-            .await,
-        );
+        let scenarios = [
+            aws::Scenario {
+                name: "1 webhook, published one by one",
+                webhooks: 1,
+                events,
+                publish: aws::Publish::OneByOne,
+                receiver: aws::Receiver::Accepts,
+            },
+            aws::Scenario {
+                name: "10 webhooks",
+                webhooks: 10,
+                events: events / 4,
+                publish: aws::Publish::OneByOne,
+                receiver: aws::Receiver::Accepts,
+            },
+            aws::Scenario {
+                name: "1 webhook, every first attempt fails",
+                webhooks: 1,
+                events: events / 2,
+                publish: aws::Publish::OneByOne,
+                receiver: aws::Receiver::FailsFirstAttempt,
+            },
+            aws::Scenario {
+                name: "1 webhook failing its whole retry schedule",
+                webhooks: 1,
+                events: events / 4,
+                publish: aws::Publish::OneByOne,
+                receiver: aws::Receiver::FailsEverything,
+            },
+        ];
+        for scenario in scenarios {
+            results.aws.push(aws::run(&moto, scenario).await);
+        }
     }
     if parts.iter().any(|p| p == "lambda") {
         let health = std::fs::read_to_string(root().join("infra/events/apigw-health.json"))
