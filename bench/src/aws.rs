@@ -12,8 +12,10 @@ use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use hookline_aws::env::emulator_config;
-use hookline_aws::table::ensure_table;
+use hookline_aws::store::Counting;
+use hookline_aws::table::ensure_table_with;
 use hookline_aws::{DynamoStore, EventBridgeScheduler, SqsQueue};
+use hookline_fn_stream::pump::StreamPump;
 use hookline_http::ReqwestSender;
 use hookline_model::RetryTrigger;
 use hookline_model::retry::RetryPolicy;
@@ -40,6 +42,7 @@ pub struct Prices {
     pub api_ms: f64,
     pub deliver_batch_ms: f64,
     pub retry_ms: f64,
+    pub stream_batch_ms: f64,
 }
 
 pub const PRICES: Prices = Prices {
@@ -54,6 +57,7 @@ pub const PRICES: Prices = Prices {
     api_ms: 20.0,
     deliver_batch_ms: 100.0,
     retry_ms: 10.0,
+    stream_batch_ms: 50.0,
 };
 
 /// How the scenario's events reach the api function.
@@ -201,6 +205,9 @@ const READS: [&str; 4] = ["GetItem", "BatchGetItem", "Query", "Scan"];
 struct Stack {
     service: Service,
     ledger: Arc<Mutex<Ledger>>,
+    /// The table's stream and the store the stream function folds into.
+    stream: tokio::sync::Mutex<StreamPump>,
+    counted: DynamoStore,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     scheduler: aws_sdk_scheduler::Client,
@@ -214,8 +221,9 @@ async fn stack(moto: &str) -> Stack {
     let unique = ulid::Ulid::new().to_string().to_lowercase();
     let reader = aws_sdk_dynamodb::Client::new(&sdk);
     let table = format!("bench-{unique}");
-    ensure_table(&reader, &table).await.unwrap();
+    ensure_table_with(&reader, &table, true).await.unwrap();
     let schema = Schema::describe(&reader, &table).await;
+    let stream = tokio::sync::Mutex::new(StreamPump::new(&sdk, &reader, &table).await);
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk)
             .interceptor(Meter::for_dynamodb(ledger.clone(), schema, reader))
@@ -246,6 +254,8 @@ async fn stack(moto: &str) -> Stack {
         .send()
         .await
         .unwrap();
+    // As on Lambda: the stream function keeps the counters.
+    let counted = DynamoStore::new(dynamodb, table, 30).with_counting(Counting::FromStream);
     let admin_key = "bench-admin-key-0123456789abcdefghij".to_string();
     let mut config = Config::for_mode(Mode::Lambda);
     config.targets.allow_http = true;
@@ -253,7 +263,7 @@ async fn stack(moto: &str) -> Stack {
     config.retry_policy = RetryPolicy::parse("1s,2s,3s").unwrap();
     config.admin_key_hash = Some(hookline_model::keys::hash_api_key(&admin_key));
     let ports = Ports {
-        store: Arc::new(DynamoStore::new(dynamodb, table, 30)),
+        store: Arc::new(counted.clone()),
         queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
         scheduler: Arc::new(EventBridgeScheduler::new(
             scheduler.clone(),
@@ -267,6 +277,8 @@ async fn stack(moto: &str) -> Stack {
     Stack {
         service: Service::new(ports, config),
         ledger,
+        stream,
+        counted,
         sqs,
         queue_url,
         scheduler,
@@ -307,6 +319,17 @@ async fn receiver(behaviour: Receiver) -> String {
 }
 
 impl Stack {
+    /// What the stream function does: folds the status changes so far into the counters, in
+    /// batches of up to 1,000 (the template's BatchSize). Returns its invocations.
+    async fn fold(&self) -> u64 {
+        self.stream
+            .lock()
+            .await
+            .pump(&self.counted, 1000)
+            .await
+            .unwrap()
+    }
+
     /// Takes what was measured so far.
     fn take(&self) -> Ledger {
         std::mem::take(&mut *self.ledger.lock().unwrap())
@@ -573,6 +596,7 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
         .publish(&account_id, scenario.events, scenario.publish)
         .await;
     let mut deliver_invocations = stack.drain().await;
+    let mut stream_invocations = stack.fold().await;
     let mut retry_invocations = 0;
     loop {
         let fired = stack.fire_schedules().await;
@@ -581,6 +605,7 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
         }
         retry_invocations += fired;
         deliver_invocations += stack.drain().await;
+        stream_invocations += stack.fold().await;
     }
     let ledger = stack.take();
     let counts = stack.service.status_counts(&account_id).await.unwrap();
@@ -598,6 +623,7 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
         ("api".to_string(), api_invocations),
         ("deliver".to_string(), deliver_invocations),
         ("retry".to_string(), retry_invocations),
+        ("stream".to_string(), stream_invocations),
     ]);
     let per_delivery = per_delivery(&ledger, &invocations, retry_invocations, deliveries);
     let cost = cost(&per_delivery, &invocations, deliveries);
@@ -658,7 +684,8 @@ fn cost(per: &PerDelivery, invocations: &BTreeMap<String, u64>, deliveries: usiz
     let gb = p.lambda_memory_mb / 1024.0;
     let seconds = invocations["api"] as f64 * p.api_ms / 1000.0
         + invocations["deliver"] as f64 * p.deliver_batch_ms / 1000.0
-        + invocations["retry"] as f64 * p.retry_ms / 1000.0;
+        + invocations["retry"] as f64 * p.retry_ms / 1000.0
+        + invocations["stream"] as f64 * p.stream_batch_ms / 1000.0;
     let lambda = (per.lambda_invocations * p.lambda_per_million_requests)
         + seconds * scale * gb * p.lambda_arm64_per_gb_second;
     let dynamodb = (per.dynamodb_table_wru + per.dynamodb_index_wru) * p.dynamodb_per_million_wru

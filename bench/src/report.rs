@@ -156,7 +156,7 @@ fn aws_markdown(out: &mut String, runs: &[CostRun]) {
     let p = &PRICES;
     let _ = writeln!(
         out,
-        "Cost per delivery on the Lambda path (handlers in-process on moto, every request billed by `bench/src/billing.rs` from the items themselves: the larger of an item's size before and after per started KB, twice in a transaction, plus every index write at its entry's size; reads per started 4 KB, halved when eventually consistent; SQS per started 64 KB). Receivers answer with a 4 KiB body. us-east-1 list prices: DynamoDB on-demand ${}/M WRU and ${}/M RRU, SQS ${}/M requests, Scheduler ${}/M invocations, Lambda arm64 ${}/M requests and ${}/GB-s at {} MB with assumed billed durations of {} ms per api call, {} ms per deliver batch and {} ms per retry; API Gateway HTTP API ${}/M requests shown apart.\n",
+        "Cost per delivery on the Lambda path (handlers in-process on moto, every request billed by `bench/src/billing.rs` from the items themselves: the larger of an item's size before and after per started KB, twice in a transaction, plus every index write at its entry's size; reads per started 4 KB, halved when eventually consistent; SQS per started 64 KB). Receivers answer with a 4 KiB body. us-east-1 list prices: DynamoDB on-demand ${}/M WRU and ${}/M RRU, SQS ${}/M requests, Scheduler ${}/M invocations, Lambda arm64 ${}/M requests and ${}/GB-s at {} MB with assumed billed durations of {} ms per api call, {} ms per deliver batch, {} ms per retry and {} ms per stream batch; API Gateway HTTP API ${}/M requests shown apart.\n",
         p.dynamodb_per_million_wru,
         p.dynamodb_per_million_rru,
         p.sqs_per_million_requests,
@@ -167,6 +167,7 @@ fn aws_markdown(out: &mut String, runs: &[CostRun]) {
         p.api_ms,
         p.deliver_batch_ms,
         p.retry_ms,
+        p.stream_batch_ms,
         p.api_gateway_http_per_million
     );
     let _ = writeln!(

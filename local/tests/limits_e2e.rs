@@ -270,6 +270,39 @@ async fn a_delivery_retried_by_hand_again_and_again_keeps_its_latest_attempts() 
     server.stop();
 }
 
+/// A 2xx answer's body is kept to 256 bytes (every stored byte is billed again on each write of
+/// the delivery); a failure's keeps 4 KiB (the capped-log test above).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_successful_answer_keeps_only_the_start_of_its_body() {
+    let server = Server::start(&temp_dir("success-body"));
+    let http = reqwest::Client::new();
+    let (account_id, key) = new_account(&http, &server, "Bodies").await;
+    let body = format!("o{}", "é".repeat(3000));
+    let (url, _seen) = receiver_with(200, Duration::ZERO, body.clone()).await;
+    new_webhook(
+        &http,
+        &server,
+        &key,
+        json!({"type": "patient.created", "url": url}),
+    )
+    .await;
+    assert_eq!(publish(&http, &server, &account_id).await.status(), 202);
+    let delivery = wait_for_log(&http, &server, &key, "delivered").await;
+    let id = delivery["id"].as_str().unwrap();
+    let (_, log) = call(
+        &http,
+        "GET",
+        server.api(&format!("/webhook/logs/{id}")),
+        Some(&key),
+        None,
+    )
+    .await;
+    let kept = log["attempts"][0]["responseBody"].as_str().unwrap();
+    // The 256th byte is the first half of an 'é': the cut falls before it.
+    assert_eq!(kept, &body[..255], "{log}");
+    server.stop();
+}
+
 fn secret(byte: u8) -> String {
     format!(
         "whsec_{}",

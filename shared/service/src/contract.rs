@@ -71,6 +71,16 @@ async fn due_of(store: &dyn Store, account_id: &str, before: DateTime<Utc>) -> V
 
 /// The Store contract.
 pub async fn store_contract(store: &dyn Store) {
+    store_contract_settling(store, &|| Box::pin(async {})).await
+}
+
+/// Waits until a store's status counters have caught up with its writes (a store that counts
+/// as it writes has nothing to wait for; one that counts from a change stream folds it).
+pub type Settle<'a> = &'a (dyn Fn() -> futures::future::BoxFuture<'static, ()> + Sync);
+
+/// [`store_contract`] for a store whose counts settle a moment after its writes: `settle` is
+/// awaited before every read of the counts.
+pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
     // Recent (counters cover the log retention), with a random offset so runs do not collide.
     let now = Utc::now() - Duration::hours(1) + Duration::milliseconds(rand_ms());
 
@@ -406,14 +416,26 @@ pub async fn store_contract(store: &dyn Store) {
     );
     assert_eq!(due_of(store, &acct.id, sweep_at).await.len(), 1);
     assert_eq!(
-        store.status_counts(&acct.id).await.unwrap(),
+        {
+            settle().await;
+            store
+        }
+        .status_counts(&acct.id)
+        .await
+        .unwrap(),
         StatusCounts {
             pending: 1,
             ..Default::default()
         }
     );
     assert_eq!(
-        store.status_counts(&other.id).await.unwrap(),
+        {
+            settle().await;
+            store
+        }
+        .status_counts(&other.id)
+        .await
+        .unwrap(),
         StatusCounts::default()
     );
 
@@ -466,7 +488,13 @@ pub async fn store_contract(store: &dyn Store) {
     };
     assert!(store.record_attempt(&d1, &retry_record).await.unwrap());
     assert_eq!(
-        store.status_counts(&acct.id).await.unwrap(),
+        {
+            settle().await;
+            store
+        }
+        .status_counts(&acct.id)
+        .await
+        .unwrap(),
         StatusCounts {
             retrying: 1,
             ..Default::default()
@@ -550,32 +578,38 @@ pub async fn store_contract(store: &dyn Store) {
         .await
         .unwrap();
     store.finish_fan_out(&second_event, 1).await.unwrap();
-    let all = store
-        .list_deliveries(
-            &acct.id,
-            &DeliveryQuery {
-                size: 20,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let all = {
+        settle().await;
+        store
+    }
+    .list_deliveries(
+        &acct.id,
+        &DeliveryQuery {
+            size: 20,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(all.total, 2);
     assert_eq!(
         all.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
         vec![d2.id.clone(), d1.id.clone()]
     );
-    let page1 = store
-        .list_deliveries(
-            &acct.id,
-            &DeliveryQuery {
-                size: 1,
-                page: 1,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let page1 = {
+        settle().await;
+        store
+    }
+    .list_deliveries(
+        &acct.id,
+        &DeliveryQuery {
+            size: 1,
+            page: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (page1.total, page1.items.len(), page1.items[0].id.clone()),
         (2, 1, d1.id.clone())
@@ -586,11 +620,14 @@ pub async fn store_contract(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(
-        store
-            .list_deliveries(&acct.id, &by_status)
-            .await
-            .unwrap()
-            .items,
+        {
+            settle().await;
+            store
+        }
+        .list_deliveries(&acct.id, &by_status)
+        .await
+        .unwrap()
+        .items,
         vec![done.clone()]
     );
     let by_webhook = DeliveryQuery {
@@ -599,11 +636,14 @@ pub async fn store_contract(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(
-        store
-            .list_deliveries(&acct.id, &by_webhook)
-            .await
-            .unwrap()
-            .total,
+        {
+            settle().await;
+            store
+        }
+        .list_deliveries(&acct.id, &by_webhook)
+        .await
+        .unwrap()
+        .total,
         1
     );
     let by_type = DeliveryQuery {
@@ -612,11 +652,14 @@ pub async fn store_contract(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(
-        store
-            .list_deliveries(&acct.id, &by_type)
-            .await
-            .unwrap()
-            .items[0]
+        {
+            settle().await;
+            store
+        }
+        .list_deliveries(&acct.id, &by_type)
+        .await
+        .unwrap()
+        .items[0]
             .id,
         d2.id
     );
@@ -627,29 +670,41 @@ pub async fn store_contract(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(
-        store
-            .list_deliveries(&acct.id, &by_time)
-            .await
-            .unwrap()
-            .items,
+        {
+            settle().await;
+            store
+        }
+        .list_deliveries(&acct.id, &by_time)
+        .await
+        .unwrap()
+        .items,
         vec![d2.clone()]
     );
     assert_eq!(
-        store
-            .list_deliveries(
-                &other.id,
-                &DeliveryQuery {
-                    size: 20,
-                    ..Default::default()
-                }
-            )
-            .await
-            .unwrap()
-            .total,
+        {
+            settle().await;
+            store
+        }
+        .list_deliveries(
+            &other.id,
+            &DeliveryQuery {
+                size: 20,
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .total,
         0
     );
     assert_eq!(
-        store.status_counts(&acct.id).await.unwrap(),
+        {
+            settle().await;
+            store
+        }
+        .status_counts(&acct.id)
+        .await
+        .unwrap(),
         StatusCounts {
             pending: 1,
             delivered: 1,
@@ -663,18 +718,24 @@ pub async fn store_contract(store: &dyn Store) {
         last_attempt_to: to,
         ..Default::default()
     };
-    let found = store
-        .list_deliveries(&acct.id, &by_last_attempt(Some(retry_at), None))
-        .await
-        .unwrap();
+    let found = {
+        settle().await;
+        store
+    }
+    .list_deliveries(&acct.id, &by_last_attempt(Some(retry_at), None))
+    .await
+    .unwrap();
     assert_eq!((found.total, found.items), (1, vec![done.clone()]));
-    let found = store
-        .list_deliveries(
-            &acct.id,
-            &by_last_attempt(None, Some(retry_at - Duration::seconds(1))),
-        )
-        .await
-        .unwrap();
+    let found = {
+        settle().await;
+        store
+    }
+    .list_deliveries(
+        &acct.id,
+        &by_last_attempt(None, Some(retry_at - Duration::seconds(1))),
+    )
+    .await
+    .unwrap();
     assert_eq!(found.total, 0, "its last attempt is later");
     // Filters combine: a status within one webhook, a type within a time range.
     let combined = DeliveryQuery {
@@ -684,11 +745,14 @@ pub async fn store_contract(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(
-        store
-            .list_deliveries(&acct.id, &combined)
-            .await
-            .unwrap()
-            .items,
+        {
+            settle().await;
+            store
+        }
+        .list_deliveries(&acct.id, &combined)
+        .await
+        .unwrap()
+        .items,
         vec![d2.clone()]
     );
     let combined = DeliveryQuery {
@@ -698,11 +762,14 @@ pub async fn store_contract(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(
-        store
-            .list_deliveries(&acct.id, &combined)
-            .await
-            .unwrap()
-            .total,
+        {
+            settle().await;
+            store
+        }
+        .list_deliveries(&acct.id, &combined)
+        .await
+        .unwrap()
+        .total,
         0
     );
     let combined = DeliveryQuery {
@@ -713,26 +780,32 @@ pub async fn store_contract(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(
-        store
-            .list_deliveries(&acct.id, &combined)
-            .await
-            .unwrap()
-            .items,
+        {
+            settle().await;
+            store
+        }
+        .list_deliveries(&acct.id, &combined)
+        .await
+        .unwrap()
+        .items,
         vec![done.clone()]
     );
     assert_eq!(
-        store
-            .list_deliveries(
-                &acct.id,
-                &DeliveryQuery {
-                    size: 20,
-                    status: Some(DeliveryStatus::Pending),
-                    ..Default::default()
-                }
-            )
-            .await
-            .unwrap()
-            .total,
+        {
+            settle().await;
+            store
+        }
+        .list_deliveries(
+            &acct.id,
+            &DeliveryQuery {
+                size: 20,
+                status: Some(DeliveryStatus::Pending),
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .total,
         1,
         "a status-only total comes from the counters"
     );
@@ -755,7 +828,13 @@ pub async fn store_contract(store: &dyn Store) {
         "a second retry of the same state does nothing"
     );
     assert_eq!(
-        store.status_counts(&acct.id).await.unwrap(),
+        {
+            settle().await;
+            store
+        }
+        .status_counts(&acct.id)
+        .await
+        .unwrap(),
         StatusCounts {
             pending: 2,
             ..Default::default()
@@ -788,15 +867,15 @@ pub async fn store_contract(store: &dyn Store) {
     );
     assert_eq!(store.get_webhook(&other.id, &wh2.id).await.unwrap(), None);
 
-    atomic_publish(store, now).await;
-    attempt_rules(store, now).await;
+    atomic_publish(store, now, settle).await;
+    attempt_rules(store, now, settle).await;
 }
 
 /// What recording an attempt guarantees: a job loaded before another attempt records nothing
 /// (even with the same status), the log keeps the newest attempts and counts them all, a 410's
 /// deactivation is part of the same write, and one record that cannot be written never fails
 /// the others of its batch.
-async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>) {
+async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_>) {
     let (acct, key) = account(now + Duration::milliseconds(7));
     store.insert_account(&acct, &key).await.unwrap();
     let hook = webhook(&acct.id, now, &["*"]);
@@ -923,7 +1002,13 @@ async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>) {
         (DeliveryStatus::Failed, 1)
     );
     assert_eq!(
-        store.status_counts(&acct.id).await.unwrap(),
+        {
+            settle().await;
+            store
+        }
+        .status_counts(&acct.id)
+        .await
+        .unwrap(),
         StatusCounts {
             failed: 2,
             ..Default::default()
@@ -934,7 +1019,7 @@ async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>) {
 /// A small fan-out's publish in one write: the event fanned out (not due), its deliveries
 /// pending, due and counted; a second publish of the id writes nothing. Then the attempts of
 /// both recorded in one batch.
-async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>) {
+async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_>) {
     let (acct, key) = account(now + Duration::milliseconds(2));
     store.insert_account(&acct, &key).await.unwrap();
     let hooks = [
@@ -999,7 +1084,13 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>) {
         "the first publish wins"
     );
     assert_eq!(
-        store.status_counts(&acct.id).await.unwrap(),
+        {
+            settle().await;
+            store
+        }
+        .status_counts(&acct.id)
+        .await
+        .unwrap(),
         StatusCounts {
             pending: 2,
             ..Default::default()
@@ -1063,7 +1154,13 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>) {
     assert_eq!(second.attempts, vec![retrying.attempt.clone()]);
     assert_eq!(second.next_attempt_at, retrying.next_attempt_at);
     assert_eq!(
-        store.status_counts(&acct.id).await.unwrap(),
+        {
+            settle().await;
+            store
+        }
+        .status_counts(&acct.id)
+        .await
+        .unwrap(),
         StatusCounts {
             retrying: 1,
             delivered: 1,

@@ -6,6 +6,7 @@ use crate::ports::{
 };
 use chrono::{DateTime, Utc};
 use hookline_model::envelope::envelope_body;
+use hookline_model::limits::{MAX_RESPONSE_SNIPPET_BYTES, MAX_SUCCESS_SNIPPET_BYTES, snippet};
 use hookline_model::signing::signature_header;
 use hookline_model::{Account, Attempt, DeliveryJob, DeliveryStatus, Webhook};
 use std::time::Duration;
@@ -209,6 +210,14 @@ fn attempt_of(outcome: &SendOutcome, at: DateTime<Utc>) -> Attempt {
             }),
             (None, true) => None,
         },
-        response_body: outcome.body.clone(),
+        // A 2xx answer keeps less of its body than a failure (limits::MAX_SUCCESS_SNIPPET_BYTES).
+        response_body: outcome.body.as_deref().map(|body| {
+            let max = if outcome.is_success() {
+                MAX_SUCCESS_SNIPPET_BYTES
+            } else {
+                MAX_RESPONSE_SNIPPET_BYTES
+            };
+            snippet(body, max).to_string()
+        }),
     }
 }

@@ -29,8 +29,12 @@ pub async fn lambda_service() -> Result<Service, String> {
         &required("HOOKLINE_KMS_KEY_ID")?,
     )
     .await?;
+    // The stack's stream function keeps the status counters (template.yaml, StreamFunction).
     let store = SealedStore::new(
-        Arc::new(DynamoStore::new(dynamodb, table, config.log_retention_days)),
+        Arc::new(
+            DynamoStore::new(dynamodb, table, config.log_retention_days)
+                .with_counting(crate::store::Counting::FromStream),
+        ),
         Arc::new(ring),
     );
     let queue = SqsQueue::new(

@@ -25,7 +25,8 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use hookline_service::PortError;
 
@@ -68,6 +69,12 @@ pub fn log_index_key(account_id: &str, value: &str) -> String {
 
 /// Creates the table (and its TTL) if it is missing. Lambda gets it from `template.yaml`.
 pub async fn ensure_table(client: &Client, name: &str) -> Result<(), PortError> {
+    ensure_table_with(client, name, false).await
+}
+
+/// [`ensure_table`], with a stream of new and old images when `stream` (what the Lambda
+/// stack's counters are folded from: `Counting::FromStream`).
+pub async fn ensure_table_with(client: &Client, name: &str, stream: bool) -> Result<(), PortError> {
     if let Ok(existing) = client.describe_table().table_name(name).send().await {
         // Data from before an index existed is not migrated (pre-release): say so plainly
         // instead of failing on the first query that needs it.
@@ -139,6 +146,13 @@ pub async fn ensure_table(client: &Client, name: &str) -> Result<(), PortError> 
         .attribute_definitions(attr(STATUS_KEY, ScalarAttributeType::S)?)
         .attribute_definitions(attr(LAST_ATTEMPT_MS, ScalarAttributeType::N)?)
         .set_global_secondary_indexes(Some(log_indexes))
+        .set_stream_specification(stream.then(|| {
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("a stream specification")
+        }))
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(DUE_INDEX)

@@ -1,7 +1,9 @@
 //! Deliveries and the per-status counters that move with them.
 //!
-//! Every status change of a delivery and its counter update are one transaction, so the counts
-//! stay exact through duplicates and crashes. Counters are kept per creation day and shard
+//! In [`Counting::InTransaction`] every status change of a delivery and its counter update are
+//! one transaction, so the counts stay exact through duplicates and crashes. In
+//! [`Counting::FromStream`] deliveries are written alone (a plain conditional update, billed
+//! once) and `fold` counts their changes from the table's stream. Counters are kept per creation day and shard
 //! (`COUNT#<yyyymmdd>#<shard>`): shards spread a busy account's writes, and a day's counters
 //! expire with that day's deliveries, so the counts cover what the logs still hold.
 
@@ -31,7 +33,7 @@ pub(super) fn status_key(account_id: &str, status: DeliveryStatus) -> AttributeV
 
 impl DynamoStore {
     /// An update adding `deltas` (status, change) to one counter item.
-    fn counter_action(
+    pub(super) fn counter_action(
         &self,
         account_id: &str,
         sk: String,
@@ -125,6 +127,9 @@ impl DynamoStore {
                 .or_insert((delivery.created_at, 0));
             bucket.1 += 1;
         }
+        if self.counting == Counting::FromStream {
+            return Ok(actions);
+        }
         for ((account_id, sk), (created_at, count)) in buckets {
             actions.push(self.counter_action(
                 &account_id,
@@ -199,6 +204,38 @@ pub(super) async fn record_attempts(
     store: &DynamoStore,
     batch: &[(&Delivery, &AttemptRecord)],
 ) -> Vec<PortResult<bool>> {
+    if store.counting == Counting::FromStream {
+        // No counter to keep in step: each attempt is one conditional update of its own
+        // (billed once). Only a 410 needs a transaction (with the webhook). Deliveries are
+        // written at once, and the records of one delivery in their order.
+        let mut by_delivery: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, (delivery, _)) in batch.iter().enumerate() {
+            by_delivery.entry(delivery.id.as_str()).or_default().push(i);
+        }
+        let writes = by_delivery.into_values().map(|indexes| async move {
+            let mut answers = Vec::with_capacity(indexes.len());
+            for i in indexes {
+                let one = &batch[i];
+                let answer = if one.1.deactivates_webhook {
+                    record_one(store, one).await
+                } else {
+                    match attempt_update(store, one.0, one.1) {
+                        Ok(update) => send_update(store, update).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                answers.push((i, answer));
+            }
+            answers
+        });
+        let mut answers: Vec<(usize, PortResult<bool>)> = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        answers.sort_by_key(|(i, _)| *i);
+        return answers.into_iter().map(|(_, answer)| answer).collect();
+    }
     let mut recorded = Vec::with_capacity(batch.len());
     for chunk in batch.chunks(RECORD_CHUNK) {
         match transact_attempts(store, chunk, true).await {
@@ -235,7 +272,11 @@ async fn transact_attempts(
 ) -> PortResult<Tx> {
     let mut actions = chunk
         .iter()
-        .map(|(delivery, record)| attempt_update(store, delivery, record))
+        .map(|(delivery, record)| {
+            Ok(TransactWriteItem::builder()
+                .update(attempt_update(store, delivery, record)?)
+                .build())
+        })
         .collect::<PortResult<Vec<_>>>()?;
     // A 410 deactivates its webhook in the same write as the attempt: never one without the
     // other. Once per webhook (a transaction may not touch an item twice).
@@ -258,6 +299,9 @@ async fn transact_attempts(
                     .build(),
             );
         }
+    }
+    if store.counting == Counting::FromStream {
+        return store.transact(actions).await;
     }
     // One counter update per account and day for the whole chunk: the counts are sums over
     // the day's shards, so a delivery's moves need not land in the shard it was counted in.
@@ -299,7 +343,7 @@ async fn transact_attempts(
 const SAME_ATTEMPTS: &str =
     "(attemptCount = :made OR (attribute_not_exists(attemptCount) AND size(attempts) = :made))";
 
-fn status_index(status: DeliveryStatus) -> usize {
+pub(super) fn status_index(status: DeliveryStatus) -> usize {
     DeliveryStatus::ALL
         .iter()
         .position(|s| *s == status)
@@ -312,7 +356,7 @@ fn attempt_update(
     store: &DynamoStore,
     delivery: &Delivery,
     record: &AttemptRecord,
-) -> PortResult<TransactWriteItem> {
+) -> PortResult<Update> {
     // The whole kept list, written over the one loaded (the condition below makes sure it is
     // still that one): the newest attempts only, so the item stays small however often the
     // delivery is retried.
@@ -367,7 +411,7 @@ fn attempt_update(
     if !remove.is_empty() {
         expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
     }
-    let update = Update::builder()
+    Update::builder()
         .table_name(&store.table)
         .set_key(Some(delivery_key(&delivery.account_id, &delivery.id)))
         .update_expression(expression)
@@ -378,8 +422,7 @@ fn attempt_update(
         .expression_attribute_names("#status", "status")
         .set_expression_attribute_values(Some(values))
         .build()
-        .map_err(sdk("TransactWriteItems"))?;
-    Ok(TransactWriteItem::builder().update(update).build())
+        .map_err(sdk("TransactWriteItems"))
 }
 
 pub(super) async fn requeue_delivery(
@@ -411,6 +454,9 @@ pub(super) async fn requeue_delivery(
         .expression_attribute_values(":due", n(sweep_at.timestamp_millis()))
         .build()
         .map_err(sdk("TransactWriteItems"))?;
+    if store.counting == Counting::FromStream {
+        return send_update(store, update).await;
+    }
     let counter = store.counter_action(
         &delivery.account_id,
         counter_sk(delivery.created_at, &delivery.id),

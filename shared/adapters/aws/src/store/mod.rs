@@ -4,6 +4,9 @@
 
 mod accounts;
 mod counters;
+mod fold;
+
+pub use fold::{CounterChange, counter_change};
 mod logs;
 mod webhooks;
 
@@ -12,7 +15,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use hookline_model::{
     Account, ApiKeyRecord, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo,
@@ -35,6 +38,19 @@ pub struct DynamoStore {
     table: String,
     /// How long events and deliveries are kept (DynamoDB TTL).
     retention: chrono::Duration,
+    counting: Counting,
+}
+
+/// Who keeps the per-status counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// Every status change writes its counter in the same transaction (exact at once; each
+    /// write of a delivery is then billed twice).
+    InTransaction,
+    /// A function on the table's stream folds status changes into the counters
+    /// ([`DynamoStore::fold_counters`]); deliveries are written without transactions and
+    /// the counts settle within seconds (Lambda).
+    FromStream,
 }
 
 const KIND_ACCOUNT: &str = "account";
@@ -111,7 +127,18 @@ impl DynamoStore {
             client,
             table: table.into(),
             retention: chrono::Duration::days(retention_days as i64),
+            counting: Counting::InTransaction,
         }
+    }
+
+    /// Leaves the counters to the table's stream (see [`Counting::FromStream`]).
+    pub fn with_counting(mut self, counting: Counting) -> Self {
+        self.counting = counting;
+        self
+    }
+
+    pub fn counting(&self) -> Counting {
+        self.counting
     }
 
     pub fn client(&self) -> &Client {
@@ -336,6 +363,23 @@ fn put_action(table: &str, item: Item, condition: Option<&str>) -> PortResult<Tr
                 .map_err(sdk("TransactWriteItems"))?,
         )
         .build())
+}
+
+/// Sends an update built for a transaction as a plain UpdateItem (billed once, not twice);
+/// false when its condition failed.
+async fn send_update(store: &DynamoStore, update: Update) -> PortResult<bool> {
+    let result = store
+        .client
+        .update_item()
+        .table_name(update.table_name())
+        .set_key(Some(update.key().clone()))
+        .update_expression(update.update_expression())
+        .set_condition_expression(update.condition_expression().map(String::from))
+        .set_expression_attribute_names(update.expression_attribute_names().cloned())
+        .set_expression_attribute_values(update.expression_attribute_values().cloned())
+        .send()
+        .await;
+    written(result, "UpdateItem")
 }
 
 fn number_of(item: &Item, name: &str) -> u64 {

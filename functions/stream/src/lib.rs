@@ -1,0 +1,48 @@
+//! The stream function: a batch of the table's stream records in, the delivery status changes
+//! among them added to the status counters once (`DynamoStore::fold_counters`). An error fails
+//! the whole batch, and Lambda retries it as it was (the template sets no bisecting), which the
+//! fold recognises by the batch's name.
+
+use aws_lambda_events::event::dynamodb::Event;
+use hookline_aws::DynamoStore;
+use hookline_aws::store::counter_change;
+use lambda_runtime::{Error, LambdaEvent};
+use sha2::{Digest, Sha256};
+
+#[cfg(feature = "pump")]
+pub mod pump;
+
+/// What a batch changed: how many records it had and how many status changes it counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    pub records: usize,
+    pub changes: usize,
+}
+
+pub async fn handle(store: &DynamoStore, event: LambdaEvent<Event>) -> Result<Folded, Error> {
+    let records = event.payload.records;
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Ok(Folded {
+            records: 0,
+            changes: 0,
+        });
+    };
+    // The same batch, retried, has the same name.
+    let digest = Sha256::new()
+        .chain_update(first.event_id.as_bytes())
+        .chain_update([0])
+        .chain_update(last.event_id.as_bytes())
+        .chain_update(records.len().to_le_bytes())
+        .finalize();
+    let batch_id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let count = records.len();
+    let changes: Vec<_> = records
+        .into_iter()
+        .filter_map(|r| counter_change(Some(r.change.old_image), Some(r.change.new_image)))
+        .collect();
+    store.fold_counters(&batch_id, &changes).await?;
+    Ok(Folded {
+        records: count,
+        changes: changes.len(),
+    })
+}

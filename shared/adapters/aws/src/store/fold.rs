@@ -1,0 +1,116 @@
+//! Status counters folded from the table's stream ([`Counting::FromStream`]).
+//!
+//! The stream function hands over one stream batch at a time. Its status changes are summed per
+//! account and creation day and added to that day's `COUNT#<yyyymmdd>#stream` item, all in one
+//! transaction with a marker item named after the batch (its first and last record). Lambda
+//! retries a failed batch as it was; the marker makes a retry of a batch whose transaction went
+//! through a no-op, so every change is counted once. Markers expire after two days (the stream
+//! keeps records for one).
+
+use super::*;
+use std::collections::BTreeMap;
+
+/// The most (account, day) counters per transaction: with the marker, within 100 actions.
+const FOLD_CHUNK: usize = 99;
+
+/// One delivery's status change, as the stream saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterChange {
+    pub account_id: String,
+    pub created_at: DateTime<Utc>,
+    /// `None` when the delivery was created.
+    pub from: Option<DeliveryStatus>,
+    /// `None` when the delivery was deleted (its TTL expired).
+    pub to: Option<DeliveryStatus>,
+}
+
+/// What the fold reads of an item image.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Image {
+    kind: Option<String>,
+    account_id: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    status: Option<DeliveryStatus>,
+}
+
+fn image<I: Into<serde_dynamo::Item>>(item: Option<I>) -> Option<Image> {
+    let image: Image = serde_dynamo::from_item(item?).ok()?;
+    (image.kind.as_deref() == Some(KIND_DELIVERY)).then_some(image)
+}
+
+/// The status change a stream record carries, from its old and new images; `None` for items
+/// that are not deliveries and for changes that leave the status as it was (a removal by TTL
+/// is not counted down: a day's counters expire with its deliveries).
+pub fn counter_change<I: Into<serde_dynamo::Item>>(
+    old: Option<I>,
+    new: Option<I>,
+) -> Option<CounterChange> {
+    let (old, new) = (image(old), image(new));
+    let new = new?;
+    let from = old.as_ref().and_then(|o| o.status);
+    let to = new.status;
+    if from == to {
+        return None;
+    }
+    Some(CounterChange {
+        account_id: new.account_id?,
+        created_at: new.created_at?,
+        from,
+        to,
+    })
+}
+
+impl DynamoStore {
+    /// Adds one stream batch's status changes to the counters, once: `batch_id` names the
+    /// batch (the same for a retry of it).
+    pub async fn fold_counters(&self, batch_id: &str, changes: &[CounterChange]) -> PortResult<()> {
+        let mut sums: BTreeMap<(String, String), (DateTime<Utc>, [i64; 4])> = BTreeMap::new();
+        for change in changes {
+            let day = change.created_at.format("%Y%m%d").to_string();
+            let (_, deltas) = sums
+                .entry((change.account_id.clone(), day))
+                .or_insert((change.created_at, [0; 4]));
+            if let Some(from) = change.from {
+                deltas[super::counters::status_index(from)] -= 1;
+            }
+            if let Some(to) = change.to {
+                deltas[super::counters::status_index(to)] += 1;
+            }
+        }
+        let sums: Vec<_> = sums
+            .into_iter()
+            .filter(|(_, (_, deltas))| deltas.iter().any(|d| *d != 0))
+            .collect();
+        for (part, chunk) in sums.chunks(FOLD_CHUNK).enumerate() {
+            let mut actions = Vec::with_capacity(chunk.len() + 1);
+            for ((account_id, day), (created_at, deltas)) in chunk {
+                let changes: Vec<(DeliveryStatus, i64)> = DeliveryStatus::ALL
+                    .into_iter()
+                    .zip(*deltas)
+                    .filter(|(_, delta)| *delta != 0)
+                    .collect();
+                actions.push(self.counter_action(
+                    account_id,
+                    format!("COUNT#{day}#stream"),
+                    *created_at,
+                    &changes,
+                )?);
+            }
+            let mut marker = key(format!("FOLD#{batch_id}#{part}"), "FOLD".into());
+            marker.insert(KIND.into(), s("foldMarker"));
+            marker.insert(
+                EXPIRES_AT.into(),
+                n((Utc::now() + chrono::Duration::days(2)).timestamp()),
+            );
+            actions.push(put_action(
+                &self.table,
+                marker,
+                Some("attribute_not_exists(pk)"),
+            )?);
+            // ConditionFailed: the marker exists, this part was counted by an earlier try.
+            self.transact(actions).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! Status counters folded from the table's stream (the Lambda stack's `Counting::FromStream`):
+//! the stream function on moto's stream, the store contract in that mode, and a retried batch.
+
+use aws_lambda_events::event::dynamodb::Event;
+use hookline_aws::DynamoStore;
+use hookline_aws::env::emulator_config;
+use hookline_aws::store::Counting;
+use hookline_aws::table::ensure_table_with;
+use hookline_fn_stream::pump::StreamPump;
+use hookline_model::StatusCounts;
+use hookline_service::ports::Store;
+use lambda_runtime::{Context, LambdaEvent};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+fn moto() -> String {
+    std::env::var("HOOKLINE_TEST_MOTO_ENDPOINT")
+        .expect("HOOKLINE_TEST_MOTO_ENDPOINT is not set: run the tests through infra/test.sh, which starts moto")
+}
+
+async fn streamed_store() -> (DynamoStore, StreamPump) {
+    let aws = emulator_config(&moto()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let table = format!("stream-{}", ulid::Ulid::new().to_string().to_lowercase());
+    ensure_table_with(&dynamodb, &table, true).await.unwrap();
+    let pump = StreamPump::new(&aws, &dynamodb, &table).await;
+    let store = DynamoStore::new(dynamodb, table, 30).with_counting(Counting::FromStream);
+    (store, pump)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_store_contract_holds_with_counters_folded_from_the_stream() {
+    let (store, pump) = streamed_store().await;
+    let pump = Arc::new(Mutex::new(pump));
+    let folding = store.clone();
+    let settle = move || -> futures::future::BoxFuture<'static, ()> {
+        let (pump, store) = (pump.clone(), folding.clone());
+        Box::pin(async move {
+            pump.lock().await.pump(&store, 1000).await.unwrap();
+        })
+    };
+    hookline_service::contract::store_contract_settling(&store, &settle).await;
+}
+
+/// The fixture `sam local invoke` would send, dated today (the counters cover the retention).
+fn fixture_event() -> Event {
+    let today = chrono::Utc::now().format("%Y-%m-%dT00:00:00Z").to_string();
+    let json = std::fs::read_to_string(format!(
+        "{}/../infra/events/dynamodb-stream.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .replace("2026-12-01T00:00:00Z", &today);
+    serde_json::from_str(&json).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_batch_is_counted_once_however_often_lambda_retries_it() {
+    let (store, _pump) = streamed_store().await;
+    let account = "acct_01JD2X5YQ3K8V6W9Z0A1B2C3D4";
+    for _ in 0..3 {
+        let folded = hookline_fn_stream::handle(
+            &store,
+            LambdaEvent::new(fixture_event(), Context::default()),
+        )
+        .await
+        .unwrap();
+        // Two changes of the delivery; the webhook's record is no delivery.
+        assert_eq!((folded.records, folded.changes), (3, 2));
+        assert_eq!(
+            store.status_counts(account).await.unwrap(),
+            StatusCounts {
+                delivered: 1,
+                ..Default::default()
+            }
+        );
+    }
+}
