@@ -704,8 +704,10 @@ fn cost(per: &PerDelivery, invocations: &BTreeMap<String, u64>, deliveries: usiz
     }
 }
 
-/// Groups the measured keys by shape (ids replaced by their kind) and keeps, per table or
-/// index, the shapes that took the most units.
+/// Groups the measured keys by shape (ids and shard numbers replaced by their kind) and keeps,
+/// per table or index, the shapes that took the most units. A sharded shape's units are spread
+/// over its shards (`table::shards_of`), as the hash spreads them at production volume (a short
+/// run's few deliveries land unevenly on 64 shards); an item key's are its busiest key's.
 fn heat(
     ledger: &Ledger,
     account_id: &str,
@@ -716,28 +718,42 @@ fn heat(
     for ((place, _), units) in &ledger.heat {
         *totals.entry(place.as_str()).or_default() += units;
     }
-    // (place, shape) -> (scope, units on the busiest key of that shape)
-    let mut shapes: BTreeMap<(String, String), (KeyScope, f64)> = BTreeMap::new();
+    // (place, shape) -> (scope, shards, units of the shape, units of its busiest key)
+    let mut shapes: BTreeMap<(String, String), (KeyScope, u32, f64, f64)> = BTreeMap::new();
     for ((place, key), units) in &ledger.heat {
         let (shape, scope) = shape_of(key, account_id, webhook_ids);
-        let entry = shapes.entry((place.clone(), shape)).or_insert((scope, 0.0));
-        entry.1 = entry.1.max(*units);
+        let entry = shapes.entry((place.clone(), shape)).or_insert((
+            scope,
+            hookline_aws::table::shards_of(key),
+            0.0,
+            0.0,
+        ));
+        entry.2 += units;
+        entry.3 = entry.3.max(*units);
     }
     let mut found: Vec<KeyHeat> = shapes
         .into_iter()
-        .map(|((place, key), (scope, max_units))| KeyHeat {
-            share: max_units / totals[place.as_str()].max(f64::MIN_POSITIVE),
-            units_per_delivery: max_units / deliveries as f64,
-            place,
-            key,
-            scope,
-            max_units,
+        .map(|((place, key), (scope, shards, units, busiest))| {
+            // One key's share: an item key's busiest, a sharded key's even part.
+            let per_key = if scope == KeyScope::Item {
+                busiest
+            } else {
+                units / shards as f64
+            };
+            KeyHeat {
+                share: per_key / totals[place.as_str()].max(f64::MIN_POSITIVE),
+                units_per_delivery: per_key / deliveries as f64,
+                place,
+                key,
+                scope,
+                max_units: busiest,
+            }
         })
         .collect();
     found.sort_by(|a, b| {
         (a.place != TABLE, a.place.clone())
             .cmp(&(b.place != TABLE, b.place.clone()))
-            .then(b.max_units.total_cmp(&a.max_units))
+            .then(b.units_per_delivery.total_cmp(&a.units_per_delivery))
     });
     // The three busiest shapes per place.
     let mut kept: BTreeMap<String, usize> = BTreeMap::new();
@@ -751,6 +767,12 @@ fn heat(
 
 /// A key with its ids replaced by their kind, and who shares it.
 fn shape_of(key: &str, account_id: &str, webhook_ids: &[String]) -> (String, KeyScope) {
+    // Keys of one item each: an API key's, a folded stream batch's marker.
+    for (prefix, shape) in [("KEY#", "KEY#<hash>"), ("FOLD#", "FOLD#<batch>")] {
+        if key.starts_with(prefix) {
+            return (shape.into(), KeyScope::Item);
+        }
+    }
     let mut shape = key.replace(account_id, "<account>");
     for id in webhook_ids {
         shape = shape.replace(id.as_str(), "<webhook>");
@@ -760,11 +782,14 @@ fn shape_of(key: &str, account_id: &str, webhook_ids: &[String]) -> (String, Key
     } else {
         KeyScope::Deployment
     };
-    for (prefix, kind) in [
-        ("evt_", "<event>"),
-        ("dlv_", "<delivery>"),
-        ("KEY#", "KEY#<hash>"),
-    ] {
+    // A shard number (the last `#` part, all digits) is one of the shape's shards.
+    if let Some((head, shard)) = shape.rsplit_once('#')
+        && !shard.is_empty()
+        && shard.bytes().all(|b| b.is_ascii_digit())
+    {
+        shape = format!("{head}#<shard>");
+    }
+    for (prefix, kind) in [("evt_", "<event>"), ("dlv_", "<delivery>")] {
         if let Some(at) = shape.find(prefix) {
             let end = shape[at..]
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))

@@ -225,7 +225,7 @@ fn aws_markdown(out: &mut String, runs: &[CostRun]) {
 
     let _ = writeln!(
         out,
-        "\nPartition-key heat: per table and index, the busiest key shapes (ids replaced by their kind), their write units per delivery and share of that table's or index's units. An item key's units all land within about a second of its delivery whatever the load; an account key's grow with the account's rate; a deployment key's with the whole deployment's.\n"
+        "\nPartition-key heat: per table and index, the busiest key shapes (ids and shard numbers replaced by their kind), the write units per delivery that one key of the shape takes (a sharded shape's units spread evenly over its shards, as the hash spreads them at volume), and its share of that table's or index's units. An item key's units all land within about a second of its delivery whatever the load; an account key's grow with the account's rate; a deployment key's with the whole deployment's.\n"
     );
     let _ = writeln!(
         out,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use hookline_aws::env::emulator_config;
 use hookline_aws::sealing_keys::kms_key_ring;
 use hookline_aws::store::Counting;
-use hookline_aws::table::{ensure_table, ensure_table_with};
+use hookline_aws::table::{ensure_table, ensure_table_with, log_index_key, log_pk, log_shard};
 use hookline_aws::{DynamoStore, EventBridgeScheduler, SqsQueue};
 use hookline_fn_stream::pump::StreamPump;
 use hookline_http::ReqwestSender;
@@ -929,7 +929,10 @@ async fn a_delivery_whose_event_cannot_be_read_is_retried_not_failed() {
         .dynamodb
         .delete_item()
         .table_name(&stack.table)
-        .key("pk", AttributeValue::S(format!("ACCT#{account}")))
+        .key(
+            "pk",
+            AttributeValue::S(log_pk(&account, log_shard(&event_id))),
+        )
         .key("sk", AttributeValue::S(format!("EVT#{event_id}")))
         .send()
         .await
@@ -962,10 +965,18 @@ async fn bulk_retry_requeues_only_failed_deliveries() {
         .dynamodb
         .update_item()
         .table_name(&stack.table)
-        .key("pk", AttributeValue::S(format!("ACCT#{account}")))
+        .key(
+            "pk",
+            AttributeValue::S(log_pk(&account, log_shard(&delivery.id))),
+        )
         .key("sk", AttributeValue::S(format!("DLV#{}", delivery.id)))
+        // Only an existing delivery: a wrong key must not pass by writing a new item.
+        .condition_expression("attribute_exists(pk)")
         .update_expression("SET statusKey = :failed")
-        .expression_attribute_values(":failed", AttributeValue::S(format!("{account}#failed")))
+        .expression_attribute_values(
+            ":failed",
+            AttributeValue::S(log_index_key(&account, "failed", log_shard(&delivery.id))),
+        )
         .send()
         .await
         .unwrap();

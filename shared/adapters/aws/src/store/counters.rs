@@ -27,8 +27,16 @@ fn counter_sk(created_at: DateTime<Utc>, delivery_id: &str) -> String {
     )
 }
 
-pub(super) fn status_key(account_id: &str, status: DeliveryStatus) -> AttributeValue {
-    s(log_index_key(account_id, status.as_str()))
+/// A delivery's key in the `byStatus` index: only failures are indexed (they are few, and
+/// the portal lists them); `None` for the other statuses.
+pub(super) fn status_key(delivery: &Delivery, status: DeliveryStatus) -> Option<AttributeValue> {
+    matches!(status, DeliveryStatus::Retrying | DeliveryStatus::Failed).then(|| {
+        s(log_index_key(
+            &delivery.account_id,
+            status.as_str(),
+            log_shard(&delivery.id),
+        ))
+    })
 }
 
 impl DynamoStore {
@@ -81,16 +89,15 @@ impl DynamoStore {
         item.insert(EXPIRES_AT.into(), self.expires_at(delivery.created_at));
         item.insert(
             WEBHOOK_KEY.into(),
-            s(log_index_key(&delivery.account_id, &delivery.webhook_id)),
+            s(log_index_key(
+                &delivery.account_id,
+                &delivery.webhook_id,
+                log_shard(&delivery.id),
+            )),
         );
-        item.insert(
-            TYPE_KEY.into(),
-            s(log_index_key(&delivery.account_id, &delivery.event_type)),
-        );
-        item.insert(
-            STATUS_KEY.into(),
-            status_key(&delivery.account_id, delivery.status),
-        );
+        if let Some(key) = status_key(delivery, delivery.status) {
+            item.insert(STATUS_KEY.into(), key);
+        }
         Ok(item)
     }
 
@@ -364,26 +371,29 @@ fn attempt_update(
         .map_err(|e| PortError::new("encoding an attempt", e))?;
     let mut set = vec![
         "#status = :status",
-        "statusKey = :statusKey",
         "attempts = :attempts",
         "attemptCount = :count",
         "lastAttemptAt = :at",
-        "lastAttemptMs = :atMs",
     ];
     let mut remove = Vec::new();
     let mut values: Item = HashMap::from([
         (":status".into(), s(record.status.as_str())),
         (":prev".into(), s(delivery.status.as_str())),
-        (
-            ":statusKey".into(),
-            status_key(&delivery.account_id, record.status),
-        ),
         (":attempts".into(), attempts),
         (":made".into(), n(delivery.attempts_made() as i64)),
         (":count".into(), n(delivery.attempts_made() as i64 + 1)),
         (":at".into(), s(record.attempt.at.to_rfc3339())),
-        (":atMs".into(), n(record.attempt.at.timestamp_millis())),
     ]);
+    // The failure index key moves only when the status does (and only failures have one).
+    if record.status != delivery.status {
+        match status_key(delivery, record.status) {
+            Some(key) => {
+                set.push("statusKey = :statusKey");
+                values.insert(":statusKey".into(), key);
+            }
+            None => remove.push("statusKey"),
+        }
+    }
     match record.attempt.status_code {
         Some(code) => {
             set.push("lastResponseStatus = :code");
@@ -435,8 +445,8 @@ pub(super) async fn requeue_delivery(
         .table_name(&store.table)
         .set_key(Some(delivery_key(&delivery.account_id, &delivery.id)))
         .update_expression(
-            "SET #status = :pending, statusKey = :statusKey, roundStart = :round, \
-             dueShard = :shard, dueAt = :due REMOVE nextAttemptAt",
+            "SET #status = :pending, roundStart = :round, dueShard = :shard, dueAt = :due \
+             REMOVE nextAttemptAt, statusKey",
         )
         // Only from the state it was loaded in (no attempt since), so two retries of it
         // requeue it once.
@@ -444,10 +454,6 @@ pub(super) async fn requeue_delivery(
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":pending", s(requeued.status.as_str()))
         .expression_attribute_values(":prev", s(delivery.status.as_str()))
-        .expression_attribute_values(
-            ":statusKey",
-            status_key(&delivery.account_id, requeued.status),
-        )
         .expression_attribute_values(":round", n(requeued.round_start as i64))
         .expression_attribute_values(":made", n(delivery.attempts_made() as i64))
         .expression_attribute_values(":shard", due_shard(&delivery.id))

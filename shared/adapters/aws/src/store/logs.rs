@@ -1,133 +1,191 @@
-//! Delivery-log queries: each is a Query on the narrowest key or index for its filters
-//! (`byWebhook`, `byStatus`, `byType`, `byLastAttempt`, or the account's `DLV#` range), newest
-//! first. Filters the chosen key does not cover are applied to that Query's results.
-//! `total` comes from the status counters when the query is covered by them (no filter, or
-//! only `status`), and otherwise from a `Select=COUNT` Query over the same key range.
+//! Delivery-log queries. An account's deliveries are spread over `LOG_SHARDS` partition keys;
+//! a query reads each shard of the narrowest source for its filters (one webhook's deliveries
+//! in `byWebhook`, the failures in `byStatus`, or else all of the account's), newest first,
+//! and merges them. The creation-time filters are the range of every key (ids are ULIDs); the
+//! other filters are applied to what the key reads. `total` comes from the status counters
+//! when they cover the query (no filter, or only `status`), from `Select=COUNT` queries when
+//! the key covers every filter, and otherwise from reading every match.
 
 use super::*;
 use aws_sdk_dynamodb::types::Select;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use hookline_model::ids;
 
-/// A log query, as DynamoDB will run it.
-struct Plan {
-    index: Option<&'static str>,
-    key_condition: String,
-    filter: Option<String>,
-    names: HashMap<String, String>,
-    values: Item,
+/// Shard queries in flight at once, per log query.
+const SHARDS_IN_FLIGHT: usize = 16;
+
+/// Where a query reads its deliveries from, in each shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source<'a> {
+    /// All of the account's deliveries (the table).
+    All,
+    /// One webhook's (`byWebhook`).
+    Webhook(&'a str),
+    /// One failure status's (`byStatus`).
+    Failures(DeliveryStatus),
 }
 
-fn millis(t: Option<DateTime<Utc>>, default: i64) -> AttributeValue {
-    n(t.map_or(default, |t| t.timestamp_millis()))
+fn source(query: &DeliveryQuery) -> Source<'_> {
+    if let Some(webhook_id) = &query.webhook_id {
+        Source::Webhook(webhook_id)
+    } else if let Some(status) = query
+        .status
+        .filter(|s| matches!(s, DeliveryStatus::Retrying | DeliveryStatus::Failed))
+    {
+        Source::Failures(status)
+    } else {
+        Source::All
+    }
 }
 
-fn plan(account_id: &str, query: &DeliveryQuery) -> Plan {
-    let mut names = HashMap::new();
-    let mut values = HashMap::new();
-    let has_created = query.created_from.is_some() || query.created_to.is_some();
-    let has_last = query.last_attempt_from.is_some() || query.last_attempt_to.is_some();
-    let created_range = |names: &mut HashMap<String, String>, values: &mut Item| {
-        let (low, high) = ids::id_bounds(ids::DELIVERY, query.created_from, query.created_to);
-        names.insert("#sk".into(), SK.into());
-        values.insert(":low".into(), s(format!("DLV#{low}")));
-        values.insert(":high".into(), s(format!("DLV#{high}")));
-        "#sk BETWEEN :low AND :high"
-    };
-    let last_range = |names: &mut HashMap<String, String>, values: &mut Item| {
-        names.insert("#la".into(), LAST_ATTEMPT_MS.into());
-        // No lower bound is the smallest number, not 0: an upper bound before 1970 must not
-        // make the range empty-and-reversed, which DynamoDB refuses.
-        values.insert(":laFrom".into(), millis(query.last_attempt_from, i64::MIN));
-        values.insert(":laTo".into(), millis(query.last_attempt_to, i64::MAX));
-        "#la BETWEEN :laFrom AND :laTo"
-    };
+/// Whether the query has filters its source's key does not cover.
+fn has_other_filters(query: &DeliveryQuery, source: Source<'_>) -> bool {
+    query.event_type.is_some()
+        || query.last_attempt_from.is_some()
+        || query.last_attempt_to.is_some()
+        || (query.status.is_some() && !matches!(source, Source::Failures(_)))
+}
 
-    // The key: the most selective filter that has an index.
-    let (index, hash_name, hash_value) = if let Some(webhook_id) = &query.webhook_id {
-        let value = s(log_index_key(account_id, webhook_id));
-        (Some(BY_WEBHOOK), WEBHOOK_KEY, value)
-    } else if let Some(status) = query.status {
-        (
-            Some(BY_STATUS),
-            STATUS_KEY,
-            counters::status_key(account_id, status),
-        )
-    } else if let Some(event_type) = &query.event_type {
-        let value = s(log_index_key(account_id, event_type));
-        (Some(BY_TYPE), TYPE_KEY, value)
-    } else {
-        let index = has_last.then_some(BY_LAST_ATTEMPT);
-        (index, PK, s(account_pk(account_id)))
+/// Whether `delivery` passes every filter of `query` (a delivery never attempted matches no
+/// last-attempt bound). Times compare to the millisecond, as the API gives them.
+fn matches(delivery: &Delivery, query: &DeliveryQuery) -> bool {
+    let ms = |t: DateTime<Utc>| t.timestamp_millis();
+    let in_range = |t: DateTime<Utc>, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| {
+        from.is_none_or(|f| ms(t) >= ms(f)) && to.is_none_or(|to| ms(t) <= ms(to))
     };
-    names.insert("#hk".into(), hash_name.to_string());
-    values.insert(":hk".into(), hash_value);
-    let range_condition = if index == Some(BY_LAST_ATTEMPT) {
-        last_range(&mut names, &mut values)
+    let attempted_in_range = if query.last_attempt_from.is_some() || query.last_attempt_to.is_some()
+    {
+        delivery
+            .last_attempt_at
+            .is_some_and(|t| in_range(t, query.last_attempt_from, query.last_attempt_to))
     } else {
-        // Also keeps a base-table query to the delivery items.
-        created_range(&mut names, &mut values)
+        true
     };
-    let key_condition = format!("#hk = :hk AND {range_condition}");
-
-    // Whatever the key does not cover.
-    let mut filters = Vec::new();
-    if index != Some(BY_WEBHOOK)
-        && let Some(webhook_id) = &query.webhook_id
-    {
-        names.insert("#wh".into(), "webhookId".into());
-        values.insert(":wh".into(), s(webhook_id.as_str()));
-        filters.push("#wh = :wh");
-    }
-    if index != Some(BY_STATUS)
-        && let Some(status) = query.status
-    {
-        names.insert("#st".into(), "status".into());
-        values.insert(":st".into(), s(status.as_str()));
-        filters.push("#st = :st");
-    }
-    if index != Some(BY_TYPE)
-        && let Some(event_type) = &query.event_type
-    {
-        names.insert("#ty".into(), "eventType".into());
-        values.insert(":ty".into(), s(event_type.as_str()));
-        filters.push("#ty = :ty");
-    }
-    if has_last && index != Some(BY_LAST_ATTEMPT) {
-        filters.push(last_range(&mut names, &mut values));
-    }
-    if has_created && index == Some(BY_LAST_ATTEMPT) {
-        filters.push(created_range(&mut names, &mut values));
-    }
-    Plan {
-        index,
-        key_condition,
-        filter: (!filters.is_empty()).then(|| filters.join(" AND ")),
-        names,
-        values,
-    }
+    query
+        .webhook_id
+        .as_ref()
+        .is_none_or(|w| &delivery.webhook_id == w)
+        && query.status.is_none_or(|s| delivery.status == s)
+        && query
+            .event_type
+            .as_ref()
+            .is_none_or(|t| &delivery.event_type == t)
+        && in_range(delivery.created_at, query.created_from, query.created_to)
+        && attempted_in_range
 }
 
 impl DynamoStore {
-    fn plan_query(
+    /// The Query of one shard of `source`, newest first, within the created-time range.
+    fn shard_query(
         &self,
-        plan: &Plan,
+        account_id: &str,
+        query: &DeliveryQuery,
+        source: Source<'_>,
+        shard: u32,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let (index, hash_name, hash_value) = match source {
+            Source::All => (None, PK, log_pk(account_id, shard)),
+            Source::Webhook(webhook_id) => (
+                Some(BY_WEBHOOK),
+                WEBHOOK_KEY,
+                log_index_key(account_id, webhook_id, shard),
+            ),
+            Source::Failures(status) => (
+                Some(BY_STATUS),
+                STATUS_KEY,
+                log_index_key(account_id, status.as_str(), shard),
+            ),
+        };
+        let (low, high) = ids::id_bounds(ids::DELIVERY, query.created_from, query.created_to);
         self.client
             .query()
             .table_name(&self.table)
-            .set_index_name(plan.index.map(String::from))
-            .key_condition_expression(&plan.key_condition)
-            .set_filter_expression(plan.filter.clone())
-            .set_expression_attribute_names(Some(plan.names.clone()))
-            .set_expression_attribute_values(Some(plan.values.clone()))
+            .set_index_name(index.map(String::from))
+            .key_condition_expression("#hk = :hk AND #sk BETWEEN :low AND :high")
+            .expression_attribute_names("#hk", hash_name)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":hk", s(hash_value))
+            .expression_attribute_values(":low", s(format!("DLV#{low}")))
+            .expression_attribute_values(":high", s(format!("DLV#{high}")))
+            .scan_index_forward(false)
     }
 
-    async fn count(&self, plan: &Plan) -> PortResult<u64> {
+    /// Up to `want` (every one when `None`) deliveries of one shard that match `query`,
+    /// newest first.
+    async fn shard_matches(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+        source: Source<'_>,
+        shard: u32,
+        want: Option<usize>,
+    ) -> PortResult<Vec<Delivery>> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let limit = want.map_or(1000, |w| (w - found.len()).clamp(10, 1000));
+            let out = self
+                .shard_query(account_id, query, source, shard)
+                .limit(limit as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk("Query"))?;
+            let items = out.items.unwrap_or_default();
+            // An index holds keys only: read the deliveries (in the order of the keys).
+            let deliveries: Vec<Delivery> = if source == Source::All {
+                items
+                    .into_iter()
+                    .map(from_item)
+                    .collect::<PortResult<_>>()?
+            } else {
+                let order: Vec<String> = items
+                    .iter()
+                    .filter_map(|k| k.get(SK).and_then(|v| v.as_s().ok()).cloned())
+                    .collect();
+                let keys = items
+                    .into_iter()
+                    .map(|mut k| {
+                        HashMap::from_iter(
+                            [PK, SK].map(|a| (a.to_string(), k.remove(a).unwrap_or(s("")))),
+                        )
+                    })
+                    .collect();
+                let mut by_sk: HashMap<String, Delivery> = HashMap::new();
+                for item in self.batch_get(keys).await? {
+                    let sk = item
+                        .get(SK)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default();
+                    by_sk.insert(sk, from_item(item)?);
+                }
+                order.iter().filter_map(|sk| by_sk.remove(sk)).collect()
+            };
+            found.extend(deliveries.into_iter().filter(|d| matches(d, query)));
+            start = out.last_evaluated_key;
+            if start.is_none() || want.is_some_and(|w| found.len() >= w) {
+                if let Some(w) = want {
+                    found.truncate(w);
+                }
+                return Ok(found);
+            }
+        }
+    }
+
+    /// How many deliveries one shard of `source` holds in the created-time range.
+    async fn shard_count(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+        source: Source<'_>,
+        shard: u32,
+    ) -> PortResult<u64> {
         let mut total = 0u64;
         let mut start: Option<Item> = None;
         loop {
             let out = self
-                .plan_query(plan)
+                .shard_query(account_id, query, source, shard)
                 .select(Select::Count)
                 .set_exclusive_start_key(start)
                 .send()
@@ -141,37 +199,22 @@ impl DynamoStore {
         }
     }
 
-    /// The table keys of one page, in the plan's order (newest first).
-    async fn page_keys(&self, plan: &Plan, skip: u64, size: usize) -> PortResult<Vec<Item>> {
-        let mut names = plan.names.clone();
-        names.insert("#pk".into(), PK.into());
-        names.insert("#sk".into(), SK.into());
-        let mut seen = 0u64;
-        let mut keys = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .plan_query(plan)
-                .set_expression_attribute_names(Some(names.clone()))
-                .projection_expression("#pk, #sk")
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk("Query"))?;
-            for mut item in out.items.unwrap_or_default() {
-                if seen >= skip && keys.len() < size {
-                    keys.push(HashMap::from_iter(
-                        [PK, SK].map(|k| (k.to_string(), item.remove(k).unwrap_or(s("")))),
-                    ));
-                }
-                seen += 1;
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() || keys.len() >= size {
-                return Ok(keys);
-            }
-        }
+    /// The matches of every shard, up to `want` each, newest first.
+    async fn all_shards(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+        source: Source<'_>,
+        want: Option<usize>,
+    ) -> PortResult<Vec<Delivery>> {
+        let shards: Vec<Vec<Delivery>> = stream::iter(0..LOG_SHARDS)
+            .map(|shard| self.shard_matches(account_id, query, source, shard, want))
+            .buffer_unordered(SHARDS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut all: Vec<Delivery> = shards.into_iter().flatten().collect();
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(all)
     }
 }
 
@@ -180,45 +223,55 @@ pub(super) async fn list_deliveries(
     account_id: &str,
     query: &DeliveryQuery,
 ) -> PortResult<DeliveryPage> {
-    let plan = plan(account_id, query);
+    let source = source(query);
     let counted = query.webhook_id.is_none()
         && query.event_type.is_none()
         && query.created_from.is_none()
         && query.created_to.is_none()
         && query.last_attempt_from.is_none()
         && query.last_attempt_to.is_none();
+    let skip = query.page as usize * query.size as usize;
+    let page = |all: Vec<Delivery>| -> Vec<Delivery> {
+        all.into_iter()
+            .skip(skip)
+            .take(query.size as usize)
+            .collect()
+    };
+    if !counted && has_other_filters(query, source) {
+        // Only reading every match counts them: the page comes from the same reads.
+        let all = store.all_shards(account_id, query, source, None).await?;
+        let total = all.len() as u64;
+        return Ok(DeliveryPage {
+            items: page(all),
+            total,
+        });
+    }
     let total = if counted {
         let counts = counters::status_counts(store, account_id).await?;
         query.status.map_or(counts.total(), |s| counts.get(s))
     } else {
-        store.count(&plan).await?
+        let totals: Vec<u64> = stream::iter(0..LOG_SHARDS)
+            .map(|shard| store.shard_count(account_id, query, source, shard))
+            .buffer_unordered(SHARDS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        totals.iter().sum()
     };
-    let skip = query.page as u64 * query.size as u64;
     // Counters folded from the stream lag the log by a moment: a total from them never hides
     // a page of deliveries already stored.
-    if query.size == 0 || (skip >= total && !(counted && store.counting == Counting::FromStream)) {
+    let lagging = counted && store.counting == Counting::FromStream;
+    if query.size == 0 || (skip as u64 >= total && !lagging) {
         return Ok(DeliveryPage {
             items: vec![],
             total,
         });
     }
-    let keys = store.page_keys(&plan, skip, query.size as usize).await?;
-    let order: Vec<String> = keys
-        .iter()
-        .filter_map(|k| k.get(SK).and_then(|v| v.as_s().ok()).cloned())
-        .collect();
-    let mut found: HashMap<String, Delivery> = HashMap::new();
-    for item in store.batch_get(keys).await? {
-        let sk = item
-            .get(SK)
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default();
-        found.insert(sk, from_item(item)?);
-    }
-    let items: Vec<Delivery> = order.iter().filter_map(|sk| found.remove(sk)).collect();
+    let all = store
+        .all_shards(account_id, query, source, Some(skip + query.size as usize))
+        .await?;
+    let items = page(all);
     Ok(DeliveryPage {
-        total: total.max(skip + items.len() as u64),
+        total: total.max((skip + items.len()) as u64),
         items,
     })
 }

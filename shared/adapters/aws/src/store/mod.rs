@@ -85,10 +85,10 @@ fn webhook_key(account_id: &str, id: &str) -> Item {
     key(account_pk(account_id), format!("WH#{id}"))
 }
 fn event_key(account_id: &str, id: &str) -> Item {
-    key(account_pk(account_id), format!("EVT#{id}"))
+    key(log_pk(account_id, log_shard(id)), format!("EVT#{id}"))
 }
 fn delivery_key(account_id: &str, id: &str) -> Item {
-    key(account_pk(account_id), format!("DLV#{id}"))
+    key(log_pk(account_id, log_shard(id)), format!("DLV#{id}"))
 }
 fn names(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -340,6 +340,73 @@ impl DynamoStore {
             if start.is_none() || items.len() >= size as usize {
                 items.truncate(size as usize);
                 return Ok(items);
+            }
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Up to `limit` items of one due shard whose sweep time is at or before `before`, with
+    /// their sweep times.
+    async fn due_in_shard(
+        &self,
+        shard: u32,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<(i64, DueItem)>> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("#shard = :shard AND #due <= :before")
+                .expression_attribute_names("#shard", DUE_SHARD)
+                .expression_attribute_names("#due", DUE_AT)
+                .expression_attribute_values(":shard", s(format!("DUE#{shard}")))
+                .expression_attribute_values(":before", n(before.timestamp_millis()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk("Query"))?;
+            for item in out.items.unwrap_or_default() {
+                let due_at = item
+                    .get(DUE_AT)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let kind = item
+                    .get(KIND)
+                    .and_then(|k| k.as_s().ok())
+                    .map(String::as_str);
+                let due = match kind {
+                    Some(KIND_EVENT) => item
+                        .get("accountId")
+                        .zip(item.get("id"))
+                        .and_then(|(a, i)| Some((a.as_s().ok()?.clone(), i.as_s().ok()?.clone())))
+                        .map(|(account_id, event_id)| DueItem::FanOut {
+                            account_id,
+                            event_id,
+                        }),
+                    Some(KIND_DELIVERY) => job_of(&item).map(|job| DueItem::Delivery {
+                        job,
+                        next_attempt_at: item
+                            .get("nextAttemptAt")
+                            .and_then(|v| v.as_s().ok())
+                            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                            .map(|t| t.with_timezone(&Utc)),
+                    }),
+                    _ => None,
+                };
+                if let Some(due) = due {
+                    found.push((due_at, due));
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || found.len() >= limit {
+                return Ok(found);
             }
         }
     }
@@ -708,67 +775,13 @@ impl Store for DynamoStore {
     }
 
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {
-        let mut found: Vec<(i64, DueItem)> = Vec::new();
-        for shard in 0..DUE_SHARDS {
-            let mut start: Option<Item> = None;
-            let mut taken = 0usize;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(DUE_INDEX)
-                    .key_condition_expression("#shard = :shard AND #due <= :before")
-                    .expression_attribute_names("#shard", DUE_SHARD)
-                    .expression_attribute_names("#due", DUE_AT)
-                    .expression_attribute_values(":shard", s(format!("DUE#{shard}")))
-                    .expression_attribute_values(":before", n(before.timestamp_millis()))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(sdk("Query"))?;
-                for item in out.items.unwrap_or_default() {
-                    let due_at = item
-                        .get(DUE_AT)
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
-                    let kind = item
-                        .get(KIND)
-                        .and_then(|k| k.as_s().ok())
-                        .map(String::as_str);
-                    let due = match kind {
-                        Some(KIND_EVENT) => item
-                            .get("accountId")
-                            .zip(item.get("id"))
-                            .and_then(|(a, i)| {
-                                Some((a.as_s().ok()?.clone(), i.as_s().ok()?.clone()))
-                            })
-                            .map(|(account_id, event_id)| DueItem::FanOut {
-                                account_id,
-                                event_id,
-                            }),
-                        Some(KIND_DELIVERY) => job_of(&item).map(|job| DueItem::Delivery {
-                            job,
-                            next_attempt_at: item
-                                .get("nextAttemptAt")
-                                .and_then(|v| v.as_s().ok())
-                                .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-                                .map(|t| t.with_timezone(&Utc)),
-                        }),
-                        _ => None,
-                    };
-                    if let Some(due) = due {
-                        found.push((due_at, due));
-                        taken += 1;
-                    }
-                }
-                start = out.last_evaluated_key;
-                if start.is_none() || taken >= limit {
-                    break;
-                }
-            }
-        }
+        use futures::stream::{StreamExt, TryStreamExt};
+        let shards: Vec<Vec<(i64, DueItem)>> = futures::stream::iter(0..DUE_SHARDS)
+            .map(|shard| self.due_in_shard(shard, before, limit))
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        let mut found: Vec<(i64, DueItem)> = shards.into_iter().flatten().collect();
         found.sort_by_key(|(at, _)| *at);
         Ok(found
             .into_iter()
