@@ -59,6 +59,9 @@ pub fn validate_batch_size(len: usize) -> Result<(), ValidationError> {
     }
 }
 
+/// A stored event's result and the jobs of its small fan-out, still to be queued.
+type StoredEvent = (Published, Vec<DeliveryJob>);
+
 /// An event that passed validation, with the account's webhooks, ready to be stored.
 struct ToStore {
     index: usize,
@@ -156,20 +159,19 @@ impl Service {
 
         // Each future owns what it uses (a clone of the service is a few `Arc`s): futures
         // borrowing through the stream's closure are not provably `Send` for the Router.
-        let stored: Vec<(usize, ServiceResult<(Published, Vec<DeliveryJob>)>)> =
-            stream::iter(to_store)
-                .map(|item| {
-                    let service = self.clone();
-                    async move {
-                        let result = service
-                            .store_event(item.event, item.deliveries, sweep_at)
-                            .await;
-                        (item.index, result)
-                    }
-                })
-                .buffered(PUBLISH_CONCURRENCY)
-                .collect()
-                .await;
+        let stored: Vec<(usize, ServiceResult<StoredEvent>)> = stream::iter(to_store)
+            .map(|item| {
+                let service = self.clone();
+                async move {
+                    let result = service
+                        .store_event(item.event, item.deliveries, sweep_at)
+                        .await;
+                    (item.index, result)
+                }
+            })
+            .buffered(PUBLISH_CONCURRENCY)
+            .collect()
+            .await;
         let mut jobs = Vec::new();
         let mut failure = None;
         for (index, result) in stored {
@@ -265,7 +267,7 @@ impl Service {
         event: Event,
         deliveries: Vec<Delivery>,
         sweep_at: DateTime<Utc>,
-    ) -> ServiceResult<(Published, Vec<DeliveryJob>)> {
+    ) -> ServiceResult<StoredEvent> {
         let small = deliveries.len() <= MAX_ATOMIC_FAN_OUT;
         let existing = if small {
             self.ports
