@@ -990,3 +990,79 @@ async fn bulk_retry_requeues_only_failed_deliveries() {
     assert_eq!(after.status, DeliveryStatus::Retrying);
     assert_eq!(after.round_start, 0, "its round goes on");
 }
+
+// --- batch publish (issue 12, item 4) ---
+
+/// The api function's path for `POST /api/v3/events/batch`: the publish fixture with its path
+/// and body replaced, as API Gateway would send it.
+async fn invoke_batch(router: axum::Router, body: serde_json::Value) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let mut event: serde_json::Value =
+        serde_json::from_str(&fixture("apigw-publish-event.json")).unwrap();
+    event["rawPath"] = "/api/v3/events/batch".into();
+    event["requestContext"]["http"]["path"] = "/api/v3/events/batch".into();
+    event["pathParameters"]["proxy"] = "api/v3/events/batch".into();
+    event["body"] = body.to_string().into();
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_published_through_the_api_function_puts_every_job_on_sqs() {
+    let stack = stack().await;
+    let router = api_router(&stack);
+    let (url, hits) = flaky_receiver(0).await;
+    let account = stack.account_with_webhook(&url).await;
+    let events: Vec<serde_json::Value> = (0..25)
+        .map(|n| {
+            serde_json::json!({
+                "accountId": account,
+                "type": "reading.weight",
+                "payload": {"id": n, "weight": 80 + n},
+                "id": format!("scale-{n}"),
+            })
+        })
+        .collect();
+    let batch = serde_json::json!({ "events": events });
+    let (status, answer) = invoke_batch(router.clone(), batch.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 25);
+    for (n, result) in results.iter().enumerate() {
+        assert_eq!(
+            result,
+            &serde_json::json!({"status": 202, "id": format!("scale-{n}"), "type": "reading.weight", "deliveries": 1})
+        );
+    }
+
+    // One job per event on SQS (SendMessageBatch in tens), each for its own delivery.
+    let bodies = stack.drain_bodies().await;
+    assert_eq!(bodies.len(), 25);
+    let jobs: Vec<hookline_model::DeliveryJob> = bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let mut event_ids: Vec<String> = jobs.iter().map(|j| j.event_id.clone()).collect();
+    event_ids.sort();
+    let mut expected: Vec<String> = (0..25).map(|n| format!("scale-{n}")).collect();
+    expected.sort();
+    assert_eq!(event_ids, expected);
+    let mut delivery_ids: Vec<&str> = jobs.iter().map(|j| j.delivery_id.as_str()).collect();
+    delivery_ids.sort();
+    delivery_ids.dedup();
+    assert_eq!(delivery_ids.len(), 25);
+
+    // The jobs deliver (one through the deliver handler is enough to show they are real).
+    stack.deliver_body(&stack.service, &bodies[0]).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // The same batch again: the first results, and nothing new on the queue.
+    let (status, again) = invoke_batch(router, batch).await;
+    assert_eq!((status, &again), (200, &answer));
+    assert!(stack.drain_bodies().await.is_empty());
+}

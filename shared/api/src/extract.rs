@@ -17,28 +17,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(match rejection {
-                JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send the body as JSON with Content-Type: application/json",
-                ),
-                JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "the request body is larger than 1 MiB",
-                    )
-                }
-                JsonRejection::JsonDataError(e) => {
-                    ApiError::bad_request(field_first(&e.body_text()))
-                }
-                JsonRejection::JsonSyntaxError(e) => {
-                    ApiError::bad_request(format!("body is not valid JSON: {}", e.body_text()))
-                }
-                other => ApiError::bad_request(other.body_text()),
-            }),
+            Err(rejection) => Err(json_error(rejection)),
         }
+    }
+}
+
+/// A JSON rejection as an API error: 415, 413, or a 400 naming the field.
+pub fn json_error(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than 1 MiB",
+            )
+        }
+        JsonRejection::JsonDataError(e) => ApiError::bad_request(field_first(&e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::bad_request(format!("body is not valid JSON: {}", e.body_text()))
+        }
+        other => ApiError::bad_request(other.body_text()),
     }
 }
 
@@ -102,23 +105,49 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Ids<T> 
 /// Rewrites serde's message so it starts with the field at fault: `url: is required`,
 /// `active: invalid type: string "yes", expected a boolean at line 1 column 15`.
 fn field_first(axum_text: &str) -> String {
+    match field_and_message(axum_text) {
+        (Some(field), message) => format!("{field}: {message}"),
+        (None, message) => message,
+    }
+}
+
+/// Splits axum's text of a JSON data error into the field at fault (its path, such as
+/// `payload` or `events[2].type`, when serde knows one) and what is wrong with it.
+pub fn field_and_message(axum_text: &str) -> (Option<String>, String) {
     let text = axum_text
         .strip_prefix("Failed to deserialize the JSON body into the target type: ")
         .unwrap_or(axum_text);
-    let text = text.strip_prefix(".: ").unwrap_or(text);
+    let (path, rest) = match text.strip_prefix(".: ") {
+        Some(rest) => (None, rest),
+        None => match text.split_once(": ") {
+            Some((path, rest))
+                if !path.is_empty()
+                    && path.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']')
+                    }) =>
+            {
+                (Some(path), rest)
+            }
+            _ => (None, text),
+        },
+    };
     let quoted = |rest: &str| rest.split('`').nth(1).map(str::to_string);
-    if let Some(field) = text.strip_prefix("missing field ").and_then(quoted) {
-        return format!("{field}: is required");
+    let within = |field: String| match path {
+        Some(path) => format!("{path}.{field}"),
+        None => field,
+    };
+    if let Some(field) = rest.strip_prefix("missing field ").and_then(quoted) {
+        return (Some(within(field)), "is required".into());
     }
-    if let Some(field) = text.strip_prefix("unknown field ").and_then(quoted) {
-        return format!("{field}: is not a field of this request");
+    if let Some(field) = rest.strip_prefix("unknown field ").and_then(quoted) {
+        return (Some(within(field)), "is not a field of this request".into());
     }
-    text.to_string()
+    (path.map(str::to_string), rest.to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::field_first;
+    use super::{field_and_message, field_first};
 
     #[test]
     fn messages_start_with_the_field() {
@@ -138,6 +167,21 @@ mod tests {
                 "{prefix}active: invalid type: string \"yes\", expected a boolean"
             ))
             .starts_with("active: ")
+        );
+        assert_eq!(
+            field_and_message(&format!("{prefix}.: invalid type: integer `1`, expected x")),
+            (None, "invalid type: integer `1`, expected x".to_string())
+        );
+        assert_eq!(
+            field_and_message(&format!("{prefix}payload: invalid type: string \"a\"")),
+            (
+                Some("payload".into()),
+                "invalid type: string \"a\"".to_string()
+            )
+        );
+        assert_eq!(
+            field_and_message("invalid type: sequence, expected a map"),
+            (None, "invalid type: sequence, expected a map".to_string())
         );
     }
 }

@@ -287,3 +287,40 @@ pub struct ErrorDetail {
     #[schema(example = "url: must use https")]
     pub message: String,
 }
+
+/// `POST /events/batch`: one result per event, in the order sent.
+#[derive(Serialize, ToSchema)]
+pub struct BatchResultsView {
+    pub results: Vec<BatchResultView>,
+}
+
+/// One event of a batch: accepted, as `POST /events` answers it, or refused with the error
+/// `POST /events` would give, its message naming the field as `events[i].<field>`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchResultView {
+    Accepted(BatchAcceptedView),
+    Refused(BatchRefusedView),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchAcceptedView {
+    /// 202: stored and fanned out (or published before with this id: its first result).
+    #[schema(example = 202)]
+    pub status: u16,
+    #[schema(example = "evt_01JC6Y4V9M6T2Q8KJ1N3X5Z7B9")]
+    pub id: String,
+    #[serde(rename = "type")]
+    #[schema(example = "reading.weight")]
+    pub event_type: String,
+    /// How many deliveries the event fanned out to.
+    pub deliveries: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchRefusedView {
+    /// 400 (invalid), 404 (unknown account) or 413 (payload over 256 KiB).
+    #[schema(example = 400)]
+    pub status: u16,
+    pub error: ErrorDetail,
+}

@@ -1,19 +1,30 @@
-//! Publishing an event and fanning it out to the account's matching, active webhooks.
+//! Publishing events, one at a time (`POST /events`) or in batches (`POST /events/batch`), and
+//! fanning each out to its account's matching, active webhooks. Both go through
+//! [`Service::publish_events`]: one validation, one way of storing and queueing.
 
 use crate::ports::MAX_ATOMIC_FAN_OUT;
 use crate::{Service, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
 use hookline_model::catalog::{subscriptions_match, validate_event_type_name};
 use hookline_model::limits::MAX_PAYLOAD_BYTES;
-use hookline_model::{Delivery, Event, ValidationError, ids};
+use hookline_model::{Delivery, DeliveryJob, Event, ValidationError, Webhook, ids};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::Instant;
 
 /// Deliveries of a large fan-out stored (and queued) at a time.
 const FAN_OUT_CHUNK: usize = 500;
 
-/// `POST /events`.
+/// The most events one `POST /events/batch` takes.
+pub const MAX_BATCH_EVENTS: usize = 100;
+
+/// Store requests a batch keeps in flight at once (event inserts, account and type lookups).
+pub const PUBLISH_CONCURRENCY: usize = 8;
+
+/// `POST /events`, and each event of `POST /events/batch`.
 #[derive(Debug)]
 pub struct NewEvent {
     pub account_id: String,
@@ -32,55 +43,231 @@ pub struct Published {
     pub deliveries: u32,
 }
 
+/// One result per event of a batch, in order: published, or why this event was refused
+/// (a validation error, a payload over its limit, an unknown account).
+pub type BatchResults = Vec<ServiceResult<Published>>;
+
+/// The number of events a batch may hold: 1 to [`MAX_BATCH_EVENTS`].
+pub fn validate_batch_size(len: usize) -> Result<(), ValidationError> {
+    if (1..=MAX_BATCH_EVENTS).contains(&len) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "events",
+            format!("must hold 1 to {MAX_BATCH_EVENTS} events (got {len})"),
+        ))
+    }
+}
+
+/// A stored event's result and the jobs of its small fan-out, still to be queued.
+type StoredEvent = (Published, Vec<DeliveryJob>);
+
+/// An event that passed validation, with the account's webhooks, ready to be stored.
+struct ToStore {
+    index: usize,
+    event: Event,
+    deliveries: Vec<Delivery>,
+}
+
 impl Service {
     pub async fn publish(&self, input: NewEvent) -> ServiceResult<Published> {
-        validate_event_type_name("type", &input.event_type)?;
-        if !self.is_known_event_type(&input.event_type).await? {
-            return Err(ValidationError::new(
-                "type",
-                format!("unknown event type '{}'", input.event_type),
-            )
-            .into());
+        let mut results = self.publish_events(vec![input]).await?;
+        results.pop().expect("one result per event")
+    }
+
+    /// Publishes up to [`MAX_BATCH_EVENTS`] events, each as [`Service::publish`] would: one
+    /// result per event, in order, a refused event not keeping the others from being
+    /// accepted. Fails as a whole only when the queue applies backpressure (nothing is
+    /// stored) or a backend fails (what was stored stays stored and queued, and publishing
+    /// the batch again is safe: stored ids answer their first result).
+    pub async fn publish_batch(&self, inputs: Vec<NewEvent>) -> ServiceResult<BatchResults> {
+        if inputs.len() > MAX_BATCH_EVENTS {
+            return Err(validate_batch_size(inputs.len()).unwrap_err().into());
         }
-        if input.payload.get().len() > MAX_PAYLOAD_BYTES {
-            return Err(ServiceError::TooLarge {
-                field: "payload",
-                limit: MAX_PAYLOAD_BYTES,
-            });
+        self.publish_events(inputs).await
+    }
+
+    /// The one way events are published. Per batch: each distinct event type and each
+    /// distinct account (with its webhooks) is read once; the events are stored at most
+    /// [`PUBLISH_CONCURRENCY`] at a time, each (with a small fan-out's deliveries) in one
+    /// write and due for the sweep; then the jobs of every small fan-out are queued with one
+    /// call (a large fan-out queues its chunks as it stores them, as it always did). An
+    /// event is therefore stored before any of its jobs is queued, and a failed enqueue is
+    /// left to the sweep.
+    async fn publish_events(&self, inputs: Vec<NewEvent>) -> ServiceResult<BatchResults> {
+        let known_types = self.known_event_types(&inputs).await?;
+        let mut results: Vec<Option<ServiceResult<Published>>> = Vec::with_capacity(inputs.len());
+        let mut valid = Vec::with_capacity(inputs.len());
+        for (index, input) in inputs.into_iter().enumerate() {
+            match check_event(&input, &known_types) {
+                Ok(()) => {
+                    results.push(None);
+                    valid.push((index, input));
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
         }
-        if !input.payload.get().trim_start().starts_with('{') {
-            return Err(ValidationError::new("payload", "must be a JSON object").into());
-        }
-        if let Some(id) = &input.id {
-            validate_event_id(id)?;
+        if valid.is_empty() {
+            return Ok(results.into_iter().flatten().collect());
         }
         if let Some(wait) = self.ports.queue.backpressure() {
             return Err(ServiceError::Busy {
                 retry_after_secs: wait.as_secs().max(1),
             });
         }
-        if self
-            .ports
-            .store
-            .get_account(&input.account_id)
-            .await?
-            .is_none()
-        {
-            return Err(ServiceError::NotFound("account"));
-        }
+        let webhooks = self.webhooks_of_accounts(&valid).await?;
+
         let now = self.ports.clock.now();
-        let event = Event {
-            id: input.id.unwrap_or_else(|| ids::new_id(ids::EVENT, now)),
-            account_id: input.account_id,
-            event_type: input.event_type,
-            payload: input.payload.get().to_string(),
-            created_at: now,
-            deliveries: 0,
-            fanned_out: false,
-        };
-        let deliveries = self.deliveries_of(&event).await?;
         let sweep_at = self.sweep_time(now);
-        // A small fan-out is stored with its event in one write; a larger one after it.
+        let mut to_store = Vec::with_capacity(valid.len());
+        // A caller id given twice in one batch is stored once; the later ones answer the
+        // first's result, as a later request would.
+        let mut first_with_id: HashMap<(String, String), usize> = HashMap::new();
+        let mut repeats = Vec::new();
+        for (index, input) in valid {
+            let Some(Some(account_webhooks)) = webhooks.get(&input.account_id) else {
+                results[index] = Some(Err(ServiceError::NotFound("account")));
+                continue;
+            };
+            if let Some(id) = &input.id {
+                match first_with_id.entry((input.account_id.clone(), id.clone())) {
+                    Entry::Occupied(first) => {
+                        repeats.push((index, *first.get()));
+                        continue;
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(index);
+                    }
+                }
+            }
+            let event = Event {
+                id: input.id.unwrap_or_else(|| ids::new_id(ids::EVENT, now)),
+                account_id: input.account_id,
+                event_type: input.event_type,
+                payload: input.payload.get().to_string(),
+                created_at: now,
+                deliveries: 0,
+                fanned_out: false,
+            };
+            let deliveries = deliveries_of(&event, account_webhooks);
+            to_store.push(ToStore {
+                index,
+                event,
+                deliveries,
+            });
+        }
+
+        // Each future owns what it uses (a clone of the service is a few `Arc`s): futures
+        // borrowing through the stream's closure are not provably `Send` for the Router.
+        let stored: Vec<(usize, ServiceResult<StoredEvent>)> = stream::iter(to_store)
+            .map(|item| {
+                let service = self.clone();
+                async move {
+                    let result = service
+                        .store_event(item.event, item.deliveries, sweep_at)
+                        .await;
+                    (item.index, result)
+                }
+            })
+            .buffered(PUBLISH_CONCURRENCY)
+            .collect()
+            .await;
+        let mut jobs = Vec::new();
+        let mut failure = None;
+        for (index, result) in stored {
+            match result {
+                Ok((published, new_jobs)) => {
+                    jobs.extend(new_jobs);
+                    results[index] = Some(Ok(published));
+                }
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        // Everything stored is queued, even when another event of the batch failed: those
+        // events would otherwise wait for the sweep, since publishing them again answers
+        // their first result without queueing anything.
+        self.enqueue_or_leave_to_sweep(jobs).await;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        for (index, first) in repeats {
+            results[index] = match &results[first] {
+                Some(Ok(published)) => Some(Ok(published.clone())),
+                _ => unreachable!("the first event with an id is stored or the batch failed"),
+            };
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every event has a result"))
+            .collect())
+    }
+
+    /// Whether each distinct, well-formed event type of `inputs` may be published: built-in
+    /// types are known without asking, each registered one is read once.
+    async fn known_event_types(&self, inputs: &[NewEvent]) -> ServiceResult<HashMap<String, bool>> {
+        let mut names: Vec<String> = inputs
+            .iter()
+            .map(|i| &i.event_type)
+            .filter(|name| validate_event_type_name("type", name).is_ok())
+            .cloned()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let known: Vec<ServiceResult<(String, bool)>> = stream::iter(names)
+            .map(|name| {
+                let service = self.clone();
+                async move {
+                    let known = service.is_known_event_type(&name).await?;
+                    Ok((name, known))
+                }
+            })
+            .buffered(PUBLISH_CONCURRENCY)
+            .collect()
+            .await;
+        known.into_iter().collect()
+    }
+
+    /// The webhooks of each distinct account of `events`, read once per account; `None` for
+    /// an account that does not exist (an id of the wrong shape is not looked up).
+    async fn webhooks_of_accounts(
+        &self,
+        events: &[(usize, NewEvent)],
+    ) -> ServiceResult<HashMap<String, Option<Vec<Webhook>>>> {
+        let mut accounts: Vec<String> = events.iter().map(|(_, e)| e.account_id.clone()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let found: Vec<ServiceResult<(String, Option<Vec<Webhook>>)>> = stream::iter(accounts)
+            .map(|account_id| {
+                let store = self.ports.store.clone();
+                async move {
+                    let webhooks = if ids::has_prefix(&account_id, ids::ACCOUNT)
+                        && store.get_account(&account_id).await?.is_some()
+                    {
+                        Some(store.list_webhooks(&account_id).await?)
+                    } else {
+                        None
+                    };
+                    Ok((account_id, webhooks))
+                }
+            })
+            .buffered(PUBLISH_CONCURRENCY)
+            .collect()
+            .await;
+        found.into_iter().collect()
+    }
+
+    /// Stores one new event with its deliveries: a small fan-out in one write, whose jobs are
+    /// returned for the caller to queue; a large one event first, then its deliveries a chunk
+    /// at a time, each queued once stored. An existing id answers the first result and
+    /// stores and queues nothing.
+    async fn store_event(
+        &self,
+        event: Event,
+        deliveries: Vec<Delivery>,
+        sweep_at: DateTime<Utc>,
+    ) -> ServiceResult<StoredEvent> {
         let small = deliveries.len() <= MAX_ATOMIC_FAN_OUT;
         let existing = if small {
             self.ports
@@ -91,20 +278,23 @@ impl Service {
             self.ports.store.insert_event(&event, sweep_at).await?
         };
         if let Some(existing) = existing {
-            return Ok(published(&existing));
+            return Ok((published(&existing), Vec::new()));
         }
         let count = deliveries.len() as u32;
-        if small {
-            self.enqueue_or_leave_to_sweep(deliveries.iter().map(Delivery::job).collect())
-                .await;
+        let jobs = if small {
+            deliveries.iter().map(Delivery::job).collect()
         } else {
             self.store_fan_out(&event, deliveries, None).await?;
-        }
-        Ok(Published {
-            id: event.id,
-            event_type: event.event_type,
-            deliveries: count,
-        })
+            Vec::new()
+        };
+        Ok((
+            Published {
+                id: event.id,
+                event_type: event.event_type,
+                deliveries: count,
+            },
+            jobs,
+        ))
     }
 
     /// Finishes the fan-out of a stored event that a crash interrupted (the sweep): creates
@@ -116,7 +306,8 @@ impl Service {
         event: &Event,
         deadline: Option<Instant>,
     ) -> ServiceResult<bool> {
-        let deliveries = self.deliveries_of(event).await?;
+        let webhooks = self.ports.store.list_webhooks(&event.account_id).await?;
+        let deliveries = deliveries_of(event, &webhooks);
         Ok(self
             .store_fan_out(event, deliveries, deadline)
             .await?
@@ -157,20 +348,45 @@ impl Service {
         Ok(Some(count))
     }
 
-    /// The pending deliveries of `event`: one per active webhook whose subscriptions match.
-    async fn deliveries_of(&self, event: &Event) -> ServiceResult<Vec<Delivery>> {
-        let webhooks = self.ports.store.list_webhooks(&event.account_id).await?;
-        Ok(webhooks
-            .iter()
-            .filter(|w| w.active && subscriptions_match(&w.events, &event.event_type))
-            .map(|w| Delivery::pending(event, w))
-            .collect())
-    }
-
     pub(crate) fn sweep_time(&self, from: DateTime<Utc>) -> DateTime<Utc> {
         from + chrono::Duration::from_std(self.config.sweep_lease)
             .unwrap_or(chrono::Duration::minutes(2))
     }
+}
+
+/// The pending deliveries of `event`: one per active webhook whose subscriptions match.
+fn deliveries_of(event: &Event, webhooks: &[Webhook]) -> Vec<Delivery> {
+    webhooks
+        .iter()
+        .filter(|w| w.active && subscriptions_match(&w.events, &event.event_type))
+        .map(|w| Delivery::pending(event, w))
+        .collect()
+}
+
+/// Everything about one event that needs no store: the checks of `POST /events`, in its
+/// order, with whether its type is known looked up beforehand.
+fn check_event(input: &NewEvent, known_types: &HashMap<String, bool>) -> ServiceResult<()> {
+    validate_event_type_name("type", &input.event_type)?;
+    if !known_types.get(&input.event_type).copied().unwrap_or(false) {
+        return Err(ValidationError::new(
+            "type",
+            format!("unknown event type '{}'", input.event_type),
+        )
+        .into());
+    }
+    if input.payload.get().len() > MAX_PAYLOAD_BYTES {
+        return Err(ServiceError::TooLarge {
+            field: "payload",
+            limit: MAX_PAYLOAD_BYTES,
+        });
+    }
+    if !input.payload.get().trim_start().starts_with('{') {
+        return Err(ValidationError::new("payload", "must be a JSON object").into());
+    }
+    if let Some(id) = &input.id {
+        validate_event_id(id)?;
+    }
+    Ok(())
 }
 
 fn published(event: &Event) -> Published {
@@ -194,5 +410,663 @@ fn validate_event_id(id: &str) -> Result<(), ValidationError> {
             "id",
             "must be 1 to 128 letters, digits, '_', '-', '.' or ':'",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Publishing over in-memory ports that count what the service asks of them.
+
+    use super::*;
+    use crate::ports::*;
+    use crate::{Config, Mode, Ports};
+    use async_trait::async_trait;
+    use chrono::TimeZone;
+    use hookline_model::types::SigningSecretEntry;
+    use hookline_model::{Account, ApiKeyRecord, EventTypeInfo, StatusCounts};
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    const ACCOUNT: &str = "acct_01JC6Y4V9M6T2Q8KJ1N3X5Z7B9";
+    const OTHER_ACCOUNT: &str = "acct_01JC6Y4V9M6T2Q8KJ1N3X5Z7C0";
+    const MISSING_ACCOUNT: &str = "acct_01JC6Y4V9M6T2Q8KJ1N3X5Z7C1";
+
+    /// A store holding accounts, webhooks, registered types and events in memory. Writes
+    /// take a few milliseconds, so concurrent ones overlap.
+    #[derive(Default)]
+    struct MemoryStore {
+        accounts: Mutex<HashMap<String, Vec<Webhook>>>,
+        types: Mutex<HashSet<String>>,
+        events: Mutex<HashMap<(String, String), Event>>,
+        /// Delivery ids stored.
+        deliveries: Mutex<HashSet<String>>,
+        /// Event ids whose insert fails.
+        failing: Mutex<HashSet<String>>,
+        get_account: AtomicUsize,
+        list_webhooks: AtomicUsize,
+        get_event_type: AtomicUsize,
+        inserts: AtomicUsize,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+    }
+
+    impl MemoryStore {
+        fn with_account(self, account: &str, webhooks: usize) -> Self {
+            let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+            let hooks = (0..webhooks)
+                .map(|n| Webhook {
+                    id: format!("wh_{account}_{n}"),
+                    account_id: account.into(),
+                    url: format!("https://example.com/{n}"),
+                    events: vec!["*".into()],
+                    active: true,
+                    description: None,
+                    metadata: None,
+                    authorization_token: None,
+                    signing_secrets: vec![SigningSecretEntry {
+                        secret: "whsec_x".into(),
+                        expires_at: None,
+                    }],
+                    created_at: now,
+                    updated_at: now,
+                    version: 0,
+                })
+                .collect();
+            self.accounts.lock().unwrap().insert(account.into(), hooks);
+            self
+        }
+
+        fn with_type(self, name: &str) -> Self {
+            self.types.lock().unwrap().insert(name.into());
+            self
+        }
+
+        fn stored_events(&self) -> usize {
+            self.events.lock().unwrap().len()
+        }
+
+        async fn write<T>(&self, event: &Event, write: impl FnOnce() -> T) -> PortResult<T> {
+            self.inserts.fetch_add(1, Ordering::SeqCst);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if self.failing.lock().unwrap().contains(&event.id) {
+                return Err(PortError("the table is throttled".into()));
+            }
+            Ok(write())
+        }
+
+        fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Option<Event> {
+            let mut events = self.events.lock().unwrap();
+            let key = (event.account_id.clone(), event.id.clone());
+            if let Some(existing) = events.get(&key) {
+                return Some(existing.clone());
+            }
+            let mut stored = event.clone();
+            stored.deliveries = deliveries.len() as u32;
+            stored.fanned_out = true;
+            events.insert(key, stored);
+            let mut stored_deliveries = self.deliveries.lock().unwrap();
+            stored_deliveries.extend(deliveries.iter().map(|d| d.id.clone()));
+            None
+        }
+    }
+
+    #[async_trait]
+    impl Store for MemoryStore {
+        async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>> {
+            self.get_account.fetch_add(1, Ordering::SeqCst);
+            Ok(self
+                .accounts
+                .lock()
+                .unwrap()
+                .contains_key(account_id)
+                .then(|| Account {
+                    id: account_id.into(),
+                    name: "Clinic".into(),
+                    created_at: Utc::now(),
+                    webhook_secret: None,
+                }))
+        }
+        async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>> {
+            self.list_webhooks.fetch_add(1, Ordering::SeqCst);
+            Ok(self
+                .accounts
+                .lock()
+                .unwrap()
+                .get(account_id)
+                .cloned()
+                .unwrap_or_default())
+        }
+        async fn get_event_type(&self, name: &str) -> PortResult<Option<EventTypeInfo>> {
+            self.get_event_type.fetch_add(1, Ordering::SeqCst);
+            Ok(self
+                .types
+                .lock()
+                .unwrap()
+                .contains(name)
+                .then(|| EventTypeInfo {
+                    name: name.into(),
+                    description: "registered".into(),
+                }))
+        }
+        async fn insert_event_with_deliveries(
+            &self,
+            event: &Event,
+            deliveries: &[Delivery],
+            _: DateTime<Utc>,
+        ) -> PortResult<Option<Event>> {
+            self.write(event, || self.insert(event, deliveries)).await
+        }
+        async fn insert_event(&self, event: &Event, _: DateTime<Utc>) -> PortResult<Option<Event>> {
+            self.write(event, || self.insert(event, &[])).await
+        }
+        async fn insert_deliveries(
+            &self,
+            _: &Event,
+            deliveries: &[Delivery],
+            _: DateTime<Utc>,
+        ) -> PortResult<Vec<bool>> {
+            let mut stored = self.deliveries.lock().unwrap();
+            Ok(deliveries
+                .iter()
+                .map(|d| stored.insert(d.id.clone()))
+                .collect())
+        }
+        async fn finish_fan_out(&self, event: &Event, deliveries: u32) -> PortResult<()> {
+            let mut events = self.events.lock().unwrap();
+            let stored = events
+                .get_mut(&(event.account_id.clone(), event.id.clone()))
+                .unwrap();
+            stored.deliveries = deliveries;
+            Ok(())
+        }
+
+        // Not used by publishing.
+        async fn insert_account(&self, _: &Account, _: &ApiKeyRecord) -> PortResult<()> {
+            unimplemented!()
+        }
+        async fn list_accounts(&self, _: u32, _: u32) -> PortResult<Page<Account>> {
+            unimplemented!()
+        }
+        async fn set_account_secret(&self, _: &str, _: Option<&str>) -> PortResult<bool> {
+            unimplemented!()
+        }
+        async fn insert_api_key(&self, _: &ApiKeyRecord) -> PortResult<()> {
+            unimplemented!()
+        }
+        async fn find_api_key(&self, _: &str) -> PortResult<Option<ApiKeyRecord>> {
+            unimplemented!()
+        }
+        async fn list_api_keys(&self, _: &str) -> PortResult<Vec<ApiKeyRecord>> {
+            unimplemented!()
+        }
+        async fn delete_api_key(&self, _: &str, _: &str) -> PortResult<bool> {
+            unimplemented!()
+        }
+        async fn delete_admin_keys(&self) -> PortResult<u32> {
+            unimplemented!()
+        }
+        async fn insert_event_type(&self, _: &EventTypeInfo) -> PortResult<bool> {
+            unimplemented!()
+        }
+        async fn list_event_types(&self) -> PortResult<Vec<EventTypeInfo>> {
+            unimplemented!()
+        }
+        async fn insert_webhook(&self, _: &Webhook, _: u32) -> PortResult<bool> {
+            unimplemented!()
+        }
+        async fn update_webhook(&self, _: &Webhook) -> PortResult<bool> {
+            unimplemented!()
+        }
+        async fn deactivate_webhook(&self, _: &str, _: &str, _: DateTime<Utc>) -> PortResult<bool> {
+            unimplemented!()
+        }
+        async fn delete_webhook(&self, _: &str, _: &str) -> PortResult<Option<Webhook>> {
+            unimplemented!()
+        }
+        async fn get_webhook(&self, _: &str, _: &str) -> PortResult<Option<Webhook>> {
+            unimplemented!()
+        }
+        async fn list_webhooks_page(&self, _: &str, _: u32, _: u32) -> PortResult<Page<Webhook>> {
+            unimplemented!()
+        }
+        async fn get_event(&self, _: &str, _: &str) -> PortResult<Option<Event>> {
+            unimplemented!()
+        }
+        async fn get_events(&self, _: &str, _: &[String]) -> PortResult<Vec<Event>> {
+            unimplemented!()
+        }
+        async fn load_delivery(&self, _: &DeliveryJob) -> PortResult<Option<DeliveryContext>> {
+            unimplemented!()
+        }
+        async fn record_attempt(&self, _: &Delivery, _: &AttemptRecord) -> PortResult<bool> {
+            unimplemented!()
+        }
+        async fn record_attempts(&self, _: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>> {
+            unimplemented!()
+        }
+        async fn requeue_delivery(&self, _: &Delivery, _: DateTime<Utc>) -> PortResult<bool> {
+            unimplemented!()
+        }
+        async fn list_deliveries(&self, _: &str, _: &DeliveryQuery) -> PortResult<DeliveryPage> {
+            unimplemented!()
+        }
+        async fn get_delivery(&self, _: &str, _: &str) -> PortResult<Option<Delivery>> {
+            unimplemented!()
+        }
+        async fn status_counts(&self, _: &str) -> PortResult<StatusCounts> {
+            unimplemented!()
+        }
+        async fn due(&self, _: DateTime<Utc>, _: usize) -> PortResult<Vec<DueItem>> {
+            unimplemented!()
+        }
+        async fn postpone(&self, _: &DueItem, _: DateTime<Utc>) -> PortResult<()> {
+            unimplemented!()
+        }
+    }
+
+    /// A queue recording each `enqueue` call, and whether every job's delivery was stored
+    /// when it was queued.
+    struct RecordingQueue {
+        store: Arc<MemoryStore>,
+        calls: Mutex<Vec<Vec<DeliveryJob>>>,
+        queued_before_stored: AtomicUsize,
+        fail: bool,
+        backpressure: Option<Duration>,
+    }
+
+    #[async_trait]
+    impl Queue for RecordingQueue {
+        async fn enqueue(&self, jobs: &[DeliveryJob]) -> PortResult<()> {
+            let stored = self.store.deliveries.lock().unwrap();
+            let early = jobs
+                .iter()
+                .filter(|j| !stored.contains(&j.delivery_id))
+                .count();
+            self.queued_before_stored.fetch_add(early, Ordering::SeqCst);
+            self.calls.lock().unwrap().push(jobs.to_vec());
+            if self.fail {
+                return Err(PortError("the queue is down".into()));
+            }
+            Ok(())
+        }
+        fn backpressure(&self) -> Option<Duration> {
+            self.backpressure
+        }
+    }
+
+    struct NoScheduler;
+    #[async_trait]
+    impl RetryScheduler for NoScheduler {
+        async fn schedule(&self, _: &DeliveryJob, _: DateTime<Utc>) -> PortResult<()> {
+            unimplemented!()
+        }
+    }
+
+    struct NoSender;
+    #[async_trait]
+    impl HttpSender for NoSender {
+        async fn send(&self, _: OutboundRequest) -> SendOutcome {
+            unimplemented!()
+        }
+    }
+
+    struct Setup {
+        service: Service,
+        store: Arc<MemoryStore>,
+        queue: Arc<RecordingQueue>,
+    }
+
+    impl Setup {
+        fn new(store: MemoryStore) -> Self {
+            Self::with_queue(store, false, None)
+        }
+
+        fn with_queue(store: MemoryStore, fail: bool, backpressure: Option<Duration>) -> Self {
+            let store = Arc::new(store);
+            let queue = Arc::new(RecordingQueue {
+                store: store.clone(),
+                calls: Mutex::default(),
+                queued_before_stored: AtomicUsize::new(0),
+                fail,
+                backpressure,
+            });
+            let ports = Ports {
+                store: store.clone(),
+                queue: queue.clone(),
+                scheduler: Arc::new(NoScheduler),
+                clock: Arc::new(SystemClock),
+                sender: Arc::new(NoSender),
+            };
+            Self {
+                service: Service::new(ports, Config::for_mode(Mode::Lambda)),
+                store,
+                queue,
+            }
+        }
+
+        fn enqueue_calls(&self) -> Vec<usize> {
+            self.queue
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(Vec::len)
+                .collect()
+        }
+    }
+
+    fn event(account: &str, event_type: &str, payload: &str, id: Option<&str>) -> NewEvent {
+        NewEvent {
+            account_id: account.into(),
+            event_type: event_type.into(),
+            payload: RawValue::from_string(payload.into()).unwrap(),
+            id: id.map(String::from),
+        }
+    }
+
+    fn good(n: usize) -> NewEvent {
+        event(
+            ACCOUNT,
+            "reading.weight",
+            &format!(r#"{{"n":{n}}}"#),
+            Some(&format!("ext-{n}")),
+        )
+    }
+
+    /// The field a refused event's error names, or its id when accepted.
+    fn outcome(result: &ServiceResult<Published>) -> String {
+        match result {
+            Ok(published) => format!("ok {} {}", published.id, published.deliveries),
+            Err(ServiceError::Validation(e)) => format!("400 {}", e.field),
+            Err(ServiceError::TooLarge { field, .. }) => format!("413 {field}"),
+            Err(ServiceError::NotFound(what)) => format!("404 {what}"),
+            Err(other) => format!("other {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_answers_each_event_in_order_and_publishes_only_the_good_ones() {
+        let setup = Setup::new(
+            MemoryStore::default()
+                .with_account(ACCOUNT, 2)
+                .with_type("survey_finished"),
+        );
+        let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(MAX_PAYLOAD_BYTES));
+        let results = setup
+            .service
+            .publish_batch(vec![
+                good(0),
+                event(ACCOUNT, "no.such.type", "{}", None),
+                event(ACCOUNT, "bad type!", "{}", None),
+                event(MISSING_ACCOUNT, "reading.weight", "{}", None),
+                event("not-an-account-id", "reading.weight", "{}", None),
+                event(ACCOUNT, "reading.weight", "{}", Some("bad id!")),
+                event(ACCOUNT, "reading.weight", &big, None),
+                event(ACCOUNT, "reading.weight", "[1]", None),
+                event(ACCOUNT, "survey_finished", "{}", Some("ext-survey")),
+                // Both a bad type and a bad id: the type is named, as POST /events does.
+                event(ACCOUNT, "no.such.type", "{}", Some("bad id!")),
+            ])
+            .await
+            .unwrap();
+        let outcomes: Vec<String> = results.iter().map(outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "ok ext-0 2",
+                "400 type",
+                "400 type",
+                "404 account",
+                "404 account",
+                "400 id",
+                "413 payload",
+                "400 payload",
+                "ok ext-survey 2",
+                "400 type",
+            ]
+        );
+        assert_eq!(setup.store.stored_events(), 2);
+        assert_eq!(setup.enqueue_calls(), [4], "both events' jobs in one call");
+        // An account id of the wrong shape is not looked up.
+        assert_eq!(setup.store.get_account.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_queues_once_and_reads_each_account_and_type_once() {
+        let setup = Setup::new(
+            MemoryStore::default()
+                .with_account(ACCOUNT, 1)
+                .with_account(OTHER_ACCOUNT, 2)
+                .with_type("survey_finished")
+                .with_type("medical-encounters.created"),
+        );
+        let types = [
+            "survey_finished",
+            "medical-encounters.created",
+            "reading.weight",
+        ];
+        let events = (0..99)
+            .map(|n| {
+                let account = if n % 2 == 0 { ACCOUNT } else { OTHER_ACCOUNT };
+                event(account, types[n % 3], "{}", None)
+            })
+            .collect();
+        let results = setup.service.publish_batch(events).await.unwrap();
+        assert_eq!(results.len(), 99);
+        let deliveries: u32 = results.iter().map(|r| r.as_ref().unwrap().deliveries).sum();
+        assert_eq!(deliveries, 50 + 49 * 2);
+        assert_eq!(
+            setup.enqueue_calls(),
+            [148],
+            "every job of the batch in one call"
+        );
+        assert_eq!(setup.queue.queued_before_stored.load(Ordering::SeqCst), 0);
+        assert_eq!(setup.store.get_account.load(Ordering::SeqCst), 2);
+        assert_eq!(setup.store.list_webhooks.load(Ordering::SeqCst), 2);
+        // Built-in types are known without asking the store.
+        assert_eq!(setup.store.get_event_type.load(Ordering::SeqCst), 2);
+        assert_eq!(setup.store.inserts.load(Ordering::SeqCst), 99);
+        let most = setup.store.most_in_flight.load(Ordering::SeqCst);
+        assert!(
+            (2..=PUBLISH_CONCURRENCY).contains(&most),
+            "stored concurrently, at most {PUBLISH_CONCURRENCY} at once: {most}"
+        );
+    }
+
+    #[tokio::test]
+    async fn publishing_a_batch_again_answers_the_first_results_and_queues_nothing() {
+        let setup = Setup::new(MemoryStore::default().with_account(ACCOUNT, 1));
+        let batch = || (0..5).map(good).collect::<Vec<_>>();
+        let first: Vec<String> = setup
+            .service
+            .publish_batch(batch())
+            .await
+            .unwrap()
+            .iter()
+            .map(outcome)
+            .collect();
+        let mut again = batch();
+        // A different body under a known id changes nothing.
+        again[2] = event(
+            ACCOUNT,
+            "patient.created",
+            r#"{"other":true}"#,
+            Some("ext-2"),
+        );
+        let second: Vec<String> = setup
+            .service
+            .publish_batch(again)
+            .await
+            .unwrap()
+            .iter()
+            .map(outcome)
+            .collect();
+        assert_eq!(first, second);
+        assert_eq!(setup.store.stored_events(), 5);
+        assert_eq!(setup.enqueue_calls(), [5], "nothing queued the second time");
+    }
+
+    #[tokio::test]
+    async fn an_id_given_twice_in_one_batch_is_published_once() {
+        let setup = Setup::new(MemoryStore::default().with_account(ACCOUNT, 1));
+        let results = setup
+            .service
+            .publish_batch(vec![
+                event(ACCOUNT, "reading.weight", "{}", Some("twice")),
+                event(ACCOUNT, "no.such.type", "{}", Some("twice")),
+                event(ACCOUNT, "patient.created", "{}", Some("twice")),
+                event(OTHER_ACCOUNT, "patient.created", "{}", Some("twice")),
+            ])
+            .await
+            .unwrap();
+        let outcomes: Vec<String> = results.iter().map(outcome).collect();
+        assert_eq!(
+            outcomes,
+            ["ok twice 1", "400 type", "ok twice 1", "404 account"]
+        );
+        assert_eq!(results[2].as_ref().unwrap().event_type, "reading.weight");
+        assert_eq!(setup.store.inserts.load(Ordering::SeqCst), 1);
+        assert_eq!(setup.enqueue_calls(), [1]);
+    }
+
+    #[tokio::test]
+    async fn backpressure_refuses_the_whole_batch_before_anything_is_stored() {
+        let setup = Setup::with_queue(
+            MemoryStore::default().with_account(ACCOUNT, 1),
+            false,
+            Some(Duration::from_secs(3)),
+        );
+        let error = setup
+            .service
+            .publish_batch((0..10).map(good).collect())
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            ServiceError::Busy {
+                retry_after_secs: 3
+            }
+        ));
+        assert_eq!(setup.store.stored_events(), 0);
+        // A batch of refused events only is answered event by event, as POST /events
+        // answers a bad event with its 400 when busy.
+        let results = setup
+            .service
+            .publish_batch(vec![event(ACCOUNT, "no.such.type", "{}", None)])
+            .await
+            .unwrap();
+        assert_eq!(outcome(&results[0]), "400 type");
+    }
+
+    #[tokio::test]
+    async fn a_backend_failure_fails_the_batch_but_queues_what_was_stored_and_a_retry_completes_it()
+    {
+        let store = MemoryStore::default().with_account(ACCOUNT, 1);
+        store.failing.lock().unwrap().insert("ext-3".into());
+        let setup = Setup::new(store);
+        let error = setup
+            .service
+            .publish_batch((0..6).map(good).collect())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ServiceError::Port(_)), "{error}");
+        assert_eq!(setup.store.stored_events(), 5);
+        assert_eq!(setup.enqueue_calls(), [5], "the stored events are queued");
+
+        setup.store.failing.lock().unwrap().clear();
+        let results = setup
+            .service
+            .publish_batch((0..6).map(good).collect())
+            .await
+            .unwrap();
+        let outcomes: Vec<String> = results.iter().map(outcome).collect();
+        assert_eq!(
+            outcomes,
+            (0..6).map(|n| format!("ok ext-{n} 1")).collect::<Vec<_>>()
+        );
+        assert_eq!(setup.store.stored_events(), 6);
+        assert_eq!(
+            setup.enqueue_calls(),
+            [5, 1],
+            "only the new event is queued"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_enqueue_is_left_to_the_sweep() {
+        let setup = Setup::with_queue(MemoryStore::default().with_account(ACCOUNT, 1), true, None);
+        let results = setup
+            .service
+            .publish_batch((0..3).map(good).collect())
+            .await
+            .unwrap();
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(setup.store.stored_events(), 3);
+        assert_eq!(setup.enqueue_calls(), [3]);
+    }
+
+    #[tokio::test]
+    async fn a_large_fan_out_in_a_batch_is_stored_in_chunks_and_counted() {
+        let setup = Setup::new(
+            MemoryStore::default()
+                .with_account(ACCOUNT, MAX_ATOMIC_FAN_OUT + 1)
+                .with_account(OTHER_ACCOUNT, 1),
+        );
+        let results = setup
+            .service
+            .publish_batch(vec![
+                event(ACCOUNT, "reading.weight", "{}", Some("large")),
+                event(OTHER_ACCOUNT, "reading.weight", "{}", Some("small")),
+            ])
+            .await
+            .unwrap();
+        let outcomes: Vec<String> = results.iter().map(outcome).collect();
+        assert_eq!(outcomes, ["ok large 41", "ok small 1"]);
+        let mut calls = setup.enqueue_calls();
+        calls.sort_unstable();
+        assert_eq!(calls, [1, 41]);
+        assert_eq!(setup.queue.queued_before_stored.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_at_most_100_events() {
+        let setup = Setup::new(MemoryStore::default().with_account(ACCOUNT, 1));
+        let error = setup
+            .service
+            .publish_batch((0..101).map(good).collect())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ServiceError::Validation(e) if e.field == "events"),
+            "{error}"
+        );
+        assert_eq!(setup.store.stored_events(), 0);
+        assert!(validate_batch_size(0).is_err());
+        assert!(validate_batch_size(1).is_ok());
+        assert!(validate_batch_size(MAX_BATCH_EVENTS).is_ok());
+    }
+
+    #[tokio::test]
+    async fn publish_answers_as_before() {
+        let setup = Setup::new(MemoryStore::default().with_account(ACCOUNT, 3));
+        let published = setup.service.publish(good(7)).await.unwrap();
+        assert_eq!((published.id.as_str(), published.deliveries), ("ext-7", 3));
+        assert!(matches!(
+            setup
+                .service
+                .publish(event(MISSING_ACCOUNT, "reading.weight", "{}", None))
+                .await,
+            Err(ServiceError::NotFound("account"))
+        ));
+        assert!(matches!(
+            setup.service.publish(event(ACCOUNT, "nope.x", "{}", None)).await,
+            Err(ServiceError::Validation(e)) if e.field == "type"
+        ));
+        assert_eq!(setup.enqueue_calls(), [3]);
     }
 }

@@ -36,6 +36,7 @@ pub fn api_v3() -> OpenApiRouter<Service> {
             event_types::list_event_types
         ))
         .routes(routes!(events::publish_event))
+        .routes(routes!(events::publish_batch))
         .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
         .routes(routes!(
             webhooks::get_webhook,
@@ -123,6 +124,15 @@ pub enum Errors {
     /// The body is not sent as `application/json`.
     #[response(status = 415)]
     UnsupportedMediaType(#[to_schema] ErrorBody),
+}
+
+/// What publishing answers when local mode's backlog is past its bound.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum Busy {
+    /// Too much work is waiting to be delivered: publish again after `Retry-After` seconds.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait before publishing again")))]
+    Unavailable(#[to_schema] ErrorBody),
 }
 
 /// `page` (0-based) and `size` (1 to 100, default 20).
