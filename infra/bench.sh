@@ -7,8 +7,15 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-echo "== cargo build --release (hookline, api, deliver, retry, hookline-bench) =="
-cargo build --release --locked --bin hookline --bin api --bin deliver --bin retry --bin hookline-bench
+# `aws` alone needs only the benchmark itself (the handlers run in it, in-process).
+parts=" $* "
+if [[ "$parts" == *" aws "* && "$parts" != *" serve "* && "$parts" != *" lambda "* ]]; then
+  echo "== cargo build --release (hookline-bench) =="
+  cargo build --release --locked --bin hookline-bench
+else
+  echo "== cargo build --release (hookline, api, deliver, retry, stream, hookline-bench) =="
+  cargo build --release --locked --bin hookline --bin api --bin deliver --bin retry --bin stream --bin hookline-bench
+fi
 
 port="${HOOKLINE_MOTO_PORT:-5056}"
 infra/moto.sh start "$port"

@@ -35,7 +35,7 @@ seconds=$(( $(date +%s) - start ))
 status=0
 echo
 echo "Lambda bootstrap binaries (arm64):"
-for fn in ApiFunction DeliverFunction RetryFunction; do
+for fn in ApiFunction DeliverFunction RetryFunction StreamFunction; do
   binary=".aws-sam/build/$fn/bootstrap"
   if [ ! -f "$binary" ]; then
     echo "  $fn: missing $binary" >&2

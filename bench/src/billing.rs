@@ -262,6 +262,15 @@ fn operation(cfg: &ConfigBag) -> (String, String) {
         .unwrap_or_else(|| ("unknown".into(), "unknown".into()))
 }
 
+/// The name a request is billed under: `Service.Operation`, and `@index` for a Query on an
+/// index (so the sweep's reads of `due` can be told apart).
+#[derive(Debug, Clone)]
+struct OpName(String);
+
+impl Storable for OpName {
+    type Storer = StoreReplace<Self>;
+}
+
 /// Runs `future` to completion from inside a synchronous interceptor hook.
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
@@ -451,8 +460,15 @@ impl Intercept for Meter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let (service, name) = operation(cfg);
-        let op = format!("{service}.{name}");
         let input = context.input();
+        let op = match input
+            .downcast_ref::<QueryInput>()
+            .and_then(|q| q.index_name())
+        {
+            Some(index) => format!("{service}.{name}@{index}"),
+            None => format!("{service}.{name}"),
+        };
+        cfg.interceptor_state().store_put(OpName(op.clone()));
         let mut billed = 1u64;
         let chunks = |bytes: usize| bytes.div_ceil(64 * 1024).max(1) as u64;
         if let Some(send) = input.downcast_ref::<SendMessageInput>() {
@@ -517,8 +533,13 @@ impl Intercept for Meter {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let (service, name) = operation(cfg);
-        let op = format!("{service}.{name}");
+        let op = match cfg.load::<OpName>() {
+            Some(OpName(op)) => op.clone(),
+            None => {
+                let (service, name) = operation(cfg);
+                format!("{service}.{name}")
+            }
+        };
         let succeeded = matches!(context.output_or_error(), Some(Ok(_)));
         if let Some(Ok(output)) = context.output_or_error()
             && let Some(receive) = output.downcast_ref::<ReceiveMessageOutput>()

@@ -133,6 +133,13 @@ async fn main() {
                 receiver: aws::Receiver::Accepts,
             },
             aws::Scenario {
+                name: "1 webhook, batch publish (100 a request)",
+                webhooks: 1,
+                events,
+                publish: aws::Publish::Batch,
+                receiver: aws::Receiver::Accepts,
+            },
+            aws::Scenario {
                 name: "10 webhooks",
                 webhooks: 10,
                 events: events / 4,

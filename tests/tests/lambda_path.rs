@@ -12,7 +12,7 @@ use hookline_aws::env::emulator_config;
 use hookline_aws::sealing_keys::kms_key_ring;
 use hookline_aws::store::Counting;
 use hookline_aws::table::{ensure_table, ensure_table_with, log_index_key, log_pk, log_shard};
-use hookline_aws::{DynamoStore, EventBridgeScheduler, SqsQueue};
+use hookline_aws::{DynamoStore, EventBridgeScheduler, SqsQueue, SweepRetries};
 use hookline_fn_stream::pump::StreamPump;
 use hookline_http::ReqwestSender;
 use hookline_model::retry::RetryPolicy;
@@ -1065,4 +1065,54 @@ async fn a_batch_published_through_the_api_function_puts_every_job_on_sqs() {
     let (status, again) = invoke_batch(router, batch).await;
     assert_eq!((status, &again), (200, &answer));
     assert!(stack.drain_bodies().await.is_empty());
+}
+
+/// The stack's default (`RetryTimer=sweep`): no schedule per retry. The retry function's sweep
+/// sends a retry once its time has passed, and not before.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_schedules_the_sweep_sends_each_retry_when_it_is_due() {
+    let stack = stack().await;
+    let mut config = stack.config.clone();
+    config.retry_policy = RetryPolicy::parse("10m").unwrap();
+    let by_sweep = |shift: Option<chrono::Duration>| {
+        let mut ports = stack.ports.clone();
+        ports.scheduler = Arc::new(SweepRetries);
+        if let Some(shift) = shift {
+            ports.clock = Arc::new(Shifted(shift));
+        }
+        Service::new(ports, config.clone())
+    };
+    let (url, hits) = flaky_receiver(1).await;
+    let account = stack.account_with_webhook(&url).await;
+    stack.publish(&account).await;
+    let bodies = stack.receive_bodies().await;
+    stack.deliver_body(&by_sweep(None), &bodies[0]).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let (delivery, _) = stack.only_log(&account).await;
+    assert_eq!(delivery.status, DeliveryStatus::Retrying);
+    assert_eq!(stack.schedules().await, 0, "no schedule per retry");
+
+    let sweep = |service: Service| async move {
+        hookline_fn_retry::handle(
+            &service,
+            LambdaEvent::new(RetryTrigger::Sweep, Context::default()),
+        )
+        .await
+        .unwrap()
+    };
+    // Nine minutes on, the retry is not due: nothing is sent.
+    let report = sweep(by_sweep(Some(chrono::Duration::minutes(9)))).await;
+    assert_eq!(report["enqueued"], 0, "{report}");
+    assert!(stack.receive_bodies().await.is_empty());
+    // Eleven minutes on, it is: the sweep sends it, and it is delivered.
+    let later = by_sweep(Some(chrono::Duration::minutes(11)));
+    let report = sweep(later.clone()).await;
+    assert_eq!(report["enqueued"], 1, "{report}");
+    let bodies = stack.receive_bodies().await;
+    assert_eq!(bodies.len(), 1);
+    stack.deliver_body(&later, &bodies[0]).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let (delivery, _) = stack.only_log(&account).await;
+    assert_eq!(delivery.status, DeliveryStatus::Delivered);
+    assert_eq!(stack.schedules().await, 0);
 }

@@ -114,7 +114,7 @@ impl Service {
             attempt,
             status,
             next_attempt_at,
-            sweep_at: next_attempt_at.map(|at| self.sweep_time(at)),
+            sweep_at: next_attempt_at.map(|at| self.retry_due_at(at)),
             // 410 Gone: the receiver asks for no more; its other deliveries fail as inactive.
             deactivates_webhook: gone,
         };

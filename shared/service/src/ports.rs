@@ -242,6 +242,12 @@ pub trait Queue: Send + Sync + 'static {
 pub trait RetryScheduler: Send + Sync + 'static {
     /// Arranges for `job` to be enqueued again at `at`. Best effort: the sweep covers a failure.
     async fn schedule(&self, job: &DeliveryJob, at: DateTime<Utc>) -> PortResult<()>;
+    /// Whether this scheduler enqueues a job at its time by itself. When it does, the sweep is
+    /// only its safety net and a retry is due for the sweep a lease after its time; when it
+    /// does not (the store's due index is the schedule), a retry is due at its own time.
+    fn fires_on_time(&self) -> bool {
+        true
+    }
 }
 
 pub trait Clock: Send + Sync + 'static {

@@ -88,9 +88,11 @@ impl Service {
                         job,
                         next_attempt_at: Some(at),
                     } if *at > now => {
-                        self.ports.scheduler.schedule(job, *at).await?;
-                        report.scheduled += 1;
-                        postpones.push((item.clone(), self.sweep_time(*at)));
+                        if self.ports.scheduler.fires_on_time() {
+                            self.ports.scheduler.schedule(job, *at).await?;
+                            report.scheduled += 1;
+                        }
+                        postpones.push((item.clone(), self.retry_due_at(*at)));
                     }
                     DueItem::Delivery { job, .. } => {
                         jobs.push(job.clone());
@@ -115,6 +117,16 @@ impl Service {
             if page_len < page || report.cut_short {
                 return Ok(report);
             }
+        }
+    }
+
+    /// When the sweep should see a retry due at `at`: a lease later when a scheduler enqueues
+    /// it on time (the sweep is the safety net), at `at` when the sweep is what finds it.
+    pub(crate) fn retry_due_at(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        if self.ports.scheduler.fires_on_time() {
+            self.sweep_time(at)
+        } else {
+            at
         }
     }
 

@@ -1,8 +1,8 @@
 //! Building the Lambda functions' service from the environment, once, in `main`.
 
-use crate::{DynamoStore, EventBridgeScheduler, SqsQueue};
+use crate::{DynamoStore, EventBridgeScheduler, SqsQueue, SweepRetries};
 use hookline_http::ReqwestSender;
-use hookline_service::ports::SystemClock;
+use hookline_service::ports::{RetryScheduler, SystemClock};
 use hookline_service::sealed_store::SealedStore;
 use hookline_service::{Config, Mode, Ports, Service};
 use std::sync::Arc;
@@ -41,17 +41,30 @@ pub async fn lambda_service() -> Result<Service, String> {
         aws_sdk_sqs::Client::new(&aws),
         required("HOOKLINE_QUEUE_URL")?,
     );
-    let scheduler = EventBridgeScheduler::new(
-        aws_sdk_scheduler::Client::new(&aws),
-        required("HOOKLINE_SCHEDULE_GROUP")?,
-        required("HOOKLINE_RETRY_TARGET_ARN")?,
-        required("HOOKLINE_SCHEDULER_ROLE_ARN")?,
-    );
+    // How retries come back: found by the sweep (the default; no per-retry schedule) or one
+    // EventBridge Scheduler schedule each.
+    let scheduler: Arc<dyn RetryScheduler> = match std::env::var("HOOKLINE_RETRY_TIMER")
+        .as_deref()
+        .unwrap_or("sweep")
+    {
+        "sweep" | "" => Arc::new(SweepRetries),
+        "scheduler" => Arc::new(EventBridgeScheduler::new(
+            aws_sdk_scheduler::Client::new(&aws),
+            required("HOOKLINE_SCHEDULE_GROUP")?,
+            required("HOOKLINE_RETRY_TARGET_ARN")?,
+            required("HOOKLINE_SCHEDULER_ROLE_ARN")?,
+        )),
+        other => {
+            return Err(format!(
+                "HOOKLINE_RETRY_TIMER: '{other}' is neither 'sweep' nor 'scheduler'"
+            ));
+        }
+    };
     Ok(Service::new(
         Ports {
             store: Arc::new(store),
             queue: Arc::new(queue),
-            scheduler: Arc::new(scheduler),
+            scheduler,
             clock: Arc::new(SystemClock),
             sender: Arc::new(sender),
         },

@@ -8,6 +8,6 @@ pub mod sqs;
 pub mod store;
 pub mod table;
 
-pub use scheduler::EventBridgeScheduler;
+pub use scheduler::{EventBridgeScheduler, SweepRetries};
 pub use sqs::SqsQueue;
 pub use store::DynamoStore;
