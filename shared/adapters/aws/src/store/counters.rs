@@ -312,7 +312,9 @@ async fn transact_attempts(
     }
     // One counter update per account and day for the whole chunk: the counts are sums over
     // the day's shards, so a delivery's moves need not land in the shard it was counted in.
-    let mut moves: BTreeMap<(&str, String), (DateTime<Utc>, String, [i64; 4])> = BTreeMap::new();
+    // (account, day) -> (a creation time of that day, its counter item, moves per status)
+    type Moves<'a> = BTreeMap<(&'a str, String), (DateTime<Utc>, String, [i64; 4])>;
+    let mut moves: Moves = BTreeMap::new();
     for (delivery, record) in chunk {
         if record.status == delivery.status {
             continue;
