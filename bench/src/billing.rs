@@ -559,12 +559,13 @@ impl Intercept for Meter {
         if let Some(pending) = cfg.load::<Pending>().cloned() {
             let mut bills = Vec::new();
             for (key, before, tx, put_size) in &pending.writes {
-                let after = if succeeded {
-                    block_on(read_item(reader, &schema.table, key))
+                // A write that failed (its condition) is billed at the existing item's size.
+                let (after, put_size) = if succeeded {
+                    (block_on(read_item(reader, &schema.table, key)), *put_size)
                 } else {
-                    before.clone()
+                    (before.clone(), 0)
                 };
-                bills.push((before.clone(), after, *tx, *put_size));
+                bills.push((before.clone(), after, *tx, put_size));
             }
             self.record(&op, |bill, heat| {
                 for (before, after, tx, put_size) in &bills {

@@ -46,8 +46,14 @@ pub fn counter_change<I: Into<serde_dynamo::Item>>(
     old: Option<I>,
     new: Option<I>,
 ) -> Option<CounterChange> {
+    let old: Option<serde_dynamo::Item> = old.map(Into::into).filter(|i| !i.is_empty());
+    let had_old = old.is_some();
     let (old, new) = (image(old), image(new));
     let new = new?;
+    // An old image that is there but unreadable is no insert: count nothing rather than +1.
+    if had_old && old.is_none() {
+        return None;
+    }
     let from = old.as_ref().and_then(|o| o.status);
     let to = new.status;
     if from == to {
@@ -112,5 +118,62 @@ impl DynamoStore {
             self.transact(actions).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery_image(status: &str) -> Item {
+        HashMap::from([
+            ("kind".to_string(), s(KIND_DELIVERY)),
+            ("accountId".to_string(), s("acct_1")),
+            ("createdAt".to_string(), s("2026-12-01T00:00:00Z")),
+            ("status".to_string(), s(status)),
+        ])
+    }
+
+    #[test]
+    fn a_change_is_the_status_before_and_after() {
+        let change = counter_change(
+            Some(delivery_image("pending")),
+            Some(delivery_image("delivered")),
+        )
+        .unwrap();
+        assert_eq!(
+            (change.from, change.to),
+            (
+                Some(DeliveryStatus::Pending),
+                Some(DeliveryStatus::Delivered)
+            )
+        );
+        let insert = counter_change(None, Some(delivery_image("pending"))).unwrap();
+        assert_eq!(
+            (insert.from, insert.to),
+            (None, Some(DeliveryStatus::Pending))
+        );
+        assert_eq!(
+            counter_change(
+                Some(delivery_image("pending")),
+                Some(delivery_image("pending"))
+            ),
+            None,
+            "no status change, nothing to count"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_old_image_counts_nothing_rather_than_an_insert() {
+        assert_eq!(
+            counter_change(
+                Some(delivery_image("no-such-status")),
+                Some(delivery_image("delivered"))
+            ),
+            None
+        );
+        let mut webhook = delivery_image("pending");
+        webhook.insert("kind".into(), s("webhook"));
+        assert_eq!(counter_change(None, Some(webhook)), None, "not a delivery");
     }
 }

@@ -367,6 +367,8 @@ impl DynamoStore {
                 .expression_attribute_names("#due", DUE_AT)
                 .expression_attribute_values(":shard", s(format!("DUE#{shard}")))
                 .expression_attribute_values(":before", n(before.timestamp_millis()))
+                // Read no more than a page needs: a backlog is read once, not once per page.
+                .limit((limit - found.len()).clamp(1, 1000) as i32)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
