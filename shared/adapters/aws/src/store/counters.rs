@@ -3,9 +3,10 @@
 //! In [`Counting::InTransaction`] every status change of a delivery and its counter update are
 //! one transaction, so the counts stay exact through duplicates and crashes. In
 //! [`Counting::FromStream`] deliveries are written alone (a plain conditional update, billed
-//! once) and `fold` counts their changes from the table's stream. Counters are kept per creation day and shard
-//! (`COUNT#<yyyymmdd>#<shard>`): shards spread a busy account's writes, and a day's counters
-//! expire with that day's deliveries, so the counts cover what the logs still hold.
+//! once) and `fold` counts their changes from the table's stream. Counters are kept per
+//! creation day and shard (`COUNT#<yyyymmdd>#<shard>`): shards spread a busy account's writes,
+//! and a day's counters expire with that day's deliveries, so the counts cover what the logs
+//! still hold.
 
 use super::*;
 use aws_sdk_dynamodb::types::Update;
