@@ -585,87 +585,87 @@ mod tests {
             Ok(())
         }
 
-        // Not used by publishing.
+        // Publishing calls none of these: reaching one is a test failure.
         async fn insert_account(&self, _: &Account, _: &ApiKeyRecord) -> PortResult<()> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn list_accounts(&self, _: u32, _: u32) -> PortResult<Page<Account>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn set_account_secret(&self, _: &str, _: Option<&str>) -> PortResult<bool> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn insert_api_key(&self, _: &ApiKeyRecord) -> PortResult<()> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn find_api_key(&self, _: &str) -> PortResult<Option<ApiKeyRecord>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn list_api_keys(&self, _: &str) -> PortResult<Vec<ApiKeyRecord>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn delete_api_key(&self, _: &str, _: &str) -> PortResult<bool> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn delete_admin_keys(&self) -> PortResult<u32> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn insert_event_type(&self, _: &EventTypeInfo) -> PortResult<bool> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn list_event_types(&self) -> PortResult<Vec<EventTypeInfo>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn insert_webhook(&self, _: &Webhook, _: u32) -> PortResult<bool> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn update_webhook(&self, _: &Webhook) -> PortResult<bool> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn deactivate_webhook(&self, _: &str, _: &str, _: DateTime<Utc>) -> PortResult<bool> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn delete_webhook(&self, _: &str, _: &str) -> PortResult<Option<Webhook>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn get_webhook(&self, _: &str, _: &str) -> PortResult<Option<Webhook>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn list_webhooks_page(&self, _: &str, _: u32, _: u32) -> PortResult<Page<Webhook>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn get_event(&self, _: &str, _: &str) -> PortResult<Option<Event>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn get_events(&self, _: &str, _: &[String]) -> PortResult<Vec<Event>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn load_delivery(&self, _: &DeliveryJob) -> PortResult<Option<DeliveryContext>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn record_attempt(&self, _: &Delivery, _: &AttemptRecord) -> PortResult<bool> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn record_attempts(&self, _: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn requeue_delivery(&self, _: &Delivery, _: DateTime<Utc>) -> PortResult<bool> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn list_deliveries(&self, _: &str, _: &DeliveryQuery) -> PortResult<DeliveryPage> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn get_delivery(&self, _: &str, _: &str) -> PortResult<Option<Delivery>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn status_counts(&self, _: &str) -> PortResult<StatusCounts> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn due(&self, _: DateTime<Utc>, _: usize) -> PortResult<Vec<DueItem>> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
         async fn postpone(&self, _: &DueItem, _: DateTime<Utc>) -> PortResult<()> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
     }
 
@@ -703,7 +703,7 @@ mod tests {
     #[async_trait]
     impl RetryScheduler for NoScheduler {
         async fn schedule(&self, _: &DeliveryJob, _: DateTime<Utc>) -> PortResult<()> {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
     }
 
@@ -711,7 +711,7 @@ mod tests {
     #[async_trait]
     impl HttpSender for NoSender {
         async fn send(&self, _: OutboundRequest) -> SendOutcome {
-            unimplemented!()
+            unreachable!("publishing never calls this")
         }
     }
 
