@@ -81,6 +81,11 @@ pub type Settle<'a> = &'a (dyn Fn() -> futures::future::BoxFuture<'static, ()> +
 /// [`store_contract`] for a store whose counts settle a moment after its writes: `settle` is
 /// awaited before every read of the counts.
 pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
+    // The store, once its counts have caught up with its writes.
+    let settled = || async move {
+        settle().await;
+        store
+    };
     // Recent (counters cover the log retention), with a random offset so runs do not collide.
     let now = Utc::now() - Duration::hours(1) + Duration::milliseconds(rand_ms());
 
@@ -416,26 +421,14 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
     );
     assert_eq!(due_of(store, &acct.id, sweep_at).await.len(), 1);
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .status_counts(&acct.id)
-        .await
-        .unwrap(),
+        settled().await.status_counts(&acct.id).await.unwrap(),
         StatusCounts {
             pending: 1,
             ..Default::default()
         }
     );
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .status_counts(&other.id)
-        .await
-        .unwrap(),
+        settled().await.status_counts(&other.id).await.unwrap(),
         StatusCounts::default()
     );
 
@@ -488,13 +481,7 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
     };
     assert!(store.record_attempt(&d1, &retry_record).await.unwrap());
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .status_counts(&acct.id)
-        .await
-        .unwrap(),
+        settled().await.status_counts(&acct.id).await.unwrap(),
         StatusCounts {
             retrying: 1,
             ..Default::default()
@@ -578,38 +565,34 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         .await
         .unwrap();
     store.finish_fan_out(&second_event, 1).await.unwrap();
-    let all = {
-        settle().await;
-        store
-    }
-    .list_deliveries(
-        &acct.id,
-        &DeliveryQuery {
-            size: 20,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let all = settled()
+        .await
+        .list_deliveries(
+            &acct.id,
+            &DeliveryQuery {
+                size: 20,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(all.total, 2);
     assert_eq!(
         all.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
         vec![d2.id.clone(), d1.id.clone()]
     );
-    let page1 = {
-        settle().await;
-        store
-    }
-    .list_deliveries(
-        &acct.id,
-        &DeliveryQuery {
-            size: 1,
-            page: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let page1 = settled()
+        .await
+        .list_deliveries(
+            &acct.id,
+            &DeliveryQuery {
+                size: 1,
+                page: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         (page1.total, page1.items.len(), page1.items[0].id.clone()),
         (2, 1, d1.id.clone())
@@ -620,14 +603,12 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         ..Default::default()
     };
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .list_deliveries(&acct.id, &by_status)
-        .await
-        .unwrap()
-        .items,
+        settled()
+            .await
+            .list_deliveries(&acct.id, &by_status)
+            .await
+            .unwrap()
+            .items,
         vec![done.clone()]
     );
     let by_webhook = DeliveryQuery {
@@ -636,14 +617,12 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         ..Default::default()
     };
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .list_deliveries(&acct.id, &by_webhook)
-        .await
-        .unwrap()
-        .total,
+        settled()
+            .await
+            .list_deliveries(&acct.id, &by_webhook)
+            .await
+            .unwrap()
+            .total,
         1
     );
     let by_type = DeliveryQuery {
@@ -652,14 +631,12 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         ..Default::default()
     };
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .list_deliveries(&acct.id, &by_type)
-        .await
-        .unwrap()
-        .items[0]
+        settled()
+            .await
+            .list_deliveries(&acct.id, &by_type)
+            .await
+            .unwrap()
+            .items[0]
             .id,
         d2.id
     );
@@ -670,41 +647,31 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         ..Default::default()
     };
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .list_deliveries(&acct.id, &by_time)
-        .await
-        .unwrap()
-        .items,
+        settled()
+            .await
+            .list_deliveries(&acct.id, &by_time)
+            .await
+            .unwrap()
+            .items,
         vec![d2.clone()]
     );
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .list_deliveries(
-            &other.id,
-            &DeliveryQuery {
-                size: 20,
-                ..Default::default()
-            }
-        )
-        .await
-        .unwrap()
-        .total,
+        settled()
+            .await
+            .list_deliveries(
+                &other.id,
+                &DeliveryQuery {
+                    size: 20,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .total,
         0
     );
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .status_counts(&acct.id)
-        .await
-        .unwrap(),
+        settled().await.status_counts(&acct.id).await.unwrap(),
         StatusCounts {
             pending: 1,
             delivered: 1,
@@ -718,24 +685,20 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         last_attempt_to: to,
         ..Default::default()
     };
-    let found = {
-        settle().await;
-        store
-    }
-    .list_deliveries(&acct.id, &by_last_attempt(Some(retry_at), None))
-    .await
-    .unwrap();
+    let found = settled()
+        .await
+        .list_deliveries(&acct.id, &by_last_attempt(Some(retry_at), None))
+        .await
+        .unwrap();
     assert_eq!((found.total, found.items), (1, vec![done.clone()]));
-    let found = {
-        settle().await;
-        store
-    }
-    .list_deliveries(
-        &acct.id,
-        &by_last_attempt(None, Some(retry_at - Duration::seconds(1))),
-    )
-    .await
-    .unwrap();
+    let found = settled()
+        .await
+        .list_deliveries(
+            &acct.id,
+            &by_last_attempt(None, Some(retry_at - Duration::seconds(1))),
+        )
+        .await
+        .unwrap();
     assert_eq!(found.total, 0, "its last attempt is later");
     // Filters combine: a status within one webhook, a type within a time range.
     let combined = DeliveryQuery {
@@ -745,14 +708,12 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         ..Default::default()
     };
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .list_deliveries(&acct.id, &combined)
-        .await
-        .unwrap()
-        .items,
+        settled()
+            .await
+            .list_deliveries(&acct.id, &combined)
+            .await
+            .unwrap()
+            .items,
         vec![d2.clone()]
     );
     let combined = DeliveryQuery {
@@ -762,14 +723,12 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         ..Default::default()
     };
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .list_deliveries(&acct.id, &combined)
-        .await
-        .unwrap()
-        .total,
+        settled()
+            .await
+            .list_deliveries(&acct.id, &combined)
+            .await
+            .unwrap()
+            .total,
         0
     );
     let combined = DeliveryQuery {
@@ -780,32 +739,28 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         ..Default::default()
     };
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .list_deliveries(&acct.id, &combined)
-        .await
-        .unwrap()
-        .items,
+        settled()
+            .await
+            .list_deliveries(&acct.id, &combined)
+            .await
+            .unwrap()
+            .items,
         vec![done.clone()]
     );
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .list_deliveries(
-            &acct.id,
-            &DeliveryQuery {
-                size: 20,
-                status: Some(DeliveryStatus::Pending),
-                ..Default::default()
-            }
-        )
-        .await
-        .unwrap()
-        .total,
+        settled()
+            .await
+            .list_deliveries(
+                &acct.id,
+                &DeliveryQuery {
+                    size: 20,
+                    status: Some(DeliveryStatus::Pending),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .total,
         1,
         "a status-only total comes from the counters"
     );
@@ -828,13 +783,7 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         "a second retry of the same state does nothing"
     );
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .status_counts(&acct.id)
-        .await
-        .unwrap(),
+        settled().await.status_counts(&acct.id).await.unwrap(),
         StatusCounts {
             pending: 2,
             ..Default::default()
@@ -876,6 +825,11 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
 /// deactivation is part of the same write, and one record that cannot be written never fails
 /// the others of its batch.
 async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_>) {
+    // The store, once its counts have caught up with its writes.
+    let settled = || async move {
+        settle().await;
+        store
+    };
     let (acct, key) = account(now + Duration::milliseconds(7));
     store.insert_account(&acct, &key).await.unwrap();
     let hook = webhook(&acct.id, now, &["*"]);
@@ -1002,13 +956,7 @@ async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_>
         (DeliveryStatus::Failed, 1)
     );
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .status_counts(&acct.id)
-        .await
-        .unwrap(),
+        settled().await.status_counts(&acct.id).await.unwrap(),
         StatusCounts {
             failed: 2,
             ..Default::default()
@@ -1020,6 +968,11 @@ async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_>
 /// pending, due and counted; a second publish of the id writes nothing. Then the attempts of
 /// both recorded in one batch.
 async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_>) {
+    // The store, once its counts have caught up with its writes.
+    let settled = || async move {
+        settle().await;
+        store
+    };
     let (acct, key) = account(now + Duration::milliseconds(2));
     store.insert_account(&acct, &key).await.unwrap();
     let hooks = [
@@ -1084,13 +1037,7 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_
         "the first publish wins"
     );
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .status_counts(&acct.id)
-        .await
-        .unwrap(),
+        settled().await.status_counts(&acct.id).await.unwrap(),
         StatusCounts {
             pending: 2,
             ..Default::default()
@@ -1154,13 +1101,7 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_
     assert_eq!(second.attempts, vec![retrying.attempt.clone()]);
     assert_eq!(second.next_attempt_at, retrying.next_attempt_at);
     assert_eq!(
-        {
-            settle().await;
-            store
-        }
-        .status_counts(&acct.id)
-        .await
-        .unwrap(),
+        settled().await.status_counts(&acct.id).await.unwrap(),
         StatusCounts {
             retrying: 1,
             delivered: 1,
