@@ -11,11 +11,12 @@ case "${1:-}" in
     "$root/infra/python-tools.sh"
     mkdir -p "$root/target"
     "$root/infra/moto.sh" stop
-    if curl -fsS "http://127.0.0.1:$port/" > /dev/null 2>&1; then
+    if curl -fsS "http://127.0.0.1:$port/moto-api/" > /dev/null 2>&1; then
       echo "port $port is already in use; set HOOKLINE_MOTO_PORT to a free port" >&2
       exit 1
     fi
-    "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$root/target/moto.log" 2>&1 &
+    # moto_server with the fixes infra/moto_server.py describes.
+    "$root/.venv/bin/python" "$root/infra/moto_server.py" -H 127.0.0.1 -p "$port" > "$root/target/moto.log" 2>&1 &
     echo $! > "$pidfile"
     for _ in $(seq 1 100); do
       if curl -fsS "http://127.0.0.1:$port/moto-api/" > /dev/null 2>&1; then

@@ -13,17 +13,25 @@ pub async fn handle(
     service: &Service,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
-    let tasks = event.payload.records.into_iter().map(|message| {
-        let service = service.clone();
-        // A task per message: a panic stays in its task and fails only that message.
-        let id = message.message_id.clone().unwrap_or_default();
-        (
-            id,
-            tokio::spawn(async move { deliver_message(&service, message).await }),
-        )
-    });
+    let tasks: Vec<_> = event
+        .payload
+        .records
+        .into_iter()
+        .map(|message| {
+            let service = service.clone();
+            // A task per message: a panic stays in its task and fails only that message.
+            let id = message.message_id.clone().unwrap_or_default();
+            (
+                id,
+                tokio::spawn(async move { deliver_message(&service, message).await }),
+            )
+        })
+        .collect();
+    // If this invocation is dropped (its caller gave up on it), its tasks end with it, as
+    // they would with the sandbox: nothing goes on sending after the batch is abandoned.
+    let _abort_on_drop = AbortOnDrop(tasks.iter().map(|(_, t)| t.abort_handle()).collect());
     let mut response = SqsBatchResponse::default();
-    for (id, task) in tasks.collect::<Vec<_>>() {
+    for (id, task) in tasks {
         let ok = match task.await {
             Ok(Ok(())) => true,
             Ok(Err(reason)) => {
@@ -40,6 +48,15 @@ pub async fn handle(
         }
     }
     Ok(response)
+}
+
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        // Aborting a finished task does nothing.
+        self.0.iter().for_each(tokio::task::AbortHandle::abort);
+    }
 }
 
 async fn deliver_message(service: &Service, message: SqsMessage) -> Result<(), String> {

@@ -8,7 +8,7 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use hookline_aws::DynamoStore;
 use lambda_runtime::{Context, Error, LambdaEvent};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 pub struct StreamPump {
     client: aws_sdk_dynamodbstreams::Client,
@@ -17,6 +17,9 @@ pub struct StreamPump {
     /// after it, as the event source mapping's checkpoint does. (A kept iterator would do on
     /// DynamoDB, but moto's stop seeing new records after a cancelled transaction.)
     checkpoints: HashMap<String, String>,
+    /// Batches read but not handled yet: a batch the function failed stays first, to be
+    /// handed over again as it was (the template retries a batch without limit, unsplit).
+    pending: VecDeque<Event>,
 }
 
 fn attribute(value: &AttributeValue) -> Value {
@@ -67,6 +70,7 @@ impl StreamPump {
             client: aws_sdk_dynamodbstreams::Client::new(config),
             stream_arn,
             checkpoints: HashMap::new(),
+            pending: VecDeque::new(),
         }
     }
 
@@ -172,14 +176,26 @@ impl StreamPump {
             .collect()
     }
 
-    /// Hands every record not read yet to the stream function, `batch` at a time; returns the
-    /// number of invocations.
+    /// Hands every record not read yet to the stream function, `batch` at a time, after any
+    /// batch it failed before; returns the number of invocations. An error leaves the failed
+    /// batch first in line, as Lambda's retry would.
     pub async fn pump(&mut self, store: &DynamoStore, batch: usize) -> Result<u64, Error> {
-        let events = self.next_events(batch).await;
-        let invocations = events.len() as u64;
-        for event in events {
-            crate::handle(store, LambdaEvent::new(event, Context::default())).await?;
+        let mut invocations = 0;
+        let mut read_new = false;
+        loop {
+            if self.pending.is_empty() {
+                if read_new {
+                    return Ok(invocations);
+                }
+                self.pending = self.next_events(batch).await.into();
+                read_new = true;
+            }
+            let Some(event) = self.pending.front() else {
+                return Ok(invocations);
+            };
+            invocations += 1;
+            crate::handle(store, LambdaEvent::new(event.clone(), Context::default())).await?;
+            self.pending.pop_front();
         }
-        Ok(invocations)
     }
 }

@@ -278,6 +278,20 @@ impl Service {
             self.ports.store.insert_event(&event, sweep_at).await?
         };
         if let Some(existing) = existing {
+            if !existing.fanned_out
+                && let Some(count) = self.resume_fan_out(&existing, None).await?
+            {
+                // A publish that died part way through a large fan-out: this one finishes it,
+                // as the sweep would, and answers the whole count rather than the 0 stored so
+                // far.
+                return Ok((
+                    Published {
+                        deliveries: count,
+                        ..published(&existing)
+                    },
+                    Vec::new(),
+                ));
+            }
             return Ok((published(&existing), Vec::new()));
         }
         let count = deliveries.len() as u32;
@@ -299,19 +313,17 @@ impl Service {
 
     /// Finishes the fan-out of a stored event that a crash interrupted (the sweep): creates
     /// and queues the deliveries not stored yet; deterministic delivery ids make those already
-    /// stored known, and they are neither reset nor queued again. False when `deadline` came
-    /// first: what was stored stays, and the event stays due for the next sweep.
+    /// stored known, and they are neither reset nor queued again. Answers how many deliveries
+    /// the event has; `None` when `deadline` came first: what was stored stays, and the event
+    /// stays due for the next sweep.
     pub(crate) async fn resume_fan_out(
         &self,
         event: &Event,
         deadline: Option<Instant>,
-    ) -> ServiceResult<bool> {
+    ) -> ServiceResult<Option<u32>> {
         let webhooks = self.ports.store.list_webhooks(&event.account_id).await?;
         let deliveries = deliveries_of(event, &webhooks);
-        Ok(self
-            .store_fan_out(event, deliveries, deadline)
-            .await?
-            .is_some())
+        self.store_fan_out(event, deliveries, deadline).await
     }
 
     /// Stores the deliveries of a stored event a chunk at a time, queueing the new ones of each
@@ -444,6 +456,8 @@ mod tests {
         deliveries: Mutex<HashSet<String>>,
         /// Event ids whose insert fails.
         failing: Mutex<HashSet<String>>,
+        /// How many of the next chunk inserts of a large fan-out fail.
+        failing_chunks: AtomicUsize,
         get_account: AtomicUsize,
         list_webhooks: AtomicUsize,
         get_event_type: AtomicUsize,
@@ -499,7 +513,13 @@ mod tests {
             Ok(write())
         }
 
-        fn insert(&self, event: &Event, deliveries: &[Delivery]) -> Option<Event> {
+        /// Stores `event` (with its `deliveries` when `fanned_out`) unless its id is there.
+        fn insert(
+            &self,
+            event: &Event,
+            deliveries: &[Delivery],
+            fanned_out: bool,
+        ) -> Option<Event> {
             let mut events = self.events.lock().unwrap();
             let key = (event.account_id.clone(), event.id.clone());
             if let Some(existing) = events.get(&key) {
@@ -507,7 +527,7 @@ mod tests {
             }
             let mut stored = event.clone();
             stored.deliveries = deliveries.len() as u32;
-            stored.fanned_out = true;
+            stored.fanned_out = fanned_out;
             events.insert(key, stored);
             let mut stored_deliveries = self.deliveries.lock().unwrap();
             stored_deliveries.extend(deliveries.iter().map(|d| d.id.clone()));
@@ -559,10 +579,11 @@ mod tests {
             deliveries: &[Delivery],
             _: DateTime<Utc>,
         ) -> PortResult<Option<Event>> {
-            self.write(event, || self.insert(event, deliveries)).await
+            self.write(event, || self.insert(event, deliveries, true))
+                .await
         }
         async fn insert_event(&self, event: &Event, _: DateTime<Utc>) -> PortResult<Option<Event>> {
-            self.write(event, || self.insert(event, &[])).await
+            self.write(event, || self.insert(event, &[], false)).await
         }
         async fn insert_deliveries(
             &self,
@@ -570,6 +591,13 @@ mod tests {
             deliveries: &[Delivery],
             _: DateTime<Utc>,
         ) -> PortResult<Vec<bool>> {
+            let fail = self
+                .failing_chunks
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if fail {
+                return Err(PortError("the table is throttled".into()));
+            }
             let mut stored = self.deliveries.lock().unwrap();
             Ok(deliveries
                 .iter()
@@ -582,6 +610,7 @@ mod tests {
                 .get_mut(&(event.account_id.clone(), event.id.clone()))
                 .unwrap();
             stored.deliveries = deliveries;
+            stored.fanned_out = true;
             Ok(())
         }
 
@@ -787,6 +816,26 @@ mod tests {
             Err(ServiceError::NotFound(what)) => format!("404 {what}"),
             Err(other) => format!("other {other}"),
         }
+    }
+
+    #[tokio::test]
+    async fn publishing_again_after_a_fan_out_failed_part_way_finishes_it_and_answers_its_count() {
+        let webhooks = MAX_ATOMIC_FAN_OUT + 5;
+        let setup = Setup::new(MemoryStore::default().with_account(ACCOUNT, webhooks));
+        setup.store.failing_chunks.store(1, Ordering::SeqCst);
+        let first = setup.service.publish(good(0)).await;
+        assert!(first.is_err(), "the chunk insert failed: {first:?}");
+        assert_eq!(setup.store.deliveries.lock().unwrap().len(), 0);
+
+        // The caller publishes the same id again: the event is there, its fan-out is not.
+        let again = setup.service.publish(good(0)).await.unwrap();
+        assert_eq!(again.deliveries, webhooks as u32);
+        assert_eq!(setup.store.deliveries.lock().unwrap().len(), webhooks);
+        assert_eq!(setup.enqueue_calls().iter().sum::<usize>(), webhooks);
+        // Once finished, a third publish answers the stored count and queues nothing more.
+        let third = setup.service.publish(good(0)).await.unwrap();
+        assert_eq!(third.deliveries, webhooks as u32);
+        assert_eq!(setup.enqueue_calls().iter().sum::<usize>(), webhooks);
     }
 
     #[tokio::test]

@@ -1,10 +1,11 @@
 //! The sweep: the safety net that finds work nobody moved on (a lost queue message, a failed
 //! CreateSchedule, an interrupted fan-out, a local restart) and enqueues it again.
 
+use crate::Service;
 use crate::ports::{DueItem, PortResult};
-use crate::{Service, ServiceError};
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
+use hookline_model::DeliveryJob;
 use std::time::{Duration, Instant};
 
 /// Counts of what one sweep did.
@@ -53,8 +54,8 @@ impl Service {
         loop {
             let items = self.ports.store.due(before, page).await?;
             let page_len = items.len();
-            let mut jobs = Vec::new();
-            let mut postpones = Vec::new();
+            // Each item to move past this sweep, with the job to queue once it is moved.
+            let mut postpones: Vec<(DueItem, DateTime<Utc>, Option<DeliveryJob>)> = Vec::new();
             for item in &items {
                 if out_of_time() {
                     report.cut_short = true;
@@ -67,20 +68,25 @@ impl Service {
                     } => {
                         // Moved back first: a fan-out too large to finish here does not stay
                         // at the front of every sweep, and what it stored is kept.
-                        self.ports
-                            .store
-                            .postpone(item, self.sweep_time(now))
-                            .await?;
-                        let Some(event) = self.ports.store.get_event(account_id, event_id).await?
-                        else {
-                            continue;
+                        // What fails here (throttled) stays due for the next sweep.
+                        let event =
+                            match self.ports.store.postpone(item, self.sweep_time(now)).await {
+                                Ok(()) => self.ports.store.get_event(account_id, event_id).await,
+                                Err(error) => Err(error),
+                            };
+                        let event = match event {
+                            Ok(Some(event)) => event,
+                            Ok(None) => continue,
+                            Err(error) => {
+                                tracing::warn!(%event_id, %error, "fan-out left for the next sweep");
+                                continue;
+                            }
                         };
                         match self.resume_fan_out(&event, deadline).await {
-                            Ok(true) => report.fan_outs += 1,
-                            Ok(false) => report.cut_short = true,
-                            Err(ServiceError::Port(e)) => return Err(e),
-                            Err(other) => {
-                                tracing::error!(%event_id, error = %other, "fan-out failed")
+                            Ok(Some(_)) => report.fan_outs += 1,
+                            Ok(None) => report.cut_short = true,
+                            Err(error) => {
+                                tracing::warn!(%event_id, %error, "fan-out left for the next sweep")
                             }
                         }
                     }
@@ -92,24 +98,33 @@ impl Service {
                             self.ports.scheduler.schedule(job, *at).await?;
                             report.scheduled += 1;
                         }
-                        postpones.push((item.clone(), self.retry_due_at(*at)));
+                        postpones.push((item.clone(), self.retry_due_at(*at), None));
                     }
                     DueItem::Delivery { job, .. } => {
-                        jobs.push(job.clone());
-                        postpones.push((item.clone(), self.sweep_time(now)));
+                        postpones.push((item.clone(), self.sweep_time(now), Some(job.clone())));
                     }
                 }
             }
             // Move them past this sweep, so the next page and the next sweep do not see them
-            // again.
-            stream::iter(postpones)
-                .map(|(item, until)| {
+            // again. One that cannot be moved now (throttled) stays due and is neither queued
+            // nor lost: the next sweep finds it.
+            let moved: Vec<Option<DeliveryJob>> = stream::iter(postpones)
+                .map(|(item, until, job)| {
                     let store = self.ports.store.clone();
-                    async move { store.postpone(&item, until).await }
+                    async move {
+                        match store.postpone(&item, until).await {
+                            Ok(()) => job,
+                            Err(error) => {
+                                tracing::warn!(%error, "not moved; the next sweep finds it");
+                                None
+                            }
+                        }
+                    }
                 })
                 .buffer_unordered(POSTPONES_IN_FLIGHT)
-                .try_collect::<Vec<()>>()
-                .await?;
+                .collect()
+                .await;
+            let jobs: Vec<DeliveryJob> = moved.into_iter().flatten().collect();
             if !jobs.is_empty() {
                 self.ports.queue.enqueue(&jobs).await?;
                 report.enqueued += jobs.len();

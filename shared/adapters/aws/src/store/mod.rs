@@ -777,13 +777,28 @@ impl Store for DynamoStore {
     }
 
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {
-        use futures::stream::{StreamExt, TryStreamExt};
-        let shards: Vec<Vec<(i64, DueItem)>> = futures::stream::iter(0..DUE_SHARDS)
+        use futures::stream::StreamExt;
+        let shards: Vec<PortResult<Vec<(i64, DueItem)>>> = futures::stream::iter(0..DUE_SHARDS)
             .map(|shard| self.due_in_shard(shard, before, limit))
             .buffer_unordered(16)
-            .try_collect()
-            .await?;
-        let mut found: Vec<(i64, DueItem)> = shards.into_iter().flatten().collect();
+            .collect()
+            .await;
+        // A shard that cannot be read now (throttled) is read by the next sweep; failing the
+        // whole sweep for it would leave the other 63 unswept too.
+        let mut found: Vec<(i64, DueItem)> = Vec::new();
+        let mut unread = Vec::new();
+        for shard in shards {
+            match shard {
+                Ok(items) => found.extend(items),
+                Err(error) => unread.push(error),
+            }
+        }
+        if unread.len() == DUE_SHARDS as usize {
+            return Err(unread.swap_remove(0));
+        }
+        if let Some(error) = unread.first() {
+            tracing::warn!(shards = unread.len(), %error, "due shards left for the next sweep");
+        }
         found.sort_by_key(|(at, _)| *at);
         Ok(found
             .into_iter()
