@@ -154,7 +154,7 @@ async fn receiver() -> (String, Arc<Mutex<Received>>) {
             .entry((webhook.clone(), event_id.clone()))
             .or_default();
         *attempts += 1;
-        if seq % 4 == 0 && *attempts == 1 {
+        if seq.is_multiple_of(4) && *attempts == 1 {
             return StatusCode::SERVICE_UNAVAILABLE;
         }
         received.delivered.insert((webhook, event_id));
