@@ -1,6 +1,6 @@
 //! The platform's commands: accounts, their API keys, and the event-type catalog.
 
-use super::output::{page_footer, print_fields, print_json, print_table, text};
+use super::output::{out, page_footer, print_fields, print_json, print_table, text};
 use super::{Api, CliResult};
 use clap::Subcommand;
 use reqwest::Method;
@@ -80,7 +80,7 @@ pub async fn accounts(api: &Api, command: AccountsCommand) -> CliResult {
                 ("created", text(&account["createdAt"])),
                 ("api key", text(&account["apiKey"])),
             ]);
-            println!("Keep the API key: it is shown only now.");
+            out!("Keep the API key: it is shown only now.");
         }
         AccountsCommand::List(page) => {
             let accounts = api
@@ -123,7 +123,7 @@ pub async fn accounts(api: &Api, command: AccountsCommand) -> CliResult {
                 .flatten()
                 .map(|k| vec![text(&k["id"]), text(&k["createdAt"])])
                 .collect();
-            println!();
+            out!();
             print_table(&["API KEY ID", "CREATED"], &keys);
         }
     }
@@ -150,7 +150,7 @@ pub async fn keys(api: &Api, command: KeysCommand) -> CliResult {
                 ("created", text(&key["createdAt"])),
                 ("api key", text(&key["apiKey"])),
             ]);
-            println!("Keep the API key: it is shown only now.");
+            out!("Keep the API key: it is shown only now.");
         }
         KeysCommand::Revoke { account_id, key_id } => {
             api.call(
@@ -164,7 +164,7 @@ pub async fn keys(api: &Api, command: KeysCommand) -> CliResult {
                 print_json(&json!({ "revoked": key_id }));
                 return Ok(());
             }
-            println!("Revoked API key {key_id} of {account_id}.");
+            out!("Revoked API key {key_id} of {account_id}.");
         }
     }
     Ok(())
@@ -207,7 +207,7 @@ pub async fn event_types(api: &Api, command: EventTypesCommand) -> CliResult {
                 print_json(&created);
                 return Ok(());
             }
-            println!("Registered event type {}.", text(&created["name"]));
+            out!("Registered event type {}.", text(&created["name"]));
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! `hookline events publish`: one event from flags, or many from a JSON-lines file (or stdin)
 //! through batch publish, with a progress bar and a summary.
 
-use super::output::{print_json, text};
+use super::output::{out, print_json, text};
 use super::{Api, CliError, CliResult};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -86,7 +86,7 @@ async fn publish_one(api: &Api, args: PublishArgs) -> CliResult {
         print_json(&published);
         return Ok(());
     }
-    println!(
+    out!(
         "Published {} ({}) to {} webhook(s).",
         text(&published["id"]),
         text(&published["type"]),
@@ -196,13 +196,13 @@ async fn publish_many(api: &Api, file: &Path, account: Option<&str>) -> CliResul
             "results": results.iter().map(|(n, r)| json!({ "line": n, "result": r })).collect::<Vec<_>>(),
         }));
     } else {
-        println!(
+        out!(
             "Published {} of {} events ({deliveries} deliveries) in {requests} request(s).",
             accepted.len(),
             lines.len()
         );
         for (number, result) in &refused {
-            println!(
+            out!(
                 "  line {number}: refused, {} {}: {}",
                 text(&result["status"]),
                 text(&result["error"]["code"]),

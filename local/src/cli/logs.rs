@@ -1,7 +1,7 @@
 //! `hookline logs`, `retry` and `status`: what happened to the account's deliveries.
 
 use super::accounts::seg;
-use super::output::{page_footer, print_fields, print_json, print_table, text};
+use super::output::{out, page_footer, print_fields, print_json, print_table, text};
 use super::{Api, CliResult};
 use clap::{Subcommand, ValueEnum};
 use reqwest::Method;
@@ -182,7 +182,7 @@ async fn show(api: &Api, delivery_id: &str) -> CliResult {
             ]
         })
         .collect();
-    println!();
+    out!();
     print_table(&["ATTEMPT AT", "STATUS", "TOOK", "ERROR"], &attempts);
     Ok(())
 }
@@ -196,7 +196,7 @@ async fn follow(api: &Api, filters: &LogFilters, every: Duration) -> CliResult {
     query.push(("size", "100".into()));
     let mut seen: HashMap<String, (String, String)> = HashMap::new();
     if !api.json {
-        println!("{}", follow_line(&LOG_HEADERS.map(String::from)));
+        out!("{}", follow_line(&LOG_HEADERS.map(String::from)));
     }
     loop {
         let page = api.call(Method::GET, "/webhook/logs", &query, None).await?;
@@ -209,9 +209,9 @@ async fn follow(api: &Api, filters: &LogFilters, every: Duration) -> CliResult {
             }
             seen.insert(id, state);
             if api.json {
-                println!("{log}");
+                out!("{log}");
             } else {
-                println!("{}", follow_line(&log_row(log)));
+                out!("{}", follow_line(&log_row(log)));
             }
         }
         tokio::time::sleep(every).await;
@@ -264,7 +264,7 @@ pub async fn retry(api: &Api, args: RetryArgs) -> CliResult {
             print_json(&log);
             return Ok(());
         }
-        println!(
+        out!(
             "Delivery {} is queued again ({}).",
             text(&log["id"]),
             text(&log["status"])
@@ -288,7 +288,7 @@ pub async fn retry(api: &Api, args: RetryArgs) -> CliResult {
         print_json(&retried);
         return Ok(());
     }
-    println!(
+    out!(
         "{} failed deliveries queued again.",
         text(&retried["retried"])
     );

@@ -2,10 +2,33 @@
 //! with `--json`.
 
 use serde_json::Value;
+use std::io::Write;
+
+/// `println!` that ends the process quietly when stdout is closed (`hookline ... | head`),
+/// instead of panicking.
+macro_rules! out {
+    () => {
+        $crate::cli::output::emit("")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::emit(&format!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+pub fn emit(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(super::exit::OK);
+    }
+}
 
 /// Prints the API's answer as pretty JSON (the `--json` output).
 pub fn print_json(value: &Value) {
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
@@ -25,7 +48,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        out!("{}", padded.join("  ").trim_end());
     };
     line(headers.to_vec());
     for row in rows {
@@ -37,7 +60,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
 pub fn print_fields(fields: &[(&str, String)]) {
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (key, value) in fields {
-        println!("{:<width$}  {value}", format!("{key}:"), width = width + 1);
+        out!("{:<width$}  {value}", format!("{key}:"), width = width + 1);
     }
 }
 
@@ -58,19 +81,14 @@ pub fn list(value: &Value) -> String {
         .unwrap_or_else(|| text(value))
 }
 
-/// The footer of a page: `page 0 of 3 (41 in all)`.
+/// The footer of a page: `20 deliveries shown, 41 in all; next: --page 1`.
 pub fn page_footer(page: &Value, noun: &str) {
     let total = page["total"].as_u64().unwrap_or(0);
-    let size = page["size"].as_u64().unwrap_or(20).max(1);
-    let pages = total.div_ceil(size).max(1);
     let shown = page["content"].as_array().map_or(0, Vec::len);
-    println!(
-        "{shown} {noun} shown, {total} in all (page {} of {pages}, from 0{})",
-        page["page"].as_u64().unwrap_or(0),
-        if page["last"] == Value::Bool(false) {
-            "; --page for more"
-        } else {
-            ""
-        }
-    );
+    let next = if page["last"] == Value::Bool(false) {
+        format!("; next: --page {}", page["page"].as_u64().unwrap_or(0) + 1)
+    } else {
+        String::new()
+    };
+    out!("{shown} {noun} shown, {total} in all{next}");
 }

@@ -1,7 +1,7 @@
 //! `hookline webhooks`: the account's webhooks, their signing secrets and pings.
 
 use super::accounts::{PageArgs, seg};
-use super::output::{list, page_footer, print_fields, print_json, print_table, text};
+use super::output::{list, out, page_footer, print_fields, print_json, print_table, text};
 use super::{Api, CliError, CliResult};
 use clap::Subcommand;
 use reqwest::Method;
@@ -183,7 +183,7 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
                 print_json(&webhook);
                 return Ok(());
             }
-            println!(
+            out!(
                 "Deleted webhook {} ({}).",
                 text(&webhook["id"]),
                 text(&webhook["url"])
@@ -202,13 +202,13 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
             if api.json {
                 print_json(&ping);
             } else if ok {
-                println!(
+                out!(
                     "Pong: the endpoint answered {} in {} ms.",
                     text(&ping["status"]),
                     text(&ping["latencyMs"])
                 );
             } else {
-                println!(
+                out!(
                     "No pong: status {}, {} ms: {}",
                     text(&ping["status"]),
                     text(&ping["latencyMs"]),
@@ -234,7 +234,7 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
                 print_json(&secret);
                 return Ok(());
             }
-            println!("{}", text(&secret["secret"]));
+            out!("{}", text(&secret["secret"]));
         }
         WebhooksCommand::Rotate { webhook_id, secret } => {
             let body = match secret {
@@ -252,7 +252,7 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
                 print_json(&json!({ "rotated": webhook_id }));
                 return Ok(());
             }
-            println!(
+            out!(
                 "Rotated the signing secret of {webhook_id}; the previous one keeps signing for 24 hours.\n\
                  `hookline webhooks secret {webhook_id}` prints the new one."
             );
@@ -300,6 +300,6 @@ fn show_webhook(api: &Api, webhook: &Value) {
     }
     print_fields(&fields);
     if token_shown {
-        println!("Keep the token: it is shown only now.");
+        out!("Keep the token: it is shown only now.");
     }
 }
