@@ -2,12 +2,14 @@
 //! embedded store under a data directory.
 
 use crate::{listen, main_key};
+use axum::http::header;
 use hookline_aws::{DynamoStore, table::ensure_table};
 use hookline_embedded::{
     CachedStore, EmbeddedDynamo, InProcessQueue, InProcessScheduler, run_delivery_workers,
 };
 use hookline_http::ReqwestSender;
-use hookline_service::{Config, Mode, Ports, Service, SystemClock};
+use hookline_service::{Config, Mode, Ports, Service, SystemClock, telemetry};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +68,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // Secrets are sealed at rest; the cache (outermost) keeps them opened in memory.
     let sealed = main_key::sealed_store(store, &client, TABLE, &args.data_dir).await?;
 
+    let metrics = install_metrics()?;
     let (queue, jobs) = InProcessQueue::new(config.max_backlog);
     let endpoint_concurrency = config.endpoint_concurrency;
     let service = Service::new(
@@ -81,6 +84,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     );
     issue_admin_key(&service, &args.data_dir).await?;
 
+    let waiting = queue.clone();
     tokio::spawn(run_delivery_workers(
         service.clone(),
         queue,
@@ -122,15 +126,41 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         "Hookline is running at http://{addr} (API under http://{addr}/api/v3, data in {})",
         args.data_dir.display()
     );
-    listen::serve(
-        listener,
-        hookline_api::router(service),
-        limits,
-        shutdown_signal(),
-    )
-    .await;
+    let router = hookline_api::router(service).route(
+        "/metrics",
+        axum::routing::get(move || {
+            metrics::gauge!(telemetry::DELIVERIES_WAITING).set(waiting.backlog() as f64);
+            let text = metrics.render();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+        }),
+    );
+    listen::serve(listener, router, limits, shutdown_signal()).await;
     drop(dynamo);
     Ok(())
+}
+
+/// Seconds: attempts take milliseconds to the 15 s timeout; store writes, well under a second.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
+];
+
+/// The Prometheus recorder behind `GET /metrics`, for everything the service measures.
+fn install_metrics() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("metrics: {e}"))?;
+    telemetry::describe();
+    // Histograms are kept in shards that upkeep folds; without it their memory grows.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 /// Without `HOOKLINE_ADMIN_KEY`, the first start generates an admin key, stores its hash and
