@@ -900,3 +900,37 @@ async fn listen_prints_deliveries_checks_signatures_and_answers_pings() {
     assert!(error.contains("must be 'whsec_'"), "{error}");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_takes_its_address_and_data_dir_from_the_environment() {
+    let dir = temp_dir("cli-serve-env");
+    let mut child = base_command(&[
+        ("HOOKLINE_ADDR", "127.0.0.1:0"),
+        ("HOOKLINE_DATA_DIR", dir.to_str().unwrap()),
+        ("HOOKLINE_ADMIN_KEY", ADMIN_KEY),
+        ("RUST_LOG", "warn"),
+    ])
+    .arg("serve")
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(
+        first.ends_with(&format!("data in {})", dir.display())),
+        "{first}"
+    );
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let printed = ok(hookline(&url, ADMIN_KEY, &["accounts", "list"]));
+    assert!(printed.contains("0 accounts shown, 0 in all"), "{printed}");
+    assert!(dir.join("hookline.db").exists() || dir.read_dir().unwrap().next().is_some());
+    let _ = child.kill();
+    let _ = child.wait();
+}
