@@ -200,6 +200,11 @@ impl Server {
     /// `start` with extra environment variables, set after (and so able to override) the
     /// admin key and `RUST_LOG`.
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with_stderr(data_dir, env, Stdio::inherit())
+    }
+
+    /// `start_with_env`, its stderr (the JSON log) going to `stderr`.
+    pub fn start_with_stderr(data_dir: &Path, env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookline"))
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -207,7 +212,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("hookline starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

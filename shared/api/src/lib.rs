@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod rate_limit;
 mod routes;
+mod telemetry;
 mod views;
 
 pub use error::ApiError;
@@ -35,5 +36,7 @@ pub fn router(service: Service) -> Router {
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(Extension(routes::OpenApiJson(Arc::new(doc))))
         .layer(Extension(test_rate_limiter))
+        // Outermost, so it logs the status every other layer settled on.
+        .layer(axum::middleware::from_fn(telemetry::observe))
         .with_state(service)
 }

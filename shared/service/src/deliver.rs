@@ -4,6 +4,7 @@ use crate::Service;
 use crate::ports::{
     AttemptRecord, DeliveryContext, OutboundRequest, PortResult, SendErrorKind, SendOutcome,
 };
+use crate::telemetry;
 use chrono::{DateTime, Utc};
 use hookline_model::envelope::envelope_body;
 use hookline_model::limits::{MAX_RESPONSE_SNIPPET_BYTES, MAX_SUCCESS_SNIPPET_BYTES, snippet};
@@ -58,9 +59,12 @@ impl Service {
             self.ports.scheduler.schedule(job, due).await?;
             return Ok(DeliverOutcome::NotYetDue);
         }
+        let _in_flight = telemetry::InFlight::start();
+        let mut sent = None;
         let (attempt, retryable, gone, retry_after) = match self.request_for(&context, now) {
             Ok(request) => {
                 let outcome = self.ports.sender.send(request).await;
+                sent = Some(outcome.duration);
                 let gone = outcome.status == Some(410);
                 // 429 and 503 may ask for more time.
                 let retry_after = outcome
@@ -122,6 +126,20 @@ impl Service {
             // A duplicate of this job moved the delivery on first; its outcome stands.
             return Ok(DeliverOutcome::Skipped);
         }
+        telemetry::attempt_recorded(result, sent);
+        // No URL, error detail, header or body: they may carry credentials or patient data.
+        tracing::info!(
+            target: "hookline::attempt",
+            delivery_id = %job.delivery_id,
+            event_id = %job.event_id,
+            webhook_id = %job.webhook_id,
+            account_id = %job.account_id,
+            status_code = record.attempt.status_code,
+            duration_ms = record.attempt.duration_ms,
+            error = record.attempt.error.as_deref().map(error_class),
+            status = record.status.as_str(),
+            "attempt"
+        );
         if gone {
             tracing::info!(webhook_id = %job.webhook_id, "endpoint answered 410; webhook deactivated");
         }
@@ -194,6 +212,11 @@ impl Service {
             body,
         }
     }
+}
+
+/// The class of an attempt's error (`timeout`, `connect`, `status`, ...), without its detail.
+fn error_class(error: &str) -> &str {
+    error.split(':').next().unwrap_or(error)
 }
 
 /// An attempt as logged: its error is the failure class and detail, or `status` for a non-2xx.

@@ -16,6 +16,7 @@ mod recorder;
 pub mod retries;
 pub mod sealed_store;
 pub mod sweep;
+pub mod telemetry;
 pub mod test_events;
 pub mod webhooks;
 

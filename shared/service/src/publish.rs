@@ -269,6 +269,7 @@ impl Service {
         sweep_at: DateTime<Utc>,
     ) -> ServiceResult<StoredEvent> {
         let small = deliveries.len() <= MAX_ATOMIC_FAN_OUT;
+        let started = std::time::Instant::now();
         let existing = if small {
             self.ports
                 .store
@@ -277,6 +278,7 @@ impl Service {
         } else {
             self.ports.store.insert_event(&event, sweep_at).await?
         };
+        crate::telemetry::store_write("publish", started);
         if let Some(existing) = existing {
             if !existing.fanned_out
                 && let Some(count) = self.resume_fan_out(&existing, None).await?
@@ -301,6 +303,15 @@ impl Service {
             self.store_fan_out(&event, deliveries, None).await?;
             Vec::new()
         };
+        // Within the request's span (its request_id); the event id links it to the attempts.
+        tracing::info!(
+            target: "hookline::publish",
+            event_id = %event.id,
+            account_id = %event.account_id,
+            event_type = %event.event_type,
+            deliveries = count,
+            "event published"
+        );
         Ok((
             Published {
                 id: event.id,

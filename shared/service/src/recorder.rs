@@ -80,7 +80,9 @@ async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver
                 .map(|(delivery, record, answer)| ((delivery, record), answer))
                 .unzip();
             // One answer per record: a record that could not be written fails only its own job.
+            let started = std::time::Instant::now();
             let recorded = store.record_attempts(&records).await;
+            crate::telemetry::store_write("record_attempts", started);
             let mut recorded = recorded.into_iter();
             for answer in answers {
                 let done = recorded.next().unwrap_or_else(|| {

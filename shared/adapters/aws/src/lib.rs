@@ -1,6 +1,7 @@
 //! Hookline's AWS adapters: the DynamoDB store, the SQS queue and the EventBridge Scheduler
 //! retry scheduler. Local mode runs the same DynamoDB store against the embedded dynoxide.
 
+pub mod emf;
 pub mod env;
 pub mod scheduler;
 pub mod sealing_keys;
