@@ -30,7 +30,14 @@ case "${1:-}" in
     ;;
   stop)
     if [ -f "$pidfile" ]; then
-      kill "$(cat "$pidfile")" 2>/dev/null || true
+      pid="$(cat "$pidfile")"
+      kill "$pid" 2>/dev/null || true
+      # A request still running (a long index query) can hold it past SIGTERM for a while.
+      for _ in $(seq 1 25); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+      done
+      kill -9 "$pid" 2>/dev/null || true
       rm -f "$pidfile"
     fi
     ;;

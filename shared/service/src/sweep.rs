@@ -95,7 +95,10 @@ impl Service {
                         next_attempt_at: Some(at),
                     } if *at > now => {
                         if self.ports.scheduler.fires_on_time() {
-                            self.ports.scheduler.schedule(job, *at).await?;
+                            if let Err(error) = self.ports.scheduler.schedule(job, *at).await {
+                                tracing::warn!(%error, "not scheduled; the next sweep tries again");
+                                continue;
+                            }
                             report.scheduled += 1;
                         }
                         postpones.push((item.clone(), self.retry_due_at(*at), None));
