@@ -45,7 +45,8 @@ use std::time::{Duration, Instant};
 /// Accounts as (events, webhooks): one small fan-out (its deliveries written with the event)
 /// and one large (written in chunks after the event): 378 deliveries. moto handles one
 /// DynamoDB request at a time, slowly, so the suite keeps to that;
-/// `HOOKLINE_TEST_FAULT_SCALE=6` multiplies the events (2,268 deliveries, about half an hour).
+/// `HOOKLINE_TEST_FAULT_SCALE=6` multiplies the events (2,268 deliveries; hours on moto, whose
+/// index queries scan the table).
 const MIXED: &[(u64, u64)] = &[(30, 3), (6, 48)];
 
 fn scale() -> u64 {
