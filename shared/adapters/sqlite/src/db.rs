@@ -1,0 +1,240 @@
+//! The database file, its schema migrations, the one writer thread and the read connections.
+//!
+//! Writes go to one thread that owns the only write connection. It takes every write waiting
+//! (up to [`MAX_GROUP`]) and commits them in one transaction (group commit): each write runs in
+//! a savepoint of its own, so one that fails is rolled back alone and answers its error; every
+//! write is answered only once the transaction holding it has committed. Reads run on
+//! connections of their own (WAL: readers never wait for the writer, nor it for them).
+
+use hookline_service::PortError;
+use hookline_service::ports::PortResult;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
+
+/// The store's file under the data directory.
+pub const DB_FILE: &str = "hookline.sqlite3";
+/// Most writes committed in one transaction.
+const MAX_GROUP: usize = 1024;
+/// Read connections kept open between reads (more are opened when needed).
+const MAX_IDLE_READERS: usize = 8;
+/// How long a connection waits for a lock (a checkpoint, another process) before failing.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// The schema, one entry per version: version `i + 1` is reached by running `MIGRATIONS[i]`.
+/// Never edit an entry once released; add one.
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+
+pub(crate) fn sql(context: &'static str) -> impl Fn(rusqlite::Error) -> PortError {
+    move |e| PortError::new(context, e)
+}
+
+/// A write as the writer thread runs it.
+trait WriteJob: Send {
+    /// Runs inside the group's transaction; false when it failed (its savepoint is undone).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the group's transaction is committed (or could not be).
+    fn finish(self: Box<Self>, committed: Result<(), PortError>);
+}
+
+struct Job<T, F> {
+    work: Option<F>,
+    result: Option<PortResult<T>>,
+    reply: oneshot::Sender<PortResult<T>>,
+}
+
+impl<T: Send, F: FnOnce(&Connection) -> PortResult<T> + Send> WriteJob for Job<T, F> {
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = work(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), PortError>) {
+        let answer = match (committed, self.result) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(PortError("the write was not run".into())),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+pub(crate) struct Db {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<Box<dyn WriteJob>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Db {
+    /// Opens (or creates) the database at `path`, brings its schema up to date and starts the
+    /// writer thread.
+    pub(crate) fn open(path: &Path) -> Result<Arc<Self>, String> {
+        let conn =
+            Connection::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        configure(&conn).map_err(|e| format!("configuring {}: {e}", path.display()))?;
+        migrate(&conn).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (sender, receiver) = mpsc::channel::<Box<dyn WriteJob>>();
+        std::thread::Builder::new()
+            .name("hookline-sqlite-writer".into())
+            .spawn(move || write_forever(conn, receiver))
+            .map_err(|e| format!("starting the store's writer: {e}"))?;
+        Ok(Arc::new(Self {
+            path: path.to_path_buf(),
+            writer: Mutex::new(sender),
+            readers: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// Runs `work` on the write connection, in the next group's transaction; answers once
+    /// that transaction is committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> PortResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> PortResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn WriteJob> = Box::new(Job {
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        self.writer
+            .lock()
+            .unwrap()
+            .send(job)
+            .map_err(|_| PortError("the store's writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| PortError("the store's writer has stopped".into()))?
+    }
+
+    /// Runs `work` on a read connection, in a read transaction (one snapshot), on a blocking
+    /// thread.
+    pub(crate) async fn read<T, F>(self: &Arc<Self>, work: F) -> PortResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> PortResult<T> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = db.take_reader()?;
+            conn.execute_batch("BEGIN").map_err(sql("BEGIN"))?;
+            let result = work(&conn);
+            let end = conn.execute_batch("COMMIT").map_err(sql("COMMIT"));
+            db.put_reader(conn);
+            let value = result?;
+            end?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| PortError::new("a store read", e))?
+    }
+
+    fn take_reader(&self) -> PortResult<Connection> {
+        if let Some(conn) = self.readers.lock().unwrap().pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql("opening a read connection"))?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(sql("configuring a read connection"))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
+    }
+
+    fn put_reader(&self, conn: Connection) {
+        let mut readers = self.readers.lock().unwrap();
+        if readers.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+            readers.push(conn);
+        }
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), String> {
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(|e| e.to_string())?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+        .map_err(|e| e.to_string())?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("the journal mode stayed {mode}, not WAL"));
+    }
+    // A commit is durable once it is in the WAL (in the OS's cache): it survives the process
+    // dying (SIGKILL), not a power cut, which may lose the last commits (never corrupt).
+    conn.execute_batch(
+        "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;",
+    )
+    .map_err(|e| e.to_string())?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+/// Applies every migration past the file's `user_version`, each in a transaction of its own.
+fn migrate(conn: &Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| format!("reading the schema version: {e}"))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(format!(
+            "the store has schema version {version}, this Hookline knows up to {known}: run the \
+             newer Hookline that wrote it"
+        ));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let next = index as i64 + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {next}; COMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            format!("migrating the schema to version {next}: {e}")
+        })?;
+    }
+    Ok(())
+}
+
+/// The writer thread: until every sender is gone, takes what is waiting and commits it as one.
+fn write_forever(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = commit_group(&conn, &mut group);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for job in group {
+            job.finish(committed.clone());
+        }
+    }
+}
+
+fn commit_group(conn: &Connection, group: &mut [Box<dyn WriteJob>]) -> Result<(), PortError> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(sql("BEGIN"))?;
+    for job in group.iter_mut() {
+        conn.execute_batch("SAVEPOINT job")
+            .map_err(sql("SAVEPOINT"))?;
+        if job.run(conn) {
+            conn.execute_batch("RELEASE job").map_err(sql("RELEASE"))?;
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                .map_err(sql("ROLLBACK TO"))?;
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(sql("COMMIT"))
+}

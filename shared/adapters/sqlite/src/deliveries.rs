@@ -1,0 +1,353 @@
+//! Events and their deliveries: publish and fan-out, attempts, manual retries, the logs.
+
+use crate::db::sql;
+use crate::{accounts, counts, decode, encode, ms, nanos_text, page_bounds, webhooks};
+use chrono::{DateTime, Utc};
+use hookline_model::{Delivery, DeliveryJob, Event};
+use hookline_service::PortError;
+use hookline_service::ports::{
+    AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, PortResult,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+/// The largest delivery record stored (the DynamoDB adapter's item limit, so both refuse
+/// alike); attempts keep at most 4 KiB of each answer, so only a bug comes near it.
+const MAX_RECORD_BYTES: usize = 400 * 1024;
+
+fn put_event(conn: &Connection, event: &Event, due: Option<DateTime<Utc>>) -> PortResult<()> {
+    let body = encode(event)?;
+    conn.prepare_cached(
+        "INSERT INTO events (account_id, id, created_ms, due_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            event.account_id,
+            event.id,
+            ms(event.created_at),
+            due.map(ms),
+            body
+        ])
+    })
+    .map_err(sql("inserting an event"))?;
+    Ok(())
+}
+
+pub(crate) fn insert_event(
+    conn: &Connection,
+    event: &Event,
+    sweep_at: DateTime<Utc>,
+) -> PortResult<Option<Event>> {
+    if let Some(stored) = get_event(conn, &event.account_id, &event.id)? {
+        return Ok(Some(stored));
+    }
+    put_event(conn, event, Some(sweep_at))?;
+    Ok(None)
+}
+
+pub(crate) fn insert_event_with_deliveries(
+    conn: &Connection,
+    event: &Event,
+    deliveries: &[Delivery],
+    sweep_at: DateTime<Utc>,
+) -> PortResult<Option<Event>> {
+    if let Some(stored) = get_event(conn, &event.account_id, &event.id)? {
+        return Ok(Some(stored));
+    }
+    let fanned_out = Event {
+        deliveries: deliveries.len() as u32,
+        fanned_out: true,
+        ..event.clone()
+    };
+    put_event(conn, &fanned_out, None)?;
+    for delivery in deliveries {
+        insert_delivery(conn, delivery, sweep_at)?;
+    }
+    Ok(None)
+}
+
+pub(crate) fn get_event(
+    conn: &Connection,
+    account_id: &str,
+    event_id: &str,
+) -> PortResult<Option<Event>> {
+    conn.prepare_cached("SELECT body FROM events WHERE account_id = ?1 AND id = ?2")
+        .and_then(|mut s| {
+            s.query_row([account_id, event_id], |row| row.get::<_, String>(0))
+                .optional()
+        })
+        .map_err(sql("reading an event"))?
+        .map(|body| decode(&body))
+        .transpose()
+}
+
+pub(crate) fn get_events(
+    conn: &Connection,
+    account_id: &str,
+    event_ids: &[String],
+) -> PortResult<Vec<Event>> {
+    let mut found = Vec::with_capacity(event_ids.len());
+    for id in event_ids {
+        if let Some(event) = get_event(conn, account_id, id)? {
+            found.push(event);
+        }
+    }
+    Ok(found)
+}
+
+/// Stores `delivery` unless it exists, counted as pending; whether it was new.
+fn insert_delivery(
+    conn: &Connection,
+    delivery: &Delivery,
+    sweep_at: DateTime<Utc>,
+) -> PortResult<bool> {
+    let body = encode(delivery)?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO deliveries (account_id, id, webhook_id, event_id, event_type, \
+             status, created_ms, last_attempt_ms, attempt_count, next_attempt_at, due_ms, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                delivery.account_id,
+                delivery.id,
+                delivery.webhook_id,
+                delivery.event_id,
+                delivery.event_type,
+                delivery.status.as_str(),
+                ms(delivery.created_at),
+                delivery.last_attempt_at.map(ms),
+                delivery.attempts_made() as i64,
+                delivery.next_attempt_at.map(nanos_text),
+                ms(sweep_at),
+                body
+            ])
+        })
+        .map_err(sql("inserting a delivery"))?;
+    if inserted > 0 {
+        counts::bump(conn, &delivery.account_id, delivery.status, 1)?;
+    }
+    Ok(inserted > 0)
+}
+
+pub(crate) fn insert_deliveries(
+    conn: &Connection,
+    deliveries: &[Delivery],
+    sweep_at: DateTime<Utc>,
+) -> PortResult<Vec<bool>> {
+    deliveries
+        .iter()
+        .map(|d| insert_delivery(conn, d, sweep_at))
+        .collect()
+}
+
+pub(crate) fn finish_fan_out(conn: &Connection, event: &Event, deliveries: u32) -> PortResult<()> {
+    let Some(stored) = get_event(conn, &event.account_id, &event.id)? else {
+        return Err(PortError(format!("event {} is not stored", event.id)));
+    };
+    let done = Event {
+        deliveries,
+        fanned_out: true,
+        ..stored
+    };
+    let body = encode(&done)?;
+    conn.prepare_cached(
+        "UPDATE events SET due_ms = NULL, body = ?3 WHERE account_id = ?1 AND id = ?2",
+    )
+    .and_then(|mut s| s.execute(params![event.account_id, event.id, body]))
+    .map_err(sql("finishing a fan-out"))?;
+    Ok(())
+}
+
+pub(crate) fn get_delivery(
+    conn: &Connection,
+    account_id: &str,
+    delivery_id: &str,
+) -> PortResult<Option<Delivery>> {
+    conn.prepare_cached("SELECT body FROM deliveries WHERE account_id = ?1 AND id = ?2")
+        .and_then(|mut s| {
+            s.query_row([account_id, delivery_id], |row| row.get::<_, String>(0))
+                .optional()
+        })
+        .map_err(sql("reading a delivery"))?
+        .map(|body| decode(&body))
+        .transpose()
+}
+
+pub(crate) fn load_delivery(
+    conn: &Connection,
+    job: &DeliveryJob,
+) -> PortResult<Option<DeliveryContext>> {
+    let Some(delivery) = get_delivery(conn, &job.account_id, &job.delivery_id)? else {
+        return Ok(None);
+    };
+    Ok(Some(DeliveryContext {
+        event: get_event(conn, &delivery.account_id, &delivery.event_id)?,
+        webhook: webhooks::get_webhook(conn, &delivery.account_id, &delivery.webhook_id)?,
+        account: accounts::get_account(conn, &delivery.account_id)?,
+        delivery,
+    }))
+}
+
+/// Writes `next` over the stored delivery if it is still as `loaded` (same status, same
+/// number of attempts), moving the counts; false when it moved on or is gone.
+fn replace_delivery(
+    conn: &Connection,
+    loaded: &Delivery,
+    next: &Delivery,
+    due: Option<DateTime<Utc>>,
+) -> PortResult<bool> {
+    let body = encode(next)?;
+    if body.len() > MAX_RECORD_BYTES {
+        return Err(PortError(format!(
+            "delivery {} would take {} bytes, over the {MAX_RECORD_BYTES} a record may hold",
+            loaded.id,
+            body.len()
+        )));
+    }
+    let updated = conn
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?5, last_attempt_ms = ?6, attempt_count = ?7, \
+             next_attempt_at = ?8, due_ms = ?9, body = ?10 \
+             WHERE account_id = ?1 AND id = ?2 AND status = ?3 AND attempt_count = ?4",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                loaded.account_id,
+                loaded.id,
+                loaded.status.as_str(),
+                loaded.attempts_made() as i64,
+                next.status.as_str(),
+                next.last_attempt_at.map(ms),
+                next.attempts_made() as i64,
+                next.next_attempt_at.map(nanos_text),
+                due.map(ms),
+                body
+            ])
+        })
+        .map_err(sql("updating a delivery"))?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    counts::moved(conn, &loaded.account_id, loaded.status, next.status)?;
+    Ok(true)
+}
+
+pub(crate) fn record_attempt(
+    conn: &Connection,
+    delivery: &Delivery,
+    record: &AttemptRecord,
+) -> PortResult<bool> {
+    let next = Delivery {
+        attempts: delivery.attempts_with(record.attempt.clone()),
+        attempt_count: delivery.attempts_made() + 1,
+        status: record.status,
+        last_response_status: record.attempt.status_code,
+        last_attempt_at: Some(record.attempt.at),
+        next_attempt_at: record.next_attempt_at,
+        ..delivery.clone()
+    };
+    if !replace_delivery(conn, delivery, &next, record.sweep_at)? {
+        return Ok(false);
+    }
+    // A 410 deactivates the webhook in the same transaction; one deleted meanwhile has
+    // nothing to deactivate, and the attempt stands.
+    if record.deactivates_webhook {
+        webhooks::deactivate_webhook(
+            conn,
+            &delivery.account_id,
+            &delivery.webhook_id,
+            record.attempt.at,
+        )?;
+    }
+    Ok(true)
+}
+
+pub(crate) fn requeue_delivery(
+    conn: &Connection,
+    delivery: &Delivery,
+    sweep_at: DateTime<Utc>,
+) -> PortResult<bool> {
+    replace_delivery(conn, delivery, &delivery.requeued(), Some(sweep_at))
+}
+
+/// The WHERE clause of a log query and its parameters.
+fn log_filter(account_id: &str, query: &DeliveryQuery) -> (String, Vec<Value>) {
+    let mut clauses = vec!["account_id = ?".to_string()];
+    let mut values = vec![Value::Text(account_id.into())];
+    let mut add = |clause: &str, value: Value| {
+        clauses.push(clause.into());
+        values.push(value);
+    };
+    if let Some(webhook_id) = &query.webhook_id {
+        add("webhook_id = ?", Value::Text(webhook_id.clone()));
+    }
+    if let Some(status) = query.status {
+        add("status = ?", Value::Text(status.as_str().into()));
+    }
+    if let Some(event_type) = &query.event_type {
+        add("event_type = ?", Value::Text(event_type.clone()));
+    }
+    if let Some(from) = query.created_from {
+        add("created_ms >= ?", Value::Integer(ms(from)));
+    }
+    if let Some(to) = query.created_to {
+        add("created_ms <= ?", Value::Integer(ms(to)));
+    }
+    // A delivery never attempted has no last attempt, so it matches no such bound.
+    if let Some(from) = query.last_attempt_from {
+        add("last_attempt_ms >= ?", Value::Integer(ms(from)));
+    }
+    if let Some(to) = query.last_attempt_to {
+        add("last_attempt_ms <= ?", Value::Integer(ms(to)));
+    }
+    (clauses.join(" AND "), values)
+}
+
+pub(crate) fn list_deliveries(
+    conn: &Connection,
+    account_id: &str,
+    query: &DeliveryQuery,
+) -> PortResult<DeliveryPage> {
+    let (filter, values) = log_filter(account_id, query);
+    let (limit, offset) = page_bounds(query.page, query.size);
+    let mut page_values = values.clone();
+    page_values.push(Value::Integer(limit));
+    page_values.push(Value::Integer(offset));
+    let bodies = conn
+        .prepare_cached(&format!(
+            "SELECT body FROM deliveries WHERE {filter} \
+             ORDER BY created_ms DESC, id DESC LIMIT ? OFFSET ?"
+        ))
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(page_values), |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(sql("listing deliveries"))?;
+    let only_status = query.webhook_id.is_none()
+        && query.event_type.is_none()
+        && query.created_from.is_none()
+        && query.created_to.is_none()
+        && query.last_attempt_from.is_none()
+        && query.last_attempt_to.is_none();
+    // The counts cover a query with no filter but status; others are counted on the index.
+    let total = if only_status {
+        let counts = counts::status_counts(conn, account_id)?;
+        match query.status {
+            Some(status) => counts.get(status),
+            None => counts.total(),
+        }
+    } else {
+        conn.prepare_cached(&format!("SELECT count(*) FROM deliveries WHERE {filter}"))
+            .and_then(|mut s| s.query_row(params_from_iter(values), |row| row.get::<_, i64>(0)))
+            .map_err(sql("counting deliveries"))? as u64
+    };
+    Ok(DeliveryPage {
+        items: bodies
+            .iter()
+            .map(|b| decode(b))
+            .collect::<PortResult<_>>()?,
+        total,
+    })
+}

@@ -1,0 +1,117 @@
+//! The sweep's due index (unfinished fan-outs, deliveries not yet terminal) and retention:
+//! expired events and deliveries deleted in small batches, their counts with them.
+
+use crate::db::sql;
+use crate::{counts, ms, parse_nanos_text};
+use chrono::{DateTime, Utc};
+use hookline_model::{DeliveryJob, DeliveryStatus};
+use hookline_service::ports::{DueItem, PortResult};
+use rusqlite::{Connection, params};
+
+pub(crate) fn due(
+    conn: &Connection,
+    before: DateTime<Utc>,
+    limit: usize,
+) -> PortResult<Vec<DueItem>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "SELECT * FROM ( \
+           SELECT due_ms, 0 AS kind, account_id, id, NULL AS event_id, NULL AS webhook_id, \
+                  NULL AS next_attempt_at \
+           FROM events WHERE due_ms <= ?1 \
+           UNION ALL \
+           SELECT due_ms, 1, account_id, id, event_id, webhook_id, next_attempt_at \
+           FROM deliveries WHERE due_ms <= ?1 \
+         ) ORDER BY due_ms LIMIT ?2",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![ms(before), limit], |row| {
+            let kind: i64 = row.get(1)?;
+            let account_id: String = row.get(2)?;
+            let id: String = row.get(3)?;
+            Ok(if kind == 0 {
+                DueItem::FanOut {
+                    account_id,
+                    event_id: id,
+                }
+            } else {
+                let next: Option<String> = row.get(6)?;
+                DueItem::Delivery {
+                    job: DeliveryJob {
+                        account_id,
+                        delivery_id: id,
+                        event_id: row.get(4)?,
+                        webhook_id: row.get(5)?,
+                    },
+                    next_attempt_at: next.as_deref().and_then(parse_nanos_text),
+                }
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .map_err(sql("reading due work"))
+}
+
+pub(crate) fn postpone(conn: &Connection, item: &DueItem, until: DateTime<Utc>) -> PortResult<()> {
+    // Only what is still due: a delivery that became terminal meanwhile stays out.
+    let (statement, account_id, id) = match item {
+        DueItem::FanOut {
+            account_id,
+            event_id,
+        } => (
+            "UPDATE events SET due_ms = ?3 WHERE account_id = ?1 AND id = ?2 \
+             AND due_ms IS NOT NULL",
+            account_id,
+            event_id,
+        ),
+        DueItem::Delivery { job, .. } => (
+            "UPDATE deliveries SET due_ms = ?3 WHERE account_id = ?1 AND id = ?2 \
+             AND due_ms IS NOT NULL",
+            &job.account_id,
+            &job.delivery_id,
+        ),
+    };
+    conn.prepare_cached(statement)
+        .and_then(|mut s| s.execute(params![account_id, id, ms(until)]))
+        .map_err(sql("postponing due work"))?;
+    Ok(())
+}
+
+/// Deletes at most `batch` deliveries and `batch` events created before `before`, taking
+/// them out of the counts; how many rows went.
+pub(crate) fn delete_expired(
+    conn: &Connection,
+    before: DateTime<Utc>,
+    batch: usize,
+) -> PortResult<usize> {
+    let expired = conn
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE rowid IN \
+             (SELECT rowid FROM deliveries WHERE created_ms < ?1 LIMIT ?2) \
+             RETURNING account_id, status",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![ms(before), batch as i64], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(sql("deleting expired deliveries"))?;
+    let mut moved: std::collections::HashMap<(String, String), i64> = Default::default();
+    for key in &expired {
+        *moved.entry(key.clone()).or_default() += 1;
+    }
+    for ((account_id, status), n) in moved {
+        if let Some(status) = DeliveryStatus::parse(&status) {
+            counts::bump(conn, &account_id, status, -n)?;
+        }
+    }
+    let events = conn
+        .prepare_cached(
+            "DELETE FROM events WHERE rowid IN \
+             (SELECT rowid FROM events WHERE created_ms < ?1 LIMIT ?2)",
+        )
+        .and_then(|mut s| s.execute(params![ms(before), batch as i64]))
+        .map_err(sql("deleting expired events"))?;
+    Ok(expired.len() + events)
+}
