@@ -3,18 +3,15 @@
 
 use crate::{listen, main_key};
 use axum::http::header;
-use hookline_aws::{DynamoStore, table::ensure_table};
-use hookline_embedded::{
-    CachedStore, EmbeddedDynamo, InProcessQueue, InProcessScheduler, run_delivery_workers,
-};
+use hookline_embedded::{CachedStore, InProcessQueue, InProcessScheduler, run_delivery_workers};
 use hookline_http::ReqwestSender;
 use hookline_service::{Config, Mode, Ports, Service, SystemClock, telemetry};
+use hookline_sqlite::SqliteStore;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-const TABLE: &str = "hookline";
 /// Deliveries in flight at once.
 const WORKERS: usize = 256;
 /// How often the local sweep looks for overdue work.
@@ -36,8 +33,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .json()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,dynoxide=error".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     serve(args).await
@@ -54,19 +50,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         libc::umask(0o077);
     }
 
-    let dynamo = EmbeddedDynamo::start(&args.data_dir)?;
-    let client = dynamo.client();
-    ensure_table(&client, TABLE)
-        .await
-        .map_err(|e| e.to_string())?;
-
-    let store = Arc::new(DynamoStore::new(
-        client.clone(),
-        TABLE,
-        config.log_retention_days,
-    ));
+    let store = SqliteStore::open(&args.data_dir, config.log_retention_days)?;
     // Secrets are sealed at rest; the cache (outermost) keeps them opened in memory.
-    let sealed = main_key::sealed_store(store, &client, TABLE, &args.data_dir).await?;
+    let sealed = main_key::sealed_store(Arc::new(store.clone()), &store, &args.data_dir).await?;
 
     let metrics = install_metrics()?;
     let (queue, jobs) = InProcessQueue::new(config.max_backlog);
@@ -135,7 +121,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }),
     );
     listen::serve(listener, router, limits, shutdown_signal()).await;
-    drop(dynamo);
     Ok(())
 }
 

@@ -930,7 +930,10 @@ async fn serve_takes_its_address_and_data_dir_from_the_environment() {
         .to_string();
     let printed = ok(hookline(&url, ADMIN_KEY, &["accounts", "list"]));
     assert!(printed.contains("0 accounts shown, 0 in all"), "{printed}");
-    assert!(dir.join("hookline.db").exists() || dir.read_dir().unwrap().next().is_some());
+    assert!(
+        dir.join("hookline.sqlite3").exists(),
+        "the store is under the data directory"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

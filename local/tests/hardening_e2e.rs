@@ -121,7 +121,7 @@ async fn serve_listens_only_on_its_api_port_and_keeps_its_data_private() {
             );
         }
     }
-    for expected in ["hookline.db", "hookline.db-wal", "notes.txt"] {
+    for expected in ["hookline.sqlite3", "hookline.sqlite3-wal", "notes.txt"] {
         assert!(
             files.iter().any(|f| f == expected),
             "{expected} in {files:?}"

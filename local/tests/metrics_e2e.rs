@@ -48,11 +48,7 @@ async fn metrics_and_logs_follow_deliveries() {
     std::fs::create_dir_all(dir.with_extension("logs")).unwrap();
     let log_path = dir.with_extension("logs").join("serve.log");
     let log_file = std::fs::File::create(&log_path).unwrap();
-    let server = Server::start_with_stderr(
-        &dir,
-        &[("RUST_LOG", "info,dynoxide=error")],
-        Stdio::from(log_file),
-    );
+    let server = Server::start_with_stderr(&dir, &[("RUST_LOG", "info")], Stdio::from(log_file));
     let http = reqwest::Client::new();
     let (_, before) = scrape(&http, &server).await;
 

@@ -292,3 +292,33 @@ async fn keys_guard_every_route_and_bad_input_gets_a_clear_4xx() {
         (405, Some("method_not_allowed"))
     );
 }
+
+/// A data directory of the emulated DynamoDB store (before the SQLite store) is refused at
+/// start, with what to do, and left as it was.
+#[test]
+fn a_data_directory_of_the_emulated_store_is_refused_with_what_to_do() {
+    let dir = temp_dir("emulated-store");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("hookline.db"), b"SQLite format 3\0").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("HOOKLINE_ADMIN_KEY", ADMIN_KEY)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("hookline runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && !stdout.contains("is running"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("emulated DynamoDB store"), "{stderr}");
+    assert!(stderr.contains("new data directory"), "{stderr}");
+    let left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["hookline.db".to_string()], "nothing was added");
+    let _ = std::fs::remove_dir_all(&dir);
+}
