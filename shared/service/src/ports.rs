@@ -236,6 +236,12 @@ pub trait Queue: Send + Sync + 'static {
     fn backpressure(&self) -> Option<Duration> {
         None
     }
+    /// [`Queue::backpressure`] for a publisher that can wait a little: a queue that knows its
+    /// pace holds the publisher until its backlog is short enough to deliver soon (or gives
+    /// up and answers the wait as `backpressure` does). By default, `backpressure` at once.
+    async fn wait_for_room(&self) -> Option<Duration> {
+        self.backpressure()
+    }
 }
 
 #[async_trait]

@@ -110,7 +110,7 @@ impl Service {
         if valid.is_empty() {
             return Ok(results.into_iter().flatten().collect());
         }
-        if let Some(wait) = self.ports.queue.backpressure() {
+        if let Some(wait) = self.ports.queue.wait_for_room().await {
             return Err(ServiceError::Busy {
                 retry_after_secs: wait.as_secs().max(1),
             });

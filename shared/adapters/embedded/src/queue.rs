@@ -6,15 +6,40 @@
 //! runs) is absorbed instead of sent twice, and the backlog has a size that publishing can be
 //! held to. Each webhook gets at most a share of the workers, so one slow receiver cannot hold
 //! them all.
+//!
+//! Two bounds hold publishing back. Past `max_backlog` deliveries a publish is refused at once
+//! (503). Below it, a publisher waits (a little) while the backlog is longer than what the
+//! workers deliver in [`TARGET_QUEUE_DELAY`] at their measured pace, so under overload the
+//! backlog, and with it the time from publish to delivery, stays short instead of growing
+//! until the hard bound.
 
 use async_trait::async_trait;
 use hookline_model::DeliveryJob;
 use hookline_service::ports::{PortResult, Queue};
 use hookline_service::{PortError, Service};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+/// How long a delivery may wait in the backlog, at the measured pace, before publishers are
+/// held back.
+const TARGET_QUEUE_DELAY: Duration = Duration::from_millis(250);
+/// The soft bound never goes below this (the pace is unknown at start, and a short backlog
+/// keeps the workers and the store's group commits busy).
+const MIN_SOFT_BACKLOG: usize = 512;
+/// The longest a publish waits for room before it is answered 503.
+const MAX_PUBLISH_WAIT: Duration = Duration::from_secs(2);
+/// How often the delivery pace is measured.
+const PACE_EVERY: Duration = Duration::from_millis(250);
+
+/// Deliveries finished per second, measured over the last intervals.
+struct Pace {
+    since: Instant,
+    finished_then: u64,
+    per_second: f64,
+}
 
 /// Where a delivery the queue holds stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +66,11 @@ pub struct InProcessQueue {
     sender: mpsc::UnboundedSender<DeliveryJob>,
     slots: Arc<Mutex<HashMap<String, Slot>>>,
     max_backlog: usize,
+    /// Deliveries finished (left the queue) since start.
+    finished: Arc<AtomicU64>,
+    pace: Arc<Mutex<Pace>>,
+    /// Woken once per finished delivery: a waiting publisher looks again.
+    room: Arc<Notify>,
 }
 
 impl InProcessQueue {
@@ -54,6 +84,13 @@ impl InProcessQueue {
                 sender,
                 slots: Arc::default(),
                 max_backlog,
+                finished: Arc::default(),
+                pace: Arc::new(Mutex::new(Pace {
+                    since: Instant::now(),
+                    finished_then: 0,
+                    per_second: 0.0,
+                })),
+                room: Arc::default(),
             },
             receiver,
         )
@@ -62,6 +99,27 @@ impl InProcessQueue {
     /// Deliveries queued, in flight or backing off.
     pub fn backlog(&self) -> usize {
         self.slots.lock().unwrap().len()
+    }
+
+    /// The backlog publishers are held to below `max_backlog`: what the workers deliver in
+    /// [`TARGET_QUEUE_DELAY`] at their recent pace.
+    fn soft_bound(&self) -> usize {
+        let mut pace = self.pace.lock().unwrap();
+        let elapsed = pace.since.elapsed();
+        if elapsed >= PACE_EVERY {
+            let finished = self.finished.load(Ordering::Relaxed);
+            let now = (finished - pace.finished_then) as f64 / elapsed.as_secs_f64();
+            // Smoothed, so one slow interval does not shut publishing out.
+            pace.per_second = if elapsed > 4 * PACE_EVERY {
+                now
+            } else {
+                0.5 * pace.per_second + 0.5 * now
+            };
+            pace.since = Instant::now();
+            pace.finished_then = finished;
+        }
+        let bound = (pace.per_second * TARGET_QUEUE_DELAY.as_secs_f64()) as usize;
+        bound.max(MIN_SOFT_BACKLOG).min(self.max_backlog)
     }
 
     fn send(&self, job: DeliveryJob) -> PortResult<()> {
@@ -110,6 +168,9 @@ impl InProcessQueue {
             }
             _ => {
                 slots.remove(&job.delivery_id);
+                drop(slots);
+                self.finished.fetch_add(1, Ordering::Relaxed);
+                self.room.notify_one();
             }
         }
     }
@@ -157,6 +218,28 @@ impl Queue for InProcessQueue {
 
     fn backpressure(&self) -> Option<Duration> {
         (self.backlog() >= self.max_backlog).then_some(Duration::from_secs(1))
+    }
+
+    async fn wait_for_room(&self) -> Option<Duration> {
+        let deadline = tokio::time::Instant::now() + MAX_PUBLISH_WAIT;
+        loop {
+            let backlog = self.backlog();
+            if backlog >= self.max_backlog {
+                return Some(Duration::from_secs(1));
+            }
+            if backlog < self.soft_bound() {
+                return None;
+            }
+            // A delivery finished between the look and this wait left a permit: no wake is
+            // lost. The deadline also lets the pace be measured again.
+            let room = self.room.notified();
+            let step = (tokio::time::Instant::now() + PACE_EVERY).min(deadline);
+            if tokio::time::timeout_at(step, room).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return Some(Duration::from_secs(1));
+            }
+        }
     }
 }
 
@@ -272,6 +355,43 @@ mod tests {
         queue.enqueue(&[job("dlv_2"), job("dlv_3")]).await.unwrap();
         assert_eq!(queue.backlog(), 3, "accepted work is never refused");
         assert!(queue.backpressure().is_some());
+    }
+
+    #[tokio::test]
+    async fn past_the_soft_bound_a_publisher_waits_until_deliveries_finish() {
+        let (queue, _receiver) = InProcessQueue::new(100_000);
+        let jobs: Vec<DeliveryJob> = (0..MIN_SOFT_BACKLOG + 1)
+            .map(|i| job(&format!("dlv_{i}")))
+            .collect();
+        queue.enqueue(&jobs).await.unwrap();
+        assert_eq!(queue.backpressure(), None, "far below the hard bound");
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.wait_for_room().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "held while the backlog is long");
+        for job in &jobs[..2] {
+            queue.started(job);
+            queue.finished(job, false);
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("let go once deliveries finish")
+            .unwrap();
+        assert_eq!(answer, None);
+    }
+
+    #[tokio::test]
+    async fn a_publisher_that_waited_too_long_is_asked_to_come_back() {
+        let (queue, _receiver) = InProcessQueue::new(100_000);
+        let jobs: Vec<DeliveryJob> = (0..MIN_SOFT_BACKLOG)
+            .map(|i| job(&format!("dlv_{i}")))
+            .collect();
+        queue.enqueue(&jobs).await.unwrap();
+        let started = Instant::now();
+        assert_eq!(queue.wait_for_room().await, Some(Duration::from_secs(1)));
+        assert!(started.elapsed() >= MAX_PUBLISH_WAIT);
     }
 
     #[test]
