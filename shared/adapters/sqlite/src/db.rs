@@ -30,6 +30,15 @@ pub(crate) fn sql(context: &'static str) -> impl Fn(rusqlite::Error) -> PortErro
     move |e| PortError::new(context, e)
 }
 
+/// Runs one statement without parameters, prepared once per connection (transaction control
+/// runs several times per write: parsing it each time is measurable).
+pub(crate) fn run(conn: &Connection, statement: &'static str) -> PortResult<()> {
+    conn.prepare_cached(statement)
+        .and_then(|mut s| s.execute([]))
+        .map(drop)
+        .map_err(sql(statement))
+}
+
 /// A write as the writer thread runs it.
 trait WriteJob: Send {
     /// Runs inside the group's transaction; false when it failed (its savepoint is undone).
@@ -124,9 +133,9 @@ impl Db {
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = db.take_reader()?;
-            conn.execute_batch("BEGIN").map_err(sql("BEGIN"))?;
+            run(&conn, "BEGIN")?;
             let result = work(&conn);
-            let end = conn.execute_batch("COMMIT").map_err(sql("COMMIT"));
+            let end = run(&conn, "COMMIT");
             db.put_reader(conn);
             let value = result?;
             end?;
@@ -224,17 +233,13 @@ fn write_forever(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
 }
 
 fn commit_group(conn: &Connection, group: &mut [Box<dyn WriteJob>]) -> Result<(), PortError> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(sql("BEGIN"))?;
+    run(conn, "BEGIN IMMEDIATE")?;
     for job in group.iter_mut() {
-        conn.execute_batch("SAVEPOINT job")
-            .map_err(sql("SAVEPOINT"))?;
-        if job.run(conn) {
-            conn.execute_batch("RELEASE job").map_err(sql("RELEASE"))?;
-        } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
-                .map_err(sql("ROLLBACK TO"))?;
+        run(conn, "SAVEPOINT job")?;
+        if !job.run(conn) {
+            run(conn, "ROLLBACK TO job")?;
         }
+        run(conn, "RELEASE job")?;
     }
-    conn.execute_batch("COMMIT").map_err(sql("COMMIT"))
+    run(conn, "COMMIT")
 }

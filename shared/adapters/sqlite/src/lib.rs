@@ -433,15 +433,12 @@ impl Store for SqliteStore {
                 Ok(batch
                     .iter()
                     .map(|(delivery, record)| {
-                        c.execute_batch("SAVEPOINT attempt")
-                            .map_err(db::sql("SAVEPOINT"))?;
+                        db::run(c, "SAVEPOINT attempt")?;
                         let answer = deliveries::record_attempt(c, delivery, record);
-                        let end = if answer.is_ok() {
-                            "RELEASE attempt"
-                        } else {
-                            "ROLLBACK TO attempt; RELEASE attempt"
-                        };
-                        c.execute_batch(end).map_err(db::sql("RELEASE"))?;
+                        if answer.is_err() {
+                            db::run(c, "ROLLBACK TO attempt")?;
+                        }
+                        db::run(c, "RELEASE attempt")?;
                         answer
                     })
                     .collect::<Vec<PortResult<bool>>>())
