@@ -28,7 +28,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 const TARGET_QUEUE_DELAY: Duration = Duration::from_millis(250);
 /// The soft bound never goes below this (the pace is unknown at start, and a short backlog
 /// keeps the workers and the store's group commits busy).
-const MIN_SOFT_BACKLOG: usize = 512;
+const MIN_SOFT_BACKLOG: usize = 128;
 /// The longest a publish waits for room before it is answered 503.
 const MAX_PUBLISH_WAIT: Duration = Duration::from_secs(2);
 /// How often the delivery pace is measured.
