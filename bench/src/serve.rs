@@ -41,6 +41,8 @@ impl Server {
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .env("HOOKLINE_ADMIN_KEY", ADMIN_KEY)
+            // The burst run's one account has 10,000 webhooks (the default quota is 500).
+            .env("HOOKLINE_MAX_WEBHOOKS", "10000")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
