@@ -26,9 +26,9 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 /// How long a delivery may wait in the backlog, at the measured pace, before publishers are
 /// held back.
 const TARGET_QUEUE_DELAY: Duration = Duration::from_millis(250);
-/// The soft bound never goes below this (the pace is unknown at start, and a short backlog
-/// keeps the workers and the store's group commits busy).
-const MIN_SOFT_BACKLOG: usize = 128;
+/// The soft bound never goes below this: twice the local delivery workers (256), so no worker
+/// idles while publishers wait, even when slow receivers keep the measured pace low.
+const MIN_SOFT_BACKLOG: usize = 512;
 /// The longest a publish waits for room before it is answered 503.
 const MAX_PUBLISH_WAIT: Duration = Duration::from_secs(2);
 /// How often the delivery pace is measured.
