@@ -20,7 +20,7 @@ use hookline_http::ReqwestSender;
 use hookline_model::RetryTrigger;
 use hookline_model::retry::RetryPolicy;
 use hookline_service::webhooks::NewWebhook;
-use hookline_service::{Config, Mode, Ports, Service, SystemClock};
+use hookline_service::{Config, FanOutQueue, Mode, Ports, Service, SystemClock};
 use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
@@ -208,6 +208,8 @@ struct Stack {
     /// The table's stream and the store the stream function folds into.
     stream: tokio::sync::Mutex<StreamPump>,
     counted: DynamoStore,
+    /// The stream function's queue: it queues each new delivery.
+    stream_queue: SqsQueue,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     admin_key: String,
@@ -240,17 +242,21 @@ async fn stack(moto: &str) -> Stack {
         .unwrap()
         .queue_url
         .unwrap();
-    // As on Lambda: the stream function keeps the counters.
-    let counted = DynamoStore::new(dynamodb, table, 30).with_counting(Counting::FromStream);
+    // As on Lambda: the stream function keeps the counters and queues the fan-out.
+    let counted = DynamoStore::new(dynamodb, table, 30)
+        .with_counting(Counting::FromStream)
+        .with_fan_out_queue(FanOutQueue::Stream);
+    let stream_queue = SqsQueue::new(sqs.clone(), queue_url.clone());
     let admin_key = "bench-admin-key-0123456789abcdefghij".to_string();
     let mut config = Config::for_mode(Mode::Lambda);
     config.targets.allow_http = true;
     config.targets.allow_private_targets = true;
     config.retry_policy = RetryPolicy::parse("1s,2s,3s").unwrap();
     config.admin_key_hash = Some(hookline_model::keys::hash_api_key(&admin_key));
+    assert_eq!(config.fan_out_queue, FanOutQueue::Stream);
     let ports = Ports {
         store: Arc::new(counted.clone()),
-        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
+        queue: Arc::new(stream_queue.clone()),
         // The stack's default (RetryTimer=sweep): retries are found by the sweep.
         scheduler: Arc::new(SweepRetries),
         clock: Arc::new(SystemClock),
@@ -261,6 +267,7 @@ async fn stack(moto: &str) -> Stack {
         ledger,
         stream,
         counted,
+        stream_queue,
         sqs,
         queue_url,
         admin_key,
@@ -299,13 +306,14 @@ async fn receiver(behaviour: Receiver) -> String {
 }
 
 impl Stack {
-    /// What the stream function does: folds the status changes so far into the counters, in
-    /// batches of up to 1,000 (the template's BatchSize). Returns its invocations.
+    /// What the stream function does: folds the status changes so far into the counters and
+    /// queues the new deliveries, in batches of up to 1,000 (the template's BatchSize).
+    /// Returns its invocations.
     async fn fold(&self) -> u64 {
         self.stream
             .lock()
             .await
-            .pump(&self.counted, 1000)
+            .pump(&self.counted, Some(&self.stream_queue), 1000)
             .await
             .unwrap()
     }
@@ -514,8 +522,10 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
     let api_invocations = stack
         .publish(&account_id, scenario.events, scenario.publish)
         .await;
-    let mut deliver_invocations = stack.drain().await;
+    // Publish only writes: the stream function queues the deliveries.
     let mut stream_invocations = stack.fold().await;
+    let mut deliver_invocations = stack.drain().await;
+    stream_invocations += stack.fold().await;
     // Retries: the sweep sends what is due, until nothing is left to retry.
     let mut sweeps = 0;
     loop {

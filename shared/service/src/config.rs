@@ -42,6 +42,20 @@ pub struct Config {
     pub endpoint_concurrency: usize,
     /// Per-account limit on pings and test events (`HOOKLINE_TEST_RATE_LIMIT`); `None` is off.
     pub test_rate_limit: Option<RateLimit>,
+    /// Who queues a new event's deliveries (`HOOKLINE_FAN_OUT_QUEUE`).
+    pub fan_out_queue: FanOutQueue,
+}
+
+/// Who hands a newly stored delivery to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanOutQueue {
+    /// Publish enqueues what it stored; each new delivery is due for the sweep a lease later
+    /// in case the enqueue is lost (local; `api`).
+    Api,
+    /// The table's stream function enqueues each inserted delivery (Lambda; `stream`): publish
+    /// only writes, and a new delivery is not due for the sweep (the stream is retried until
+    /// it goes through; the DLQ is sent back by the sweep).
+    Stream,
 }
 
 /// A token bucket: `per_second` requests a second on average, up to `burst` at once.
@@ -101,6 +115,11 @@ impl Config {
                 per_second: 10.0,
                 burst: 20,
             }),
+            fan_out_queue: if local {
+                FanOutQueue::Api
+            } else {
+                FanOutQueue::Stream
+            },
         }
     }
 
@@ -159,6 +178,22 @@ impl Config {
         if let Some(v) = get("HOOKLINE_TEST_RATE_LIMIT") {
             config.test_rate_limit =
                 RateLimit::parse(&v).map_err(|e| format!("HOOKLINE_TEST_RATE_LIMIT: {e}"))?;
+        }
+        if let Some(v) = get("HOOKLINE_FAN_OUT_QUEUE") {
+            config.fan_out_queue = match v.trim() {
+                "api" => FanOutQueue::Api,
+                "stream" if mode == Mode::Lambda => FanOutQueue::Stream,
+                "stream" => {
+                    return Err("HOOKLINE_FAN_OUT_QUEUE: 'stream' needs the Lambda stack's \
+                                table stream; locally it is 'api'"
+                        .into());
+                }
+                other => {
+                    return Err(format!(
+                        "HOOKLINE_FAN_OUT_QUEUE: '{other}' is neither 'api' nor 'stream'"
+                    ));
+                }
+            };
         }
         if let Some(v) = get("HOOKLINE_ADMIN_KEY") {
             let key = v.trim();

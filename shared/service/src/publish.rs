@@ -3,7 +3,7 @@
 //! [`Service::publish_events`]: one validation, one way of storing and queueing.
 
 use crate::ports::MAX_ATOMIC_FAN_OUT;
-use crate::{Service, ServiceError, ServiceResult};
+use crate::{FanOutQueue, Service, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use hookline_model::catalog::{subscriptions_match, validate_event_type_name};
@@ -188,7 +188,7 @@ impl Service {
         // Everything stored is queued, even when another event of the batch failed: those
         // events would otherwise wait for the sweep, since publishing them again answers
         // their first result without queueing anything.
-        self.enqueue_or_leave_to_sweep(jobs).await;
+        self.enqueue_new_deliveries(jobs).await;
         if let Some(error) = failure {
             return Err(error);
         }
@@ -357,18 +357,27 @@ impl Service {
                 .store
                 .insert_deliveries(event, chunk, sweep_at)
                 .await?;
-            // Stored and due for the sweep: a failed enqueue is not an error for the publisher.
+            // Stored and due for the sweep (or queued by the stream): a failed enqueue is not
+            // an error for the publisher.
             let jobs = chunk
                 .iter()
                 .zip(new)
                 .filter(|(_, new)| *new)
                 .map(|(delivery, _)| delivery.job())
                 .collect();
-            self.enqueue_or_leave_to_sweep(jobs).await;
+            self.enqueue_new_deliveries(jobs).await;
         }
         let count = deliveries.len() as u32;
         self.ports.store.finish_fan_out(event, count).await?;
         Ok(Some(count))
+    }
+
+    /// Queues newly stored deliveries, unless the table's stream function does
+    /// ([`FanOutQueue::Stream`]: it sees each insert and is retried until it queues it).
+    async fn enqueue_new_deliveries(&self, jobs: Vec<DeliveryJob>) {
+        if self.config.fan_out_queue == FanOutQueue::Api {
+            self.enqueue_or_leave_to_sweep(jobs).await;
+        }
     }
 
     pub(crate) fn sweep_time(&self, from: DateTime<Utc>) -> DateTime<Utc> {

@@ -33,14 +33,19 @@ pub async fn lambda_service() -> Result<Service, String> {
     let store = SealedStore::new(
         Arc::new(
             DynamoStore::new(dynamodb, table, config.log_retention_days)
-                .with_counting(crate::store::Counting::FromStream),
+                .with_counting(crate::store::Counting::FromStream)
+                .with_fan_out_queue(config.fan_out_queue),
         ),
         Arc::new(ring),
     );
-    let queue = SqsQueue::new(
+    let mut queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(&aws),
         required("HOOKLINE_QUEUE_URL")?,
     );
+    // The retry function's sweep sends the DLQ's jobs back (template.yaml gives it the URL).
+    if let Ok(url) = required("HOOKLINE_DEAD_LETTER_QUEUE_URL") {
+        queue = queue.with_dead_letters(url);
+    }
     // How retries come back: found by the sweep (the default; no per-retry schedule) or one
     // EventBridge Scheduler schedule each.
     let scheduler: Arc<dyn RetryScheduler> = match std::env::var("HOOKLINE_RETRY_TIMER")

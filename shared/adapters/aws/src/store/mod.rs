@@ -6,7 +6,7 @@ mod accounts;
 mod counters;
 mod fold;
 
-pub use fold::{CounterChange, counter_change};
+pub use fold::{CounterChange, counter_change, inserted_delivery_job};
 mod logs;
 mod webhooks;
 
@@ -21,7 +21,7 @@ use hookline_model::{
     Account, ApiKeyRecord, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo,
     StatusCounts, Webhook,
 };
-use hookline_service::PortError;
+use hookline_service::{FanOutQueue, PortError};
 use hookline_service::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortResult, Store,
 };
@@ -39,6 +39,8 @@ pub struct DynamoStore {
     /// How long events and deliveries are kept (DynamoDB TTL).
     retention: chrono::Duration,
     counting: Counting,
+    /// Who queues new deliveries: when the stream does, they are not due for the sweep.
+    fan_out_queue: FanOutQueue,
 }
 
 /// Who keeps the per-status counters.
@@ -128,12 +130,20 @@ impl DynamoStore {
             table: table.into(),
             retention: chrono::Duration::days(retention_days as i64),
             counting: Counting::InTransaction,
+            fan_out_queue: FanOutQueue::Api,
         }
     }
 
     /// Leaves the counters to the table's stream (see [`Counting::FromStream`]).
     pub fn with_counting(mut self, counting: Counting) -> Self {
         self.counting = counting;
+        self
+    }
+
+    /// Leaves new deliveries out of the due index when the stream function queues them
+    /// ([`FanOutQueue::Stream`]; it must match the service's `Config::fan_out_queue`).
+    pub fn with_fan_out_queue(mut self, fan_out_queue: FanOutQueue) -> Self {
+        self.fan_out_queue = fan_out_queue;
         self
     }
 
