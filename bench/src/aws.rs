@@ -25,6 +25,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tower::ServiceExt;
 
 /// us-east-1 list prices used for the cost (USD).
@@ -204,6 +205,8 @@ const READS: [&str; 4] = ["GetItem", "BatchGetItem", "Query", "Scan"];
 
 struct Stack {
     service: Service,
+    /// The deliver function's: webhooks and accounts kept 5 s, as on Lambda.
+    deliver: Service,
     ledger: Arc<Mutex<Ledger>>,
     /// The table's stream and the store the stream function folds into.
     stream: tokio::sync::Mutex<StreamPump>,
@@ -262,8 +265,16 @@ async fn stack(moto: &str) -> Stack {
         clock: Arc::new(SystemClock),
         sender: Arc::new(ReqwestSender::from_config(&config).unwrap()),
     };
+    let deliver = Service::new(
+        Ports {
+            store: Arc::new(counted.clone().with_context_cache(Duration::from_secs(5))),
+            ..ports.clone()
+        },
+        config.clone(),
+    );
     Stack {
         service: Service::new(ports, config),
+        deliver,
         ledger,
         stream,
         counted,
@@ -356,7 +367,7 @@ impl Stack {
             let mut event = SqsEvent::default();
             event.records = records;
             let response = hookline_fn_deliver::handle(
-                &self.service,
+                &self.deliver,
                 LambdaEvent::new(event, Context::default()),
             )
             .await

@@ -810,7 +810,11 @@ async fn a_job_that_went_to_the_dead_letter_queue_is_sent_back_by_the_sweep() {
     )
     .await
     .unwrap();
-    assert_eq!((report["enqueued"].as_u64(), report["redriven"].as_u64()), (Some(0), Some(1)), "{report}");
+    assert_eq!(
+        (report["enqueued"].as_u64(), report["redriven"].as_u64()),
+        (Some(0), Some(1)),
+        "{report}"
+    );
     let bodies = stack.drain_bodies().await;
     assert_eq!(bodies, job);
     stack.deliver_body(&stack.service, &bodies[0]).await;
@@ -838,6 +842,97 @@ async fn a_job_that_went_to_the_dead_letter_queue_is_sent_back_by_the_sweep() {
         .map(|v| v.parse::<u64>().unwrap())
         .sum();
     assert_eq!(total, 1);
+}
+
+impl Stack {
+    /// The deliver function's service (`env::lambda_service_with_context_cache`): webhooks and
+    /// accounts kept for `ttl`, the data key opened as at a cold start.
+    async fn deliver_service(&self, ttl: Duration) -> Service {
+        let ring = kms_key_ring(&self.dynamodb, &self.table, &self.kms, &self.kms_key_id)
+            .await
+            .unwrap();
+        let store = self.counted.clone().with_context_cache(ttl);
+        Service::new(
+            Ports {
+                store: Arc::new(SealedStore::new(Arc::new(store), Arc::new(ring))),
+                ..self.ports.clone()
+            },
+            self.config.clone(),
+        )
+    }
+}
+
+/// A receiver on 127.0.0.1 answering every POST with `status`, counting them.
+async fn answering(status: StatusCode) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { status }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+/// Deliver keeps webhooks and accounts for a few seconds (2 of a delivery's 4 read units): a
+/// change to a webhook reaches deliveries once its copy is older than that.
+#[tokio::test(flavor = "multi_thread")]
+async fn deliver_sees_a_changed_webhook_once_its_cached_copy_expires() {
+    let stack = stack().await;
+    let deliver = stack.deliver_service(Duration::from_secs(2)).await;
+    let (first_url, first_hits) = answering(StatusCode::OK).await;
+    let (second_url, second_hits) = answering(StatusCode::OK).await;
+    let account = stack.account_with_webhook(&first_url).await;
+    stack.publish(&account).await;
+    stack.publish(&account).await;
+    stack.publish(&account).await;
+    let bodies = stack.drain_bodies().await;
+    assert_eq!(bodies.len(), 3);
+    stack.deliver_body(&deliver, &bodies[0]).await;
+    let webhook = &stack.ports.store.list_webhooks(&account).await.unwrap()[0];
+    stack
+        .service
+        .update_webhook(
+            &account,
+            &webhook.id,
+            hookline_service::webhooks::WebhookPatch {
+                url: Some(Some(second_url)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Within the time to live the cached webhook is used (no read of it) ...
+    stack.deliver_body(&deliver, &bodies[1]).await;
+    assert_eq!(first_hits.load(Ordering::SeqCst), 2);
+    // ... and after it, the changed one.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    stack.deliver_body(&deliver, &bodies[2]).await;
+    assert_eq!(first_hits.load(Ordering::SeqCst), 2);
+    assert_eq!(second_hits.load(Ordering::SeqCst), 1);
+}
+
+/// A 410 deactivates the webhook; a cached copy of it must not send the next delivery.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_deactivated_by_a_410_is_not_sent_to_from_the_cache() {
+    let stack = stack().await;
+    let deliver = stack.deliver_service(Duration::from_secs(300)).await;
+    let (url, hits) = answering(StatusCode::GONE).await;
+    let account = stack.account_with_webhook(&url).await;
+    stack.publish(&account).await;
+    stack.publish(&account).await;
+    let bodies = stack.drain_bodies().await;
+    assert_eq!(bodies.len(), 2);
+    stack.deliver_body(&deliver, &bodies[0]).await;
+    stack.deliver_body(&deliver, &bodies[1]).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "nothing sent after the 410");
+    let webhook = &stack.ports.store.list_webhooks(&account).await.unwrap()[0];
+    assert!(!webhook.active);
 }
 
 // --- delivery guarantees found missing in review (issue 11) ---

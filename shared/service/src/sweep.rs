@@ -40,10 +40,7 @@ impl Service {
         let report = self
             .sweep_until(now, now, SWEEP_PAGE, Some(self.config.sweep_budget))
             .await?;
-        Ok(SweepReport {
-            redriven,
-            ..report
-        })
+        Ok(SweepReport { redriven, ..report })
     }
 
     /// After a local restart the in-process queue and timers are empty, so every unfinished

@@ -16,6 +16,14 @@ fn required(name: &str) -> Result<String, String> {
 
 /// The service on DynamoDB, SQS and EventBridge Scheduler, configured from `HOOKLINE_*`.
 pub async fn lambda_service() -> Result<Service, String> {
+    lambda_service_with_context_cache(None).await
+}
+
+/// The deliver function's service: webhooks and accounts read for deliveries are kept for
+/// `ttl` (so a delivery reads 2 items, not 4; a change reaches deliveries within `ttl`).
+pub async fn lambda_service_with_context_cache(
+    ttl: Option<std::time::Duration>,
+) -> Result<Service, String> {
     let config = Config::from_env(Mode::Lambda)?;
     let sender = ReqwestSender::from_config(&config)?;
     let aws = aws_config::load_from_env().await;
@@ -30,14 +38,13 @@ pub async fn lambda_service() -> Result<Service, String> {
     )
     .await?;
     // The stack's stream function keeps the status counters (template.yaml, StreamFunction).
-    let store = SealedStore::new(
-        Arc::new(
-            DynamoStore::new(dynamodb, table, config.log_retention_days)
-                .with_counting(crate::store::Counting::FromStream)
-                .with_fan_out_queue(config.fan_out_queue),
-        ),
-        Arc::new(ring),
-    );
+    let mut dynamo_store = DynamoStore::new(dynamodb, table, config.log_retention_days)
+        .with_counting(crate::store::Counting::FromStream)
+        .with_fan_out_queue(config.fan_out_queue);
+    if let Some(ttl) = ttl {
+        dynamo_store = dynamo_store.with_context_cache(ttl);
+    }
+    let store = SealedStore::new(Arc::new(dynamo_store), Arc::new(ring));
     let mut queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(&aws),
         required("HOOKLINE_QUEUE_URL")?,

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use futures::{StreamExt, TryStreamExt};
 use hookline_model::DeliveryJob;
 use hookline_service::PortError;
 use hookline_service::ports::{PortResult, Queue};
@@ -37,46 +38,73 @@ impl SqsQueue {
     }
 }
 
+/// SendMessageBatch calls in flight at once: a stream batch of 1,000 jobs is 100 calls.
+const SENDS_IN_FLIGHT: usize = 8;
+/// Tries per SendMessageBatch (a failed call or refused entries) before the enqueue fails.
+const SEND_TRIES: u32 = 4;
+
+impl SqsQueue {
+    /// Sends up to ten jobs, again after a short pause when the call fails or SQS refuses some
+    /// of them, a few times before giving up.
+    async fn send_batch(&self, chunk: &[DeliveryJob]) -> PortResult<()> {
+        let mut entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let body =
+                    serde_json::to_string(job).map_err(|e| PortError::new("encoding a job", e))?;
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .map_err(|e| PortError::new("SendMessageBatch", e))
+            })
+            .collect::<PortResult<Vec<_>>>()?;
+        let mut last_error = None;
+        for attempt in 0..SEND_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(25 << attempt)).await;
+            }
+            match self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries.clone()))
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    let failed: Vec<String> = out.failed.into_iter().map(|f| f.id).collect();
+                    entries.retain(|e| failed.contains(&e.id));
+                    if entries.is_empty() {
+                        return Ok(());
+                    }
+                    last_error = Some(PortError(format!(
+                        "SendMessageBatch: {} messages refused",
+                        entries.len()
+                    )));
+                }
+                Err(e) => {
+                    last_error = Some(PortError::new("SendMessageBatch", DisplayErrorContext(e)))
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| PortError("SendMessageBatch: no try made".into())))
+    }
+}
+
 #[async_trait]
 impl Queue for SqsQueue {
     async fn enqueue(&self, jobs: &[DeliveryJob]) -> PortResult<()> {
-        for chunk in jobs.chunks(10) {
-            let mut entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, job)| {
-                    let body = serde_json::to_string(job)
-                        .map_err(|e| PortError::new("encoding a job", e))?;
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(body)
-                        .build()
-                        .map_err(|e| PortError::new("SendMessageBatch", e))
-                })
-                .collect::<PortResult<Vec<_>>>()?;
-            // Entries SQS refused are sent again, a few times, before giving up.
-            for _ in 0..3 {
-                let out = self
-                    .client
-                    .send_message_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(entries.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| PortError::new("SendMessageBatch", DisplayErrorContext(e)))?;
-                let failed: Vec<String> = out.failed.into_iter().map(|f| f.id).collect();
-                entries.retain(|e| failed.contains(&e.id));
-                if entries.is_empty() {
-                    break;
-                }
-            }
-            if !entries.is_empty() {
-                return Err(PortError(format!(
-                    "SendMessageBatch: {} messages refused",
-                    entries.len()
-                )));
-            }
-        }
+        // The futures made first: a closure inside the stream is not provably `Send` here.
+        let sends: Vec<_> = jobs
+            .chunks(10)
+            .map(|chunk| self.send_batch(chunk))
+            .collect();
+        futures::stream::iter(sends)
+            .buffer_unordered(SENDS_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 
