@@ -46,19 +46,33 @@ fn fixture(name: &str) -> String {
 
 /// A receiver that fails its first `failures` requests with 500, then answers 200.
 async fn flaky_receiver(failures: usize) -> (String, Arc<AtomicUsize>) {
+    receiver_answering(move |n| {
+        if n < failures {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        }
+    })
+    .await
+}
+
+/// A receiver on 127.0.0.1 answering every POST with `status`, counting them.
+async fn answering(status: StatusCode) -> (String, Arc<AtomicUsize>) {
+    receiver_answering(move |_| status).await
+}
+
+/// A receiver on 127.0.0.1 answering its nth POST (from 0) with `status(n)`, counting them.
+async fn receiver_answering(
+    status: impl Fn(usize) -> StatusCode + Clone + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     let app = Router::new().route(
         "/hook",
         post(move || {
             let n = counter.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n < failures {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::OK
-                }
-            }
+            let answer = status(n);
+            async move { answer }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -860,23 +874,6 @@ impl Stack {
             self.config.clone(),
         )
     }
-}
-
-/// A receiver on 127.0.0.1 answering every POST with `status`, counting them.
-async fn answering(status: StatusCode) -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let app = Router::new().route(
-        "/hook",
-        post(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async move { status }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, hits)
 }
 
 /// Deliver keeps webhooks and accounts for a few seconds (2 of a delivery's 4 read units): a
