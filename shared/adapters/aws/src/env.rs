@@ -16,7 +16,7 @@ fn required(name: &str) -> Result<String, String> {
 
 /// The service on DynamoDB, SQS and EventBridge Scheduler, configured from `HOOKLINE_*`.
 pub async fn lambda_service() -> Result<Service, String> {
-    let config = Config::from_env(Mode::Lambda)?;
+    let mut config = Config::from_env(Mode::Lambda)?;
     let sender = ReqwestSender::from_config(&config)?;
     let aws = aws_config::load_from_env().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
@@ -29,6 +29,10 @@ pub async fn lambda_service() -> Result<Service, String> {
         &required("HOOKLINE_KMS_KEY_ID")?,
     )
     .await?;
+    // Every instance derives the same key, so a portal link works on any of them.
+    config.portal_key = Some(hookline_service::config::PortalKey(
+        ring.derive_key("portal links"),
+    ));
     // The stack's stream function keeps the status counters (template.yaml, StreamFunction).
     let store = SealedStore::new(
         Arc::new(
