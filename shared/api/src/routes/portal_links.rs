@@ -18,9 +18,9 @@ use utoipa::ToSchema;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewPortalLink {
-    /// How long the link (and the session it opens) lasts, in seconds: 60 to 86400
+    /// How long the link (and the session it opens) lasts, in seconds: 1 to 86400
     /// (default 3600).
-    #[schema(minimum = 60, maximum = 86400, example = 3600)]
+    #[schema(minimum = 1, maximum = 86400, example = 3600)]
     expires_in: Option<i64>,
 }
 
@@ -49,12 +49,12 @@ pub async fn create_portal_link(
 ) -> ApiResult<(StatusCode, Json<PortalLinkView>)> {
     let lifetime = match input.expires_in {
         None => DEFAULT_LINK_LIFETIME,
-        Some(seconds) if (60..=MAX_LINK_LIFETIME.num_seconds()).contains(&seconds) => {
+        Some(seconds) if (1..=MAX_LINK_LIFETIME.num_seconds()).contains(&seconds) => {
             Duration::seconds(seconds)
         }
         Some(_) => {
             return Err(ApiError::bad_request(
-                "expiresIn: must be 60 to 86400 seconds",
+                "expiresIn: must be 1 to 86400 seconds",
             ));
         }
     };
