@@ -444,7 +444,7 @@ async function loadLogs(quiet) {
     const pages = Math.max(1, Math.ceil(page.total / page.size));
     fill(list,
       h("div", { class: "table-wrap" }, h("table", { class: "logs" },
-        h("thead", {}, h("tr", {}, ["Status", "Event", "Webhook", "HTTP", "Attempts", "Created", ""].map((c) => h("th", { scope: "col" }, c)))),
+        h("thead", {}, h("tr", {}, ["Status", "Event", "Webhook", "HTTP", "Retries", "Created", ""].map((c) => h("th", { scope: "col" }, c)))),
         h("tbody", {}, rows))),
       h("div", { class: "pager" },
         h("button", { type: "button", disabled: page.first, onclick: () => { state.logPage--; loadLogs(); } }, "← Newer"),
