@@ -315,7 +315,7 @@ def test_sign_in_with_an_api_key_and_sign_out(hookline, context):
     assert key not in cookies["hookline_portal"]["value"]
     # The empty state says what to do.
     page.goto(hookline.base + "/portal#webhooks")
-    expect(page.locator(".empty")).to_contain_text("No webhooks yet")
+    expect(page.locator("#webhook-list .empty")).to_contain_text("No webhooks yet")
     page.click("#signout")
     expect(page.locator("#signin")).to_be_visible()
     assert "hookline_portal" not in {c["name"] for c in context.cookies()}
@@ -374,7 +374,7 @@ def test_the_portal_fits_a_phone(hookline, browser):
         # Nothing wider than the screen: no sideways scrolling of the page.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.goto(page.url.split("#")[0] + "#deliveries")
-        expect(page.locator(".empty")).to_be_visible()
+        expect(page.locator("#log-list .empty")).to_be_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         shot(page, "portal-phone")
     finally:
@@ -389,3 +389,113 @@ def test_the_pages_forbid_inline_script_and_framing_by_others(hookline):
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "frame-ancestors 'self'" in csp
     assert "<script>" not in html
+
+
+def test_edit_deactivate_and_delete_a_webhook_and_filter_the_log(hookline, receiver, context):
+    account_id, key = new_account(hookline, "Editing Clinic")
+    portal = open_portal(context, portal_link(hookline, account_id))
+    create_webhook(portal, receiver.base + "/edit-a", "patient.created")
+
+    # Edit: a new URL and the `reading.*` wildcard from the picker (the catalog's namespaces).
+    webhook = portal.locator(".webhook").first
+    webhook.get_by_role("button", name="Edit").click()
+    portal.fill("#wh-url", receiver.base + "/edit-b")
+    portal.check('label.pick[data-name="reading.*"] input')
+    portal.fill("#wh-description", "Readings and new patients")
+    portal.click("#wh-save")
+    webhook = portal.locator(".webhook", has_text="/edit-b")
+    expect(webhook).to_contain_text("reading.*")
+    expect(webhook).to_contain_text("patient.created")
+    expect(webhook).to_contain_text("Readings and new patients")
+
+    # Deactivated: a test event reaches no webhook; activated again: it does.
+    webhook.get_by_role("button", name="Deactivate").click()
+    expect(portal.locator(".webhook .badge")).to_have_text("inactive")
+    portal.goto(portal.url.split("#")[0] + "#settings")
+    portal.select_option("#test-type", "reading.ecg")
+    portal.click("#test-send")
+    expect(portal.locator("#test-result")).to_contain_text("no active webhook")
+    portal.goto(portal.url.split("#")[0] + "#webhooks")
+    portal.locator(".webhook").first.get_by_role("button", name="Activate").click()
+    expect(portal.locator(".webhook .badge")).to_have_text("active")
+    fire_test_event(portal, "reading.ecg")
+    fire_test_event(portal, "patient.created")
+    # Both delivered before the receiver starts failing.
+    deadline = time.time() + 10
+    while len(receiver.deliveries("/edit-b")) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(receiver.deliveries("/edit-b")) == 2
+    receiver.failing = True
+    try:
+        fire_test_event(portal, "reading.temperature")
+        wait_for_row(portal, "failed")
+    finally:
+        receiver.failing = False
+
+    # The log's filters: by status and by event type, and a time range that holds nothing.
+    portal.goto(portal.url.split("#")[0] + "#deliveries")
+    expect(portal.locator("table.logs tbody tr")).to_have_count(3)
+    portal.select_option("#log-status", "failed")
+    portal.get_by_role("button", name="Apply filters").click()
+    expect(portal.locator("table.logs tbody tr")).to_have_count(1)
+    expect(portal.locator("table.logs tbody tr")).to_contain_text("reading.temperature")
+    portal.select_option("#log-status", "")
+    portal.select_option("#log-type", "reading.ecg")
+    portal.get_by_role("button", name="Apply filters").click()
+    expect(portal.locator("table.logs tbody tr")).to_have_count(1)
+    expect(portal.locator("table.logs tbody tr")).to_contain_text("reading.ecg")
+    portal.select_option("#log-type", "")
+    portal.fill("#log-endTimestamp", "2020-01-01T00:00:00")
+    portal.get_by_role("button", name="Apply filters").click()
+    expect(portal.locator("#log-list .empty")).to_contain_text("No deliveries match")
+    shot(portal, "portal-filtered-log")
+
+    # Delete asks first; Cancel keeps the webhook, Delete removes it.
+    portal.goto(portal.url.split("#")[0] + "#webhooks")
+    portal.locator(".webhook").first.get_by_role("button", name="Delete").click()
+    portal.locator(".dialog").last.get_by_role("button", name="Cancel").click()
+    expect(portal.locator(".webhook")).to_have_count(1)
+    portal.locator(".webhook").first.get_by_role("button", name="Delete").click()
+    portal.locator(".dialog").last.get_by_role("button", name="Delete").click()
+    expect(portal.locator("#webhook-list .empty")).to_contain_text("No webhooks yet")
+    assert hookline.call("GET", "/api/v3/webhook", key=key)[1]["total"] == 0
+
+
+def test_the_portal_is_usable_with_the_keyboard(hookline, receiver, context):
+    account_id, _ = new_account(hookline, "Keyboard Clinic")
+    portal = open_portal(context, portal_link(hookline, account_id))
+    portal.goto(portal.url.split("#")[0] + "#webhooks")
+    new = portal.locator("#new-webhook")
+    new.focus()
+    portal.keyboard.press("Enter")
+    expect(portal.locator("#wh-url")).to_be_focused()
+    portal.keyboard.type(receiver.base + "/keys")
+    portal.fill(".picker >> xpath=.. >> input[type=search]", "patient.created")
+    portal.locator('label.pick[data-name="patient.created"] input').focus()
+    portal.keyboard.press("Space")
+    portal.locator("#wh-url").focus()
+    portal.keyboard.press("Enter")
+    expect(portal.locator(".webhook", has_text="/keys")).to_be_visible()
+    # Escape closes a dialog.
+    portal.locator(".webhook").first.get_by_role("button", name="Signing secret").focus()
+    portal.keyboard.press("Enter")
+    expect(portal.locator("dialog[open]")).to_have_count(1)
+    portal.keyboard.press("Escape")
+    expect(portal.locator("dialog[open]")).to_have_count(0)
+
+
+def test_times_show_in_the_viewers_zone_with_utc_on_hover(hookline, browser):
+    context = browser.new_context(timezone_id="Asia/Tokyo", locale="en-US")
+    try:
+        account_id, _ = new_account(hookline, "Tokyo Clinic")
+        page = open_portal(context, portal_link(hookline, account_id))
+        stamp = page.locator("#who time")
+        utc = stamp.get_attribute("datetime")
+        title = stamp.get_attribute("title")
+        assert title.endswith("(UTC)") and title.startswith(utc[:16]), (utc, title)
+        # Tokyo is UTC+9: the shown hour is nine hours on.
+        shown = stamp.inner_text()
+        hour = (int(utc[11:13]) + 9) % 24
+        assert f"{hour % 12 or 12:02d}:{utc[14:16]}" in shown or f"{hour % 12 or 12}:{utc[14:16]}" in shown, (utc, shown)
+    finally:
+        context.close()
