@@ -435,6 +435,9 @@ def test_edit_deactivate_and_delete_a_webhook_and_filter_the_log(hookline, recei
     # The log's filters: by status and by event type, and a time range that holds nothing.
     portal.goto(portal.url.split("#")[0] + "#deliveries")
     expect(portal.locator("table.logs tbody tr")).to_have_count(3)
+    # The README's screenshot (docs/portal.png): without a passing toast.
+    portal.evaluate("document.querySelector('#toast') && (document.querySelector('#toast').hidden = true)")
+    shot(portal, "portal-deliveries-mixed")
     portal.select_option("#log-status", "failed")
     portal.get_by_role("button", name="Apply filters").click()
     expect(portal.locator("table.logs tbody tr")).to_have_count(1)
