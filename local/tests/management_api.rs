@@ -1627,7 +1627,7 @@ async fn openapi_document_describes_every_route() {
             (normalise(path), methods)
         })
         .collect();
-    let expected: [(&str, &[&str]); 21] = [
+    let expected: [(&str, &[&str]); 22] = [
         ("/accounts", &["get", "post"]),
         ("/accounts/{}", &["get"]),
         ("/accounts/{}/api-keys", &["post"]),
