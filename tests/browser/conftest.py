@@ -32,6 +32,8 @@ class Receiver:
     def __init__(self):
         self.failing = False
         self.requests = []
+        # What GET answers: a page of the platform's own dashboard (for the embedding test).
+        self.page_html = "<!doctype html><title>dashboard</title>"
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,6 +55,14 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(answer)
 
+            def do_GET(self):
+                page = receiver.page_html.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
             def log_message(self, *args):
                 pass
 
@@ -66,7 +76,7 @@ class Receiver:
 
 
 class Hookline:
-    def __init__(self, binary, data_dir):
+    def __init__(self, binary, data_dir, extra_env=None):
         env = dict(os.environ)
         env.update({
             "HOOKLINE_ADMIN_KEY": ADMIN_KEY,
@@ -75,6 +85,8 @@ class Hookline:
             "HOOKLINE_RETRY_SCHEDULE": "1s",
             "HOOKLINE_TEST_RATE_LIMIT": "off",
         })
+        env.update(extra_env or {})
+        data_dir.mkdir(parents=True, exist_ok=True)
         self.out = open(data_dir / "out.log", "w+")
         self.err = open(data_dir / "err.log", "w+")
         self.process = subprocess.Popen(
@@ -109,13 +121,32 @@ class Hookline:
         self.process.wait(timeout=10)
 
 
+BINARY = Path(os.environ.get("HOOKLINE_BINARY", ROOT / "target" / "debug" / "hookline"))
+
+
 @pytest.fixture(scope="session")
 def hookline():
-    binary = Path(os.environ.get("HOOKLINE_BINARY", ROOT / "target" / "debug" / "hookline"))
     with tempfile.TemporaryDirectory() as work:
-        server = Hookline(binary, Path(work))
+        server = Hookline(BINARY, Path(work))
         yield server
         server.stop()
+
+
+@pytest.fixture
+def start_hookline():
+    """Starts another `hookline serve` with extra environment; stopped after the test."""
+    started = []
+    work = tempfile.TemporaryDirectory()
+
+    def start(extra_env):
+        server = Hookline(BINARY, Path(work.name) / str(len(started)), extra_env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+    work.cleanup()
 
 
 @pytest.fixture(scope="session")

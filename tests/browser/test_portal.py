@@ -502,3 +502,28 @@ def test_times_show_in_the_viewers_zone_with_utc_on_hover(hookline, browser):
         assert f"{hour % 12 or 12:02d}:{utc[14:16]}" in shown or f"{hour % 12 or 12}:{utc[14:16]}" in shown, (utc, shown)
     finally:
         context.close()
+
+
+def test_a_platform_embeds_the_portal_only_where_allowed(hookline, receiver, start_hookline, context):
+    # The receiver's origin stands for the platform's dashboard: another origin than Hookline's.
+    allowing = start_hookline({"HOOKLINE_FRAME_ANCESTORS": f"'self' {receiver.base}"})
+    account_id, _ = new_account(allowing, "Embedded Clinic")
+    receiver.page_html = (
+        "<!doctype html><title>Platform dashboard</title><h1>Our dashboard</h1>"
+        f'<iframe id="portal" src="{portal_link(allowing, account_id)}" width="1200" height="700"></iframe>'
+    )
+    page = context.new_page()
+    page.goto(receiver.base + "/dashboard")
+    framed = page.frame_locator("#portal")
+    expect(framed.locator("#who")).to_contain_text("Embedded Clinic")
+    expect(framed.locator("#count-failed")).to_be_visible()
+    shot(page, "portal-embedded")
+
+    # The default (`frame-ancestors 'self'`) refuses the same embedding.
+    other_id, _ = new_account(hookline, "Not Embedded Clinic")
+    receiver.page_html = f'<!doctype html><iframe id="portal" src="{portal_link(hookline, other_id)}"></iframe>'
+    page.goto(receiver.base + "/dashboard")
+    page.wait_for_timeout(1500)
+    child = page.frames[1] if len(page.frames) > 1 else None
+    assert child is not None
+    assert child.locator("#app").count() == 0

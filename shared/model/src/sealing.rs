@@ -234,6 +234,28 @@ mod tests {
     }
 
     #[test]
+    fn derived_keys_agree_per_key_and_purpose_only() {
+        let bytes = generate_key_bytes().unwrap();
+        let one = KeyRing::new(SealingKey::from_bytes(&bytes).unwrap(), vec![]);
+        // Another process holding the same key (another Lambda instance, a restart).
+        let same = KeyRing::new(SealingKey::from_bytes(&bytes).unwrap(), vec![key()]);
+        assert_eq!(
+            one.derive_key("portal links"),
+            same.derive_key("portal links")
+        );
+        assert_ne!(one.derive_key("portal links"), one.derive_key("other"));
+        assert_ne!(
+            one.derive_key("portal links"),
+            ring().derive_key("portal links")
+        );
+        assert_ne!(
+            one.derive_key("portal links"),
+            bytes,
+            "not the sealing key itself"
+        );
+    }
+
+    #[test]
     fn round_trip_hides_the_plaintext_and_gives_it_back() {
         let ring = ring();
         let sealed = ring

@@ -290,6 +290,40 @@ mod tests {
     }
 
     #[test]
+    fn portal_settings_are_checked() {
+        let c = config(
+            Mode::Lambda,
+            &[
+                (
+                    "HOOKLINE_FRAME_ANCESTORS",
+                    " 'self'   https://dashboard.example.com https://*.example.org ",
+                ),
+                ("HOOKLINE_PUBLIC_URL", "https://hooks.example.com/"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.frame_ancestors,
+            "'self' https://dashboard.example.com https://*.example.org"
+        );
+        assert_eq!(c.public_url.as_deref(), Some("https://hooks.example.com"));
+        assert_eq!(config(Mode::Local, &[]).unwrap().frame_ancestors, "'self'");
+        // Nothing that could end the directive and add another to the policy.
+        for bad in [
+            "'self'; script-src *",
+            "https://a.example.com,https://b",
+            "\"x\"",
+        ] {
+            let error = config(Mode::Local, &[("HOOKLINE_FRAME_ANCESTORS", bad)]).unwrap_err();
+            assert!(error.starts_with("HOOKLINE_FRAME_ANCESTORS: "), "{error}");
+        }
+        for bad in ["hooks.example.com", "ftp://x", "https://a b"] {
+            let error = config(Mode::Local, &[("HOOKLINE_PUBLIC_URL", bad)]).unwrap_err();
+            assert!(error.starts_with("HOOKLINE_PUBLIC_URL: "), "{error}");
+        }
+    }
+
+    #[test]
     fn reads_overrides_and_names_the_bad_variable() {
         let c = config(
             Mode::Local,
