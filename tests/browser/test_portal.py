@@ -527,3 +527,15 @@ def test_a_platform_embeds_the_portal_only_where_allowed(hookline, receiver, sta
     child = page.frames[1] if len(page.frames) > 1 else None
     assert child is not None
     assert child.locator("#app").count() == 0
+
+
+def test_the_counts_refresh_by_themselves(hookline, receiver, context):
+    account_id, key = new_account(hookline, "Live Clinic")
+    portal = open_portal(context, portal_link(hookline, account_id))
+    expect(portal.locator("#count-delivered")).to_have_text("0")
+    status, _ = hookline.call("POST", "/api/v3/webhook", {"type": "patient.created", "url": receiver.base + "/live"}, key=key)
+    assert status == 201
+    status, _ = hookline.call("POST", "/api/v3/events", {"accountId": account_id, "type": "patient.created", "payload": {"id": 1}})
+    assert status == 202
+    # No click: the overview polls.
+    expect(portal.locator("#count-delivered")).to_have_text("1", timeout=12_000)

@@ -103,8 +103,10 @@ window.addEventListener("hashchange", () => { if (state.session) showTab(current
 // ---------- overview: counts and Retry all failed ----------
 
 async function renderOverview(root) {
-  fill(root, h("h1", {}, "Overview"), h("div", { id: "counts", class: "counts" }, "Loading…"), retryAllForm());
+  fill(root, h("h1", {}, "Overview"), h("div", { id: "counts", class: "counts", "aria-live": "polite" }, "Loading…"),
+    h("p", { class: "muted small" }, "Counts refresh every 5 seconds."), retryAllForm());
   await refreshCounts();
+  state.liveTimer = setInterval(refreshCounts, 5000);
 }
 
 async function refreshCounts() {
