@@ -113,7 +113,7 @@ async function loadAccounts() {
             h("button", { type: "button", class: "small", onclick: () => manageKeys(a) }, "API keys"))))))),
       h("div", { class: "pager" },
         h("button", { type: "button", disabled: page.first, onclick: () => { state.page--; loadAccounts(); } }, "← Previous"),
-        h("span", { class: "muted" }, `${page.total} accounts`),
+        h("span", { class: "muted" }, `${page.total} ${page.total === 1 ? "account" : "accounts"}`),
         h("button", { type: "button", disabled: page.last, onclick: () => { state.page++; loadAccounts(); } }, "Next →")));
   } catch (e) {
     showError(list, e);

@@ -450,7 +450,7 @@ async function loadLogs(quiet) {
         h("tbody", {}, rows))),
       h("div", { class: "pager" },
         h("button", { type: "button", disabled: page.first, onclick: () => { state.logPage--; loadLogs(); } }, "← Newer"),
-        h("span", { class: "muted" }, `Page ${page.page + 1} of ${pages} · ${page.total} deliveries`),
+        h("span", { class: "muted" }, `Page ${page.page + 1} of ${pages} · ${page.total} ${page.total === 1 ? "delivery" : "deliveries"}`),
         h("button", { type: "button", disabled: page.last, onclick: () => { state.logPage++; loadLogs(); } }, "Older →")));
   } catch (e) {
     if (!quiet) showError(list, e);
