@@ -24,7 +24,7 @@ pub async fn lambda_service() -> Result<Service, String> {
 pub async fn lambda_service_with_context_cache(
     ttl: Option<std::time::Duration>,
 ) -> Result<Service, String> {
-    let config = Config::from_env(Mode::Lambda)?;
+    let mut config = Config::from_env(Mode::Lambda)?;
     let sender = ReqwestSender::from_config(&config)?;
     let aws = aws_config::load_from_env().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
@@ -37,6 +37,10 @@ pub async fn lambda_service_with_context_cache(
         &required("HOOKLINE_KMS_KEY_ID")?,
     )
     .await?;
+    // Every instance derives the same key, so a portal link works on any of them.
+    config.portal_key = Some(hookline_service::config::PortalKey(
+        ring.derive_key("portal links"),
+    ));
     // The stack's stream function keeps the status counters (template.yaml, StreamFunction).
     let mut dynamo_store = DynamoStore::new(dynamodb, table, config.log_retention_days)
         .with_counting(crate::store::Counting::FromStream)
