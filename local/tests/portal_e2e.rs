@@ -283,4 +283,12 @@ async fn frame_ancestors_follow_the_setting() {
         csp.ends_with("frame-ancestors 'self' https://dashboard.example.com"),
         "{csp}"
     );
+    // The console (the admin's) is in no one's frame, whatever the setting.
+    let response = reqwest::get(format!("{}/console", server.base))
+        .await
+        .unwrap();
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(csp.ends_with("frame-ancestors 'none'"), "{csp}");
 }

@@ -257,4 +257,21 @@ async fn a_portal_link_from_one_instance_opens_a_secure_session_on_another() {
     )
     .await;
     assert_eq!(without_csrf.status, 401);
+
+    // The admin's console session is never sent cross-site: not made for a frame.
+    let console = invoke(
+        &second,
+        "POST",
+        "/console/session",
+        &[],
+        &[],
+        Some(serde_json::json!({"apiKey": ADMIN_KEY})),
+    )
+    .await;
+    assert_eq!(console.status, 201, "{:?}", console.json());
+    let set_cookie = console.header("set-cookie");
+    assert!(
+        set_cookie.contains("Secure; SameSite=Strict") && !set_cookie.contains("Partitioned"),
+        "{set_cookie}"
+    );
 }

@@ -775,7 +775,18 @@ mod tests {
             Self::with_queue(store, false, None)
         }
 
+        /// Publish queues what it stores (`HOOKLINE_FAN_OUT_QUEUE=api`), which these tests
+        /// watch; with `stream` it queues nothing (see the test of that).
         fn with_queue(store: MemoryStore, fail: bool, backpressure: Option<Duration>) -> Self {
+            Self::with_config(store, fail, backpressure, FanOutQueue::Api)
+        }
+
+        fn with_config(
+            store: MemoryStore,
+            fail: bool,
+            backpressure: Option<Duration>,
+            fan_out_queue: FanOutQueue,
+        ) -> Self {
             let store = Arc::new(store);
             let queue = Arc::new(RecordingQueue {
                 store: store.clone(),
@@ -791,8 +802,10 @@ mod tests {
                 clock: Arc::new(SystemClock),
                 sender: Arc::new(NoSender),
             };
+            let mut config = Config::for_mode(Mode::Lambda);
+            config.fan_out_queue = fan_out_queue;
             Self {
-                service: Service::new(ports, Config::for_mode(Mode::Lambda)),
+                service: Service::new(ports, config),
                 store,
                 queue,
             }
@@ -836,6 +849,31 @@ mod tests {
             Err(ServiceError::NotFound(what)) => format!("404 {what}"),
             Err(other) => format!("other {other}"),
         }
+    }
+
+    /// On Lambda the table's stream function queues each stored delivery: publish only writes.
+    #[tokio::test]
+    async fn with_the_fan_out_queued_by_the_stream_publish_only_stores() {
+        let webhooks = MAX_ATOMIC_FAN_OUT + 5;
+        let setup = Setup::with_config(
+            MemoryStore::default().with_account(ACCOUNT, webhooks),
+            false,
+            None,
+            FanOutQueue::Stream,
+        );
+        let batch = setup
+            .service
+            .publish_batch(vec![good(0), good(1)])
+            .await
+            .unwrap();
+        assert!(batch.iter().all(|r| r.is_ok()));
+        let large = setup.service.publish(good(2)).await.unwrap();
+        assert_eq!(large.deliveries, webhooks as u32);
+        assert_eq!(setup.store.deliveries.lock().unwrap().len(), 3 * webhooks);
+        assert!(
+            setup.enqueue_calls().is_empty(),
+            "nothing queued by publish"
+        );
     }
 
     #[tokio::test]

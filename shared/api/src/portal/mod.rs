@@ -39,6 +39,8 @@ pub struct Browser(pub Arc<BrowserConfig>);
 pub struct BrowserConfig {
     pub signer: Signer,
     pub content_security_policy: HeaderValue,
+    /// The console's: never in a frame (only the portal is made to be embedded).
+    pub console_content_security_policy: HeaderValue,
     pub public_url: Option<String>,
 }
 
@@ -54,16 +56,19 @@ impl Browser {
             },
             |key| key.0,
         );
-        let csp = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; \
-             frame-ancestors {}",
-            config.frame_ancestors
-        );
+        let csp = |frame_ancestors: &str| {
+            let csp = format!(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; \
+                 frame-ancestors {frame_ancestors}"
+            );
+            HeaderValue::from_str(&csp)
+                .expect("frame-ancestors was checked when the config was read")
+        };
         Self(Arc::new(BrowserConfig {
             signer: Signer::new(key),
-            content_security_policy: HeaderValue::from_str(&csp)
-                .expect("frame-ancestors was checked when the config was read"),
+            content_security_policy: csp(&config.frame_ancestors),
+            console_content_security_policy: csp("'none'"),
             public_url: config.public_url.clone(),
         }))
     }
@@ -147,19 +152,22 @@ async fn asset(Path(file): Path<String>) -> Response {
     }
 }
 
-/// Every browser response: the CSP (no inline script, framing as configured), no sniffing, no
-/// referrer (a page's URL never leaves with a request).
+/// Every browser response: the CSP (no inline script, framing as configured for the portal,
+/// never for the console), no sniffing, no referrer (a page's URL never leaves with a request).
 async fn security_headers(
     Extension(browser): Extension<Browser>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let console = request.uri().path().starts_with("/console");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        browser.0.content_security_policy.clone(),
-    );
+    let csp = if console {
+        &browser.0.console_content_security_policy
+    } else {
+        &browser.0.content_security_policy
+    };
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -246,14 +254,18 @@ fn served_over_https(headers: &HeaderMap, browser: &Browser) -> bool {
             .is_some_and(|u| u.starts_with("https://"))
 }
 
-fn set_cookie(name: &str, value: &str, max_age: i64, https: bool) -> HeaderValue {
-    let attributes = if https {
-        "Secure; SameSite=None; Partitioned"
-    } else {
-        "SameSite=Lax"
+/// The console's cookie (the admin's) is `SameSite=Strict` and never partitioned: only the
+/// portal is made to work inside another site's frame.
+fn set_cookie(kind: Kind, value: &str, max_age: i64, https: bool) -> HeaderValue {
+    let attributes = match (kind, https) {
+        (Kind::Console, true) => "Secure; SameSite=Strict",
+        (Kind::Console, false) => "SameSite=Strict",
+        (_, true) => "Secure; SameSite=None; Partitioned",
+        (_, false) => "SameSite=Lax",
     };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; Max-Age={}; {attributes}",
+        "{}={value}; Path=/; HttpOnly; Max-Age={}; {attributes}",
+        cookie_name(kind),
         max_age.max(0)
     ))
     .expect("a signed token is a valid header value")
@@ -304,9 +316,14 @@ async fn current_session(
     browser: &Browser,
     headers: &HeaderMap,
     kind: Kind,
-) -> Result<Json<SessionView>, ApiError> {
+) -> Result<Response, ApiError> {
     let claims = session_claims(headers, browser, kind).ok_or_else(session_ended)?;
-    Ok(Json(session_view(service, browser, &claims).await))
+    // It carries the CSRF token: no cache may keep it for another viewer.
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(session_view(service, browser, &claims).await),
+    )
+        .into_response())
 }
 
 async fn open_session(
@@ -378,7 +395,7 @@ async fn open_session(
     };
     let token = browser.0.signer.sign(&claims);
     let cookie = set_cookie(
-        cookie_name(kind),
+        kind,
         &token,
         claims.expires - now.timestamp(),
         served_over_https(headers, browser),
@@ -396,12 +413,7 @@ fn close_session(browser: &Browser, headers: &HeaderMap, kind: Kind) -> Response
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        set_cookie(
-            cookie_name(kind),
-            "",
-            0,
-            served_over_https(headers, browser),
-        ),
+        set_cookie(kind, "", 0, served_over_https(headers, browser)),
     );
     response
 }
@@ -410,7 +422,7 @@ async fn portal_session(
     State(service): State<Service>,
     Extension(browser): Extension<Browser>,
     headers: HeaderMap,
-) -> Result<Json<SessionView>, ApiError> {
+) -> Result<Response, ApiError> {
     current_session(&service, &browser, &headers, Kind::Portal).await
 }
 
@@ -418,7 +430,7 @@ async fn console_session(
     State(service): State<Service>,
     Extension(browser): Extension<Browser>,
     headers: HeaderMap,
-) -> Result<Json<SessionView>, ApiError> {
+) -> Result<Response, ApiError> {
     current_session(&service, &browser, &headers, Kind::Console).await
 }
 
