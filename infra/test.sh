@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a machine that has only Rust and Python: installs the Python tools,
 # lints the SAM template, starts moto, runs the whole Rust test suite, stops moto, then fuzzes
-# the local server's API against its OpenAPI document with schemathesis.
+# the local server's API against its OpenAPI document with schemathesis, then drives the portal
+# and console in headless Chromium (tests/browser).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -33,3 +34,6 @@ cargo test --workspace --locked "$@"
 echo "== schemathesis against hookline serve =="
 # cargo test built the local binary for its end-to-end tests.
 infra/schemathesis.sh "$root/target/debug/hookline"
+
+echo "== browser tests (portal and console, headless Chromium) =="
+infra/browser-tests.sh "$root/target/debug/hookline"

@@ -20,11 +20,12 @@ use hookline_http::ReqwestSender;
 use hookline_model::RetryTrigger;
 use hookline_model::retry::RetryPolicy;
 use hookline_service::webhooks::NewWebhook;
-use hookline_service::{Config, Mode, Ports, Service, SystemClock};
+use hookline_service::{Config, FanOutQueue, Mode, Ports, Service, SystemClock};
 use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tower::ServiceExt;
 
 /// us-east-1 list prices used for the cost (USD).
@@ -204,10 +205,14 @@ const READS: [&str; 4] = ["GetItem", "BatchGetItem", "Query", "Scan"];
 
 struct Stack {
     service: Service,
+    /// The deliver function's: webhooks and accounts kept 5 s, as on Lambda.
+    deliver: Service,
     ledger: Arc<Mutex<Ledger>>,
     /// The table's stream and the store the stream function folds into.
     stream: tokio::sync::Mutex<StreamPump>,
     counted: DynamoStore,
+    /// The stream function's queue: it queues each new delivery.
+    stream_queue: SqsQueue,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     admin_key: String,
@@ -240,27 +245,40 @@ async fn stack(moto: &str) -> Stack {
         .unwrap()
         .queue_url
         .unwrap();
-    // As on Lambda: the stream function keeps the counters.
-    let counted = DynamoStore::new(dynamodb, table, 30).with_counting(Counting::FromStream);
+    // As on Lambda: the stream function keeps the counters and queues the fan-out.
+    let counted = DynamoStore::new(dynamodb, table, 30)
+        .with_counting(Counting::FromStream)
+        .with_fan_out_queue(FanOutQueue::Stream);
+    let stream_queue = SqsQueue::new(sqs.clone(), queue_url.clone());
     let admin_key = "bench-admin-key-0123456789abcdefghij".to_string();
     let mut config = Config::for_mode(Mode::Lambda);
     config.targets.allow_http = true;
     config.targets.allow_private_targets = true;
     config.retry_policy = RetryPolicy::parse("1s,2s,3s").unwrap();
     config.admin_key_hash = Some(hookline_model::keys::hash_api_key(&admin_key));
+    assert_eq!(config.fan_out_queue, FanOutQueue::Stream);
     let ports = Ports {
         store: Arc::new(counted.clone()),
-        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
+        queue: Arc::new(stream_queue.clone()),
         // The stack's default (RetryTimer=sweep): retries are found by the sweep.
         scheduler: Arc::new(SweepRetries),
         clock: Arc::new(SystemClock),
         sender: Arc::new(ReqwestSender::from_config(&config).unwrap()),
     };
+    let deliver = Service::new(
+        Ports {
+            store: Arc::new(counted.clone().with_context_cache(Duration::from_secs(5))),
+            ..ports.clone()
+        },
+        config.clone(),
+    );
     Stack {
         service: Service::new(ports, config),
+        deliver,
         ledger,
         stream,
         counted,
+        stream_queue,
         sqs,
         queue_url,
         admin_key,
@@ -299,13 +317,14 @@ async fn receiver(behaviour: Receiver) -> String {
 }
 
 impl Stack {
-    /// What the stream function does: folds the status changes so far into the counters, in
-    /// batches of up to 1,000 (the template's BatchSize). Returns its invocations.
+    /// What the stream function does: folds the status changes so far into the counters and
+    /// queues the new deliveries, in batches of up to 1,000 (the template's BatchSize).
+    /// Returns its invocations.
     async fn fold(&self) -> u64 {
         self.stream
             .lock()
             .await
-            .pump(&self.counted, 1000)
+            .pump(&self.counted, Some(&self.stream_queue), 1000)
             .await
             .unwrap()
     }
@@ -348,7 +367,7 @@ impl Stack {
             let mut event = SqsEvent::default();
             event.records = records;
             let response = hookline_fn_deliver::handle(
-                &self.service,
+                &self.deliver,
                 LambdaEvent::new(event, Context::default()),
             )
             .await
@@ -514,8 +533,10 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
     let api_invocations = stack
         .publish(&account_id, scenario.events, scenario.publish)
         .await;
-    let mut deliver_invocations = stack.drain().await;
+    // Publish only writes: the stream function queues the deliveries.
     let mut stream_invocations = stack.fold().await;
+    let mut deliver_invocations = stack.drain().await;
+    stream_invocations += stack.fold().await;
     // Retries: the sweep sends what is due, until nothing is left to retry.
     let mut sweeps = 0;
     loop {

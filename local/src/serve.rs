@@ -5,6 +5,7 @@ use crate::{listen, main_key};
 use axum::http::header;
 use hookline_embedded::{CachedStore, InProcessQueue, InProcessScheduler, run_delivery_workers};
 use hookline_http::ReqwestSender;
+use hookline_service::config::PortalKey;
 use hookline_service::{Config, Mode, Ports, Service, SystemClock, telemetry};
 use hookline_sqlite::SqliteStore;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -40,7 +41,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let config = Config::from_env(Mode::Local)?;
+    let mut config = Config::from_env(Mode::Local)?;
     let limits = listen::Limits::from_env()?;
     // Files and directories this process creates (the store, its WAL, the marker) are its
     // user's alone: the store holds every secret.
@@ -53,6 +54,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let store = SqliteStore::open(&args.data_dir, config.log_retention_days)?;
     // Secrets are sealed at rest; the cache (outermost) keeps them opened in memory.
     let sealed = main_key::sealed_store(Arc::new(store.clone()), &store, &args.data_dir).await?;
+    // Portal links stay valid across restarts because their key comes from the main key.
+    config.portal_key = Some(PortalKey(sealed.ring().derive_key("portal links")));
 
     let metrics = install_metrics()?;
     let (queue, jobs) = InProcessQueue::new(config.max_backlog);

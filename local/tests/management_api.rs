@@ -1627,7 +1627,7 @@ async fn openapi_document_describes_every_route() {
             (normalise(path), methods)
         })
         .collect();
-    let expected: [(&str, &[&str]); 21] = [
+    let expected: [(&str, &[&str]); 22] = [
         ("/accounts", &["get", "post"]),
         ("/accounts/{}", &["get"]),
         ("/accounts/{}/api-keys", &["post"]),
@@ -1649,6 +1649,7 @@ async fn openapi_document_describes_every_route() {
         ("/test/{}", &["post"]),
         ("/test/webhook", &["post"]),
         ("/openapi.json", &["get"]),
+        ("/accounts/{}/portal-links", &["post"]),
     ];
     let prefix = if paths.contains_key("/api/v3/webhook") {
         "/api/v3"

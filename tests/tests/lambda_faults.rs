@@ -35,7 +35,7 @@ use hookline_service::ports::{DeliveryQuery, RetryScheduler};
 use hookline_service::publish::NewEvent;
 use hookline_service::sealed_store::SealedStore;
 use hookline_service::webhooks::NewWebhook;
-use hookline_service::{Config, Mode, Ports, Service, SystemClock};
+use hookline_service::{Config, FanOutQueue, Mode, Ports, Service, SystemClock};
 use lambda_runtime::{Context, LambdaEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -183,6 +183,8 @@ struct Stack {
     clean: Service,
     faulty_store: DynamoStore,
     clean_store: DynamoStore,
+    /// The stream function's queue (it queues the fan-out), through the faulty client.
+    faulty_queue: SqsQueue,
     stream: StreamPump,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
@@ -226,6 +228,24 @@ async fn stack(timer: RetryTimer) -> Stack {
     let table = unique("faults");
     ensure_table_with(&dynamodb, &table, true).await.unwrap();
     let stream = StreamPump::new(&aws, &dynamodb, &table).await;
+    let dead_letter_url = sqs
+        .create_queue()
+        .queue_name(unique("deliveries-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dead_letter_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dead_letter_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
     let queue_url = sqs
         .create_queue()
         .queue_name(unique("deliveries"))
@@ -233,6 +253,12 @@ async fn stack(timer: RetryTimer) -> Stack {
         .attributes(
             aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
             "2",
+        )
+        // After 3 receives (the stack: 5) a job goes to the DLQ, and the sweep sends it back.
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": "3"})
+                .to_string(),
         )
         .send()
         .await
@@ -269,10 +295,17 @@ async fn stack(timer: RetryTimer) -> Stack {
     // on (120 s on a stack); a dead deliver invocation's messages come back from SQS.
     config.sweep_lease = Duration::from_secs(15);
     let sender = Arc::new(ReqwestSender::from_config(&config).unwrap());
-    let faulty_store =
-        DynamoStore::new(faulty_dynamodb, table.clone(), 30).with_counting(Counting::FromStream);
-    let clean_store =
-        DynamoStore::new(dynamodb, table.clone(), 30).with_counting(Counting::FromStream);
+    // As on Lambda: counters folded and the fan-out queued by the stream function.
+    assert_eq!(config.fan_out_queue, FanOutQueue::Stream);
+    let faulty_store = DynamoStore::new(faulty_dynamodb, table.clone(), 30)
+        .with_counting(Counting::FromStream)
+        .with_fan_out_queue(FanOutQueue::Stream);
+    let clean_store = DynamoStore::new(dynamodb, table.clone(), 30)
+        .with_counting(Counting::FromStream)
+        .with_fan_out_queue(FanOutQueue::Stream);
+    let queue = |sqs: aws_sdk_sqs::Client| {
+        SqsQueue::new(sqs, queue_url.clone()).with_dead_letters(&dead_letter_url)
+    };
     let retry_scheduler = |client: aws_sdk_scheduler::Client| -> Arc<dyn RetryScheduler> {
         match timer {
             RetryTimer::Sweep => Arc::new(SweepRetries),
@@ -289,7 +322,7 @@ async fn stack(timer: RetryTimer) -> Stack {
             Service::new(
                 Ports {
                     store: Arc::new(SealedStore::new(Arc::new(store.clone()), ring.clone())),
-                    queue: Arc::new(SqsQueue::new(sqs, queue_url.clone())),
+                    queue: Arc::new(queue(sqs)),
                     scheduler: retry_scheduler(scheduler),
                     clock: Arc::new(SystemClock),
                     sender: sender.clone(),
@@ -298,6 +331,7 @@ async fn stack(timer: RetryTimer) -> Stack {
             )
         };
     Stack {
+        faulty_queue: queue(faulty_sqs.clone()),
         faulty: service(&faulty_store, faulty_sqs, faulty_scheduler),
         clean: service(&clean_store, sqs.clone(), scheduler.clone()),
         faulty_store,
@@ -396,13 +430,16 @@ impl Stack {
             .collect();
         for (id, receipt) in receipts {
             if !failed.contains(&id) {
-                self.sqs
+                // Refused when the handle is out of date (the batch outlived the visibility
+                // timeout, so another poll holds the message, or SQS moved it to the DLQ):
+                // the message is handled again, as with the event source mapping.
+                let _ = self
+                    .sqs
                     .delete_message()
                     .queue_url(&self.queue_url)
                     .receipt_handle(receipt)
                     .send()
-                    .await
-                    .unwrap();
+                    .await;
             }
         }
         true
@@ -459,8 +496,8 @@ impl Stack {
 async fn everything_delivered_under_faults(timer: RetryTimer, accounts: &[(u64, u64)]) {
     let accounts: Vec<(u64, u64)> = accounts.iter().map(|(e, w)| (e * scale(), *w)).collect();
     let accounts = accounts.as_slice();
-    // A guard against a hang, not a target: two runs at once on a busy machine took 8 minutes.
-    let deadline = Duration::from_secs(900 * scale());
+    // A guard against a hang, not a target: two runs at once on a busy machine took 13 minutes.
+    let deadline = Duration::from_secs(1200 * scale());
     let mut stack = stack(timer).await;
     let (url, received) = receiver().await;
     let mut account_ids = Vec::new();
@@ -527,7 +564,10 @@ async fn everything_delivered_under_faults(timer: RetryTimer, accounts: &[(u64, 
             stack.fire_due_schedules(&mut fired).await;
         }
         // The stream function: a failed batch is handed over again, as it was.
-        let _ = stack.stream.pump(&stack.faulty_store, 1000).await;
+        let _ = stack
+            .stream
+            .pump(&stack.faulty_store, Some(&stack.faulty_queue), 1000)
+            .await;
         let counted = delivered_in_counts(&stack).await;
         eprintln!(
             "{:?}: {at_receiver} at the receiver, {counted} counted delivered, {} faults",
@@ -543,8 +583,17 @@ async fn everything_delivered_under_faults(timer: RetryTimer, accounts: &[(u64, 
     }
 
     // Settled: whatever the stream still holds is folded.
-    while stack.stream.pump(&stack.faulty_store, 1000).await.is_err() {}
-    stack.stream.pump(&stack.clean_store, 1000).await.unwrap();
+    while stack
+        .stream
+        .pump(&stack.faulty_store, Some(&stack.faulty_queue), 1000)
+        .await
+        .is_err()
+    {}
+    stack
+        .stream
+        .pump(&stack.clean_store, None, 1000)
+        .await
+        .unwrap();
     let injected = stack.injected.load(Ordering::Relaxed);
     assert!(injected > 50, "only {injected} faults were injected");
 

@@ -17,11 +17,11 @@ use hookline_fn_stream::pump::StreamPump;
 use hookline_http::ReqwestSender;
 use hookline_model::retry::RetryPolicy;
 use hookline_model::{Delivery, DeliveryStatus, RetryTrigger};
-use hookline_service::ports::{Clock, DeliveryQuery};
+use hookline_service::ports::{Clock, DeliveryQuery, Queue};
 use hookline_service::publish::NewEvent;
 use hookline_service::sealed_store::SealedStore;
 use hookline_service::webhooks::NewWebhook;
-use hookline_service::{Config, Mode, Ports, Service, SystemClock};
+use hookline_service::{Config, FanOutQueue, Mode, Ports, Service, SystemClock};
 use lambda_runtime::{Context, LambdaEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,19 +46,33 @@ fn fixture(name: &str) -> String {
 
 /// A receiver that fails its first `failures` requests with 500, then answers 200.
 async fn flaky_receiver(failures: usize) -> (String, Arc<AtomicUsize>) {
+    receiver_answering(move |n| {
+        if n < failures {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        }
+    })
+    .await
+}
+
+/// A receiver on 127.0.0.1 answering every POST with `status`, counting them.
+async fn answering(status: StatusCode) -> (String, Arc<AtomicUsize>) {
+    receiver_answering(move |_| status).await
+}
+
+/// A receiver on 127.0.0.1 answering its nth POST (from 0) with `status(n)`, counting them.
+async fn receiver_answering(
+    status: impl Fn(usize) -> StatusCode + Clone + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     let app = Router::new().route(
         "/hook",
         post(move || {
             let n = counter.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n < failures {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::OK
-                }
-            }
+            let answer = status(n);
+            async move { answer }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -91,6 +105,10 @@ struct Stack {
     stream: tokio::sync::Mutex<StreamPump>,
     /// The store under the sealing layer (what the stream function folds into).
     counted: DynamoStore,
+    /// The delivery queue as the stream function has it, when it queues the fan-out.
+    stream_queue: Option<SqsQueue>,
+    /// The delivery queue's dead-letter queue (the sweep sends its jobs back).
+    dead_letter_url: String,
 }
 
 async fn new_kms_key(kms: &aws_sdk_kms::Client) -> String {
@@ -104,15 +122,21 @@ async fn new_kms_key(kms: &aws_sdk_kms::Client) -> String {
         .key_id
 }
 
+/// As on Lambda: the stream function queues the fan-out.
 async fn stack() -> Stack {
+    stack_with(FanOutQueue::Stream).await
+}
+
+async fn stack_with(fan_out_queue: FanOutQueue) -> Stack {
     let aws = emulator_config(&moto()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let table = unique("hookline");
     ensure_table_with(&dynamodb, &table, true).await.unwrap();
     let stream = tokio::sync::Mutex::new(StreamPump::new(&aws, &dynamodb, &table).await);
     // As on Lambda (env::lambda_service): the stream function keeps the counters.
-    let counted =
-        DynamoStore::new(dynamodb.clone(), table.clone(), 30).with_counting(Counting::FromStream);
+    let counted = DynamoStore::new(dynamodb.clone(), table.clone(), 30)
+        .with_counting(Counting::FromStream)
+        .with_fan_out_queue(fan_out_queue);
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let queue_url = sqs
         .create_queue()
@@ -122,6 +146,15 @@ async fn stack() -> Stack {
         .unwrap()
         .queue_url
         .unwrap();
+    let dead_letter_url = sqs
+        .create_queue()
+        .queue_name(unique("deliveries-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue = SqsQueue::new(sqs.clone(), queue_url.clone()).with_dead_letters(&dead_letter_url);
     let scheduler = aws_sdk_scheduler::Client::new(&aws);
     let group = unique("retries");
     scheduler
@@ -144,9 +177,10 @@ async fn stack() -> Stack {
     config.targets.allow_http = true;
     config.targets.allow_private_targets = true;
     config.retry_policy = RetryPolicy::parse("1s,2s,3s").unwrap();
+    config.fan_out_queue = fan_out_queue;
     let ports = Ports {
         store: Arc::new(SealedStore::new(Arc::new(counted.clone()), Arc::new(ring))),
-        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
+        queue: Arc::new(queue.clone()),
         scheduler: Arc::new(EventBridgeScheduler::new(
             scheduler.clone(),
             &group,
@@ -170,17 +204,20 @@ async fn stack() -> Stack {
         group,
         stream,
         counted,
+        stream_queue: (fan_out_queue == FanOutQueue::Stream).then_some(queue),
+        dead_letter_url,
     }
 }
 
 impl Stack {
     /// What the stream function does on Lambda: folds the status changes written so far into
-    /// the counters.
+    /// the counters, and queues the new deliveries (when it queues the fan-out).
     async fn settle(&self) {
+        let queue = self.stream_queue.as_ref().map(|q| q as &dyn Queue);
         self.stream
             .lock()
             .await
-            .pump(&self.counted, 1000)
+            .pump(&self.counted, queue, 1000)
             .await
             .unwrap();
     }
@@ -188,6 +225,8 @@ impl Stack {
     /// Receives what is on the queue (and deletes it, as Lambda's event source mapping does
     /// after a successful batch).
     async fn receive_bodies(&self) -> Vec<String> {
+        // The stream function runs first: it queues what was published.
+        self.settle().await;
         let mut bodies = Vec::new();
         for _ in 0..3 {
             let out = self
@@ -391,7 +430,9 @@ async fn sqs_batch_to_delivery_then_scheduled_retry_until_delivered() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sweep_re_enqueues_a_delivery_whose_message_was_lost() {
-    let stack = stack().await;
+    // Publish queues the fan-out itself (HOOKLINE_FAN_OUT_QUEUE=api), so each new delivery is
+    // due for the sweep in case the message is lost. (Queued by the stream, see the next test.)
+    let stack = stack_with(FanOutQueue::Api).await;
     let (url, hits) = flaky_receiver(0).await;
     let account = stack.account_with_webhook(&url).await;
     stack.publish(&account).await;
@@ -751,6 +792,146 @@ async fn cold_starts_share_one_data_key_and_a_wrong_kms_key_fails_the_start() {
     assert!(error.contains("KMS Decrypt"), "{error}");
 }
 
+/// Queued by the stream function, a new delivery is in no sweep index: a job the deliver
+/// function gave up on (SQS moved it to the DLQ after maxReceiveCount) would be its only trace,
+/// so the sweep sends the DLQ's jobs back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_that_went_to_the_dead_letter_queue_is_sent_back_by_the_sweep() {
+    let stack = stack().await;
+    let (url, hits) = flaky_receiver(0).await;
+    let account = stack.account_with_webhook(&url).await;
+    stack.publish(&account).await;
+    // Publish only wrote: the job is on the queue once the stream function has run.
+    let job = stack.drain_bodies().await;
+    assert_eq!(job.len(), 1);
+    // SQS gives up on it (as after five failed receives) and moves it to the DLQ, beside a
+    // message that is no job.
+    for body in [job[0].as_str(), "not a job"] {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.dead_letter_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Nothing else would bring it back: the delivery is not due, even past any lease.
+    let later = stack.service_with(stack.config.clone(), Some(chrono::Duration::hours(2)));
+    let report = hookline_fn_retry::handle(
+        &later,
+        LambdaEvent::new(RetryTrigger::Sweep, Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report["enqueued"].as_u64(), report["redriven"].as_u64()),
+        (Some(0), Some(1)),
+        "{report}"
+    );
+    let bodies = stack.drain_bodies().await;
+    assert_eq!(bodies, job);
+    stack.deliver_body(&stack.service, &bodies[0]).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        stack.only_log(&account).await.0.status,
+        DeliveryStatus::Delivered
+    );
+    // The message that is no job stays in the DLQ, for its alarm and a person to read.
+    let left = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&stack.dead_letter_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap();
+    let total: u64 = left
+        .attributes()
+        .unwrap()
+        .values()
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 1);
+}
+
+impl Stack {
+    /// The deliver function's service (`env::lambda_service_with_context_cache`): webhooks and
+    /// accounts kept for `ttl`, the data key opened as at a cold start.
+    async fn deliver_service(&self, ttl: Duration) -> Service {
+        let ring = kms_key_ring(&self.dynamodb, &self.table, &self.kms, &self.kms_key_id)
+            .await
+            .unwrap();
+        let store = self.counted.clone().with_context_cache(ttl);
+        Service::new(
+            Ports {
+                store: Arc::new(SealedStore::new(Arc::new(store), Arc::new(ring))),
+                ..self.ports.clone()
+            },
+            self.config.clone(),
+        )
+    }
+}
+
+/// Deliver keeps webhooks and accounts for a few seconds (2 of a delivery's 4 read units): a
+/// change to a webhook reaches deliveries once its copy is older than that.
+#[tokio::test(flavor = "multi_thread")]
+async fn deliver_sees_a_changed_webhook_once_its_cached_copy_expires() {
+    let stack = stack().await;
+    let deliver = stack.deliver_service(Duration::from_secs(2)).await;
+    let (first_url, first_hits) = answering(StatusCode::OK).await;
+    let (second_url, second_hits) = answering(StatusCode::OK).await;
+    let account = stack.account_with_webhook(&first_url).await;
+    stack.publish(&account).await;
+    stack.publish(&account).await;
+    stack.publish(&account).await;
+    let bodies = stack.drain_bodies().await;
+    assert_eq!(bodies.len(), 3);
+    stack.deliver_body(&deliver, &bodies[0]).await;
+    let webhook = &stack.ports.store.list_webhooks(&account).await.unwrap()[0];
+    stack
+        .service
+        .update_webhook(
+            &account,
+            &webhook.id,
+            hookline_service::webhooks::WebhookPatch {
+                url: Some(Some(second_url)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Within the time to live the cached webhook is used (no read of it) ...
+    stack.deliver_body(&deliver, &bodies[1]).await;
+    assert_eq!(first_hits.load(Ordering::SeqCst), 2);
+    // ... and after it, the changed one.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    stack.deliver_body(&deliver, &bodies[2]).await;
+    assert_eq!(first_hits.load(Ordering::SeqCst), 2);
+    assert_eq!(second_hits.load(Ordering::SeqCst), 1);
+}
+
+/// A 410 deactivates the webhook; a cached copy of it must not send the next delivery.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_deactivated_by_a_410_is_not_sent_to_from_the_cache() {
+    let stack = stack().await;
+    let deliver = stack.deliver_service(Duration::from_secs(300)).await;
+    let (url, hits) = answering(StatusCode::GONE).await;
+    let account = stack.account_with_webhook(&url).await;
+    stack.publish(&account).await;
+    stack.publish(&account).await;
+    let bodies = stack.drain_bodies().await;
+    assert_eq!(bodies.len(), 2);
+    stack.deliver_body(&deliver, &bodies[0]).await;
+    stack.deliver_body(&deliver, &bodies[1]).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "nothing sent after the 410");
+    let webhook = &stack.ports.store.list_webhooks(&account).await.unwrap()[0];
+    assert!(!webhook.active);
+}
+
 // --- delivery guarantees found missing in review (issue 11) ---
 
 impl Stack {
@@ -879,6 +1060,8 @@ async fn a_fan_out_resumed_by_the_sweep_queues_only_the_deliveries_it_adds() {
             .iter()
             .all(|new| *new)
     );
+    // The stream function queued those 45 as they were stored.
+    assert_eq!(stack.drain_bodies().await.len(), 45);
     // 10 of them were delivered before the crash.
     for delivery in &deliveries[..10] {
         let job = serde_json::to_string(&delivery.job()).unwrap();

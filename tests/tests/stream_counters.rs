@@ -7,8 +7,8 @@ use hookline_aws::env::emulator_config;
 use hookline_aws::store::Counting;
 use hookline_aws::table::ensure_table_with;
 use hookline_fn_stream::pump::StreamPump;
-use hookline_model::StatusCounts;
-use hookline_service::ports::Store;
+use hookline_model::{DeliveryJob, StatusCounts};
+use hookline_service::ports::{PortResult, Queue, Store};
 use lambda_runtime::{Context, LambdaEvent};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -36,7 +36,7 @@ async fn the_store_contract_holds_with_counters_folded_from_the_stream() {
     let settle = move || -> futures::future::BoxFuture<'static, ()> {
         let (pump, store) = (pump.clone(), folding.clone());
         Box::pin(async move {
-            pump.lock().await.pump(&store, 1000).await.unwrap();
+            pump.lock().await.pump(&store, None, 1000).await.unwrap();
         })
     };
     hookline_service::contract::store_contract_settling(&store, &settle).await;
@@ -61,12 +61,13 @@ async fn a_stream_batch_is_counted_once_however_often_lambda_retries_it() {
     for _ in 0..3 {
         let folded = hookline_fn_stream::handle(
             &store,
+            None,
             LambdaEvent::new(fixture_event(), Context::default()),
         )
         .await
         .unwrap();
         // Two changes of the delivery; the webhook's record is no delivery.
-        assert_eq!((folded.records, folded.changes), (3, 2));
+        assert_eq!((folded.records, folded.changes, folded.queued), (3, 2, 0));
         assert_eq!(
             store.status_counts(account).await.unwrap(),
             StatusCounts {
@@ -75,4 +76,40 @@ async fn a_stream_batch_is_counted_once_however_often_lambda_retries_it() {
             }
         );
     }
+}
+
+/// A queue that keeps what it is given.
+#[derive(Default)]
+struct KeptJobs(std::sync::Mutex<Vec<DeliveryJob>>);
+
+#[async_trait::async_trait]
+impl Queue for KeptJobs {
+    async fn enqueue(&self, jobs: &[DeliveryJob]) -> PortResult<()> {
+        self.0.lock().unwrap().extend_from_slice(jobs);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_function_queues_each_inserted_delivery_and_nothing_else() {
+    let (store, _pump) = streamed_store().await;
+    let queue = KeptJobs::default();
+    let folded = hookline_fn_stream::handle(
+        &store,
+        Some(&queue),
+        LambdaEvent::new(fixture_event(), Context::default()),
+    )
+    .await
+    .unwrap();
+    // The insert is queued; the delivery's later change and the webhook's record are not.
+    assert_eq!((folded.records, folded.changes, folded.queued), (3, 2, 1));
+    assert_eq!(
+        *queue.0.lock().unwrap(),
+        [DeliveryJob {
+            account_id: "acct_01JD2X5YQ3K8V6W9Z0A1B2C3D4".into(),
+            delivery_id: "dlv_01JD2X5YQ3K8V6W9Z0A1B2C3D5".into(),
+            event_id: "evt_01JD2X5YQ3K8V6W9Z0A1B2C3D6".into(),
+            webhook_id: "wh_01JD2X5YQ3K8V6W9Z0A1B2C3D7".into(),
+        }]
+    );
 }

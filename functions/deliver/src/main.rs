@@ -2,12 +2,15 @@
 
 use hookline_aws::emf::Metrics;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let metrics = Metrics::install("deliver")?;
-    let service = hookline_aws::env::lambda_service().await?;
+    // Webhooks and accounts kept 5 s: a delivery reads its own item and its event only.
+    let service =
+        hookline_aws::env::lambda_service_with_context_cache(Some(Duration::from_secs(5))).await?;
     let service = &service;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let response = hookline_fn_deliver::handle(service, event).await;

@@ -17,7 +17,7 @@ pub async fn handle(service: &Service, event: LambdaEvent<RetryTrigger>) -> Resu
             let report = service.sweep().await?;
             tracing::info!(?report, "sweep done");
             Ok(
-                json!({"enqueued": report.enqueued, "fanOuts": report.fan_outs, "scheduled": report.scheduled}),
+                json!({"enqueued": report.enqueued, "fanOuts": report.fan_outs, "scheduled": report.scheduled, "redriven": report.redriven}),
             )
         }
     }

@@ -1,8 +1,8 @@
 //! The stream function on Lambda, invoked by the table's stream (template.yaml).
 
-use hookline_aws::DynamoStore;
 use hookline_aws::store::Counting;
-use hookline_service::{Config, Mode};
+use hookline_aws::{DynamoStore, SqsQueue};
+use hookline_service::{Config, FanOutQueue, Mode, Queue};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -16,11 +16,21 @@ async fn main() -> Result<(), Error> {
         table,
         config.log_retention_days,
     )
-    .with_counting(Counting::FromStream);
-    let store = &store;
+    .with_counting(Counting::FromStream)
+    .with_fan_out_queue(config.fan_out_queue);
+    // It queues new deliveries when publish leaves that to it.
+    let queue = match config.fan_out_queue {
+        FanOutQueue::Stream => {
+            let url =
+                std::env::var("HOOKLINE_QUEUE_URL").map_err(|_| "HOOKLINE_QUEUE_URL is not set")?;
+            Some(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url))
+        }
+        FanOutQueue::Api => None,
+    };
+    let (store, queue) = (&store, queue.as_ref().map(|q| q as &dyn Queue));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let folded = hookline_fn_stream::handle(store, event).await?;
-        tracing::info!(?folded, "stream batch folded");
+        let folded = hookline_fn_stream::handle(store, queue, event).await?;
+        tracing::info!(?folded, "stream batch handled");
         Ok::<_, Error>(())
     }))
     .await

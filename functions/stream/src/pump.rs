@@ -6,6 +6,7 @@
 use aws_lambda_events::event::dynamodb::Event;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use hookline_aws::DynamoStore;
+use hookline_service::Queue;
 use lambda_runtime::{Context, Error, LambdaEvent};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -179,7 +180,13 @@ impl StreamPump {
     /// Hands every record not read yet to the stream function, `batch` at a time, after any
     /// batch it failed before; returns the number of invocations. An error leaves the failed
     /// batch first in line, as Lambda's retry would.
-    pub async fn pump(&mut self, store: &DynamoStore, batch: usize) -> Result<u64, Error> {
+    /// `queue` as the stream function's (where it queues inserted deliveries, if it does).
+    pub async fn pump(
+        &mut self,
+        store: &DynamoStore,
+        queue: Option<&dyn Queue>,
+        batch: usize,
+    ) -> Result<u64, Error> {
         let mut invocations = 0;
         let mut read_new = false;
         loop {
@@ -194,7 +201,12 @@ impl StreamPump {
                 return Ok(invocations);
             };
             invocations += 1;
-            crate::handle(store, LambdaEvent::new(event.clone(), Context::default())).await?;
+            crate::handle(
+                store,
+                queue,
+                LambdaEvent::new(event.clone(), Context::default()),
+            )
+            .await?;
             self.pending.pop_front();
         }
     }

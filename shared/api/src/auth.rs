@@ -1,4 +1,5 @@
-//! Callers: an API key in the configured header or `Authorization: Bearer`.
+//! Callers: an API key in the configured header or `Authorization: Bearer`, or a browser
+//! session (cookie plus its CSRF header, see `crate::portal`).
 
 use crate::ApiError;
 use axum::extract::FromRequestParts;
@@ -22,11 +23,13 @@ async fn principal(parts: &Parts, service: &Service) -> Result<Principal, ApiErr
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let key = from_header
-        .or(from_bearer)
-        .filter(|k| !k.is_empty())
-        .ok_or(ServiceError::Unauthorized)?;
-    Ok(service.authenticate(key).await?)
+    if let Some(key) = from_header.or(from_bearer).filter(|k| !k.is_empty()) {
+        return Ok(service.authenticate(key).await?);
+    }
+    match crate::portal::session_principal(parts) {
+        Some(session) => session,
+        None => Err(ServiceError::Unauthorized.into()),
+    }
 }
 
 /// The platform (admin key).

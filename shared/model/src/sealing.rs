@@ -46,6 +46,9 @@ pub enum SealingError {
 pub struct SealingKey {
     id: String,
     cipher: Aes256Gcm,
+    /// A one-way function of the key that other keys are derived from (see
+    /// [`KeyRing::derive_key`]), so the sealing key itself serves only to seal.
+    derivation_base: [u8; 32],
 }
 
 impl std::fmt::Debug for SealingKey {
@@ -62,6 +65,11 @@ impl SealingKey {
         Ok(Self {
             id: key_id(bytes),
             cipher: Aes256Gcm::new_from_slice(bytes).map_err(|_| SealingError::BadKey)?,
+            derivation_base: Sha256::new()
+                .chain_update(b"hookline derivation base\0")
+                .chain_update(bytes)
+                .finalize()
+                .into(),
         })
     }
 
@@ -122,6 +130,17 @@ impl KeyRing {
             .filter(|key| key.id != current.id)
             .collect();
         Self { current, older }
+    }
+
+    /// A 32-byte key for `purpose` (such as signing portal links), derived from the current
+    /// key with HMAC-SHA256: the same on every process holding this ring, different per purpose,
+    /// and revealing nothing of the sealing key.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.current.derivation_base)
+            .expect("HMAC takes a key of any length");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// The id of the key that seals.
@@ -212,6 +231,28 @@ mod tests {
 
     fn ring() -> KeyRing {
         KeyRing::new(key(), vec![])
+    }
+
+    #[test]
+    fn derived_keys_agree_per_key_and_purpose_only() {
+        let bytes = generate_key_bytes().unwrap();
+        let one = KeyRing::new(SealingKey::from_bytes(&bytes).unwrap(), vec![]);
+        // Another process holding the same key (another Lambda instance, a restart).
+        let same = KeyRing::new(SealingKey::from_bytes(&bytes).unwrap(), vec![key()]);
+        assert_eq!(
+            one.derive_key("portal links"),
+            same.derive_key("portal links")
+        );
+        assert_ne!(one.derive_key("portal links"), one.derive_key("other"));
+        assert_ne!(
+            one.derive_key("portal links"),
+            ring().derive_key("portal links")
+        );
+        assert_ne!(
+            one.derive_key("portal links"),
+            bytes,
+            "not the sealing key itself"
+        );
     }
 
     #[test]

@@ -42,6 +42,40 @@ pub struct Config {
     pub endpoint_concurrency: usize,
     /// Per-account limit on pings and test events (`HOOKLINE_TEST_RATE_LIMIT`); `None` is off.
     pub test_rate_limit: Option<RateLimit>,
+    /// Who queues a new event's deliveries (`HOOKLINE_FAN_OUT_QUEUE`).
+    pub fan_out_queue: FanOutQueue,
+    /// The key that signs portal links and browser sessions, derived by the host from its
+    /// sealing keys (the same on every instance). `None`: the router makes a random one, valid
+    /// in this process only.
+    pub portal_key: Option<PortalKey>,
+    /// The `frame-ancestors` of the portal's Content-Security-Policy
+    /// (`HOOKLINE_FRAME_ANCESTORS`): who may embed it in a frame. Default `'self'`.
+    pub frame_ancestors: String,
+    /// The base URL portal links start with (`HOOKLINE_PUBLIC_URL`); `None`: taken from the
+    /// request that asks for the link.
+    pub public_url: Option<String>,
+}
+
+/// Who hands a newly stored delivery to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanOutQueue {
+    /// Publish enqueues what it stored; each new delivery is due for the sweep a lease later
+    /// in case the enqueue is lost (local; `api`).
+    Api,
+    /// The table's stream function enqueues each inserted delivery (Lambda; `stream`): publish
+    /// only writes, and a new delivery is not due for the sweep (the stream is retried until
+    /// it goes through; the DLQ is sent back by the sweep).
+    Stream,
+}
+
+/// 32 bytes of key; its `Debug` hides them.
+#[derive(Clone)]
+pub struct PortalKey(pub [u8; 32]);
+
+impl std::fmt::Debug for PortalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortalKey(..)")
+    }
 }
 
 /// A token bucket: `per_second` requests a second on average, up to `burst` at once.
@@ -101,6 +135,14 @@ impl Config {
                 per_second: 10.0,
                 burst: 20,
             }),
+            fan_out_queue: if local {
+                FanOutQueue::Api
+            } else {
+                FanOutQueue::Stream
+            },
+            portal_key: None,
+            frame_ancestors: "'self'".into(),
+            public_url: None,
         }
     }
 
@@ -160,6 +202,36 @@ impl Config {
             config.test_rate_limit =
                 RateLimit::parse(&v).map_err(|e| format!("HOOKLINE_TEST_RATE_LIMIT: {e}"))?;
         }
+        if let Some(v) = get("HOOKLINE_FAN_OUT_QUEUE") {
+            config.fan_out_queue = match v.trim() {
+                "api" => FanOutQueue::Api,
+                "stream" if mode == Mode::Lambda => FanOutQueue::Stream,
+                "stream" => {
+                    return Err("HOOKLINE_FAN_OUT_QUEUE: 'stream' needs the Lambda stack's \
+                                table stream; locally it is 'api'"
+                        .into());
+                }
+                other => {
+                    return Err(format!(
+                        "HOOKLINE_FAN_OUT_QUEUE: '{other}' is neither 'api' nor 'stream'"
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("HOOKLINE_FRAME_ANCESTORS") {
+            config.frame_ancestors = frame_ancestors(&v)?;
+        }
+        if let Some(v) = get("HOOKLINE_PUBLIC_URL") {
+            let url = v.trim().trim_end_matches('/');
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(format!(
+                    "HOOKLINE_PUBLIC_URL: '{url}' is not an http(s) URL such as https://hooks.example.com"
+                ));
+            }
+            config.public_url = Some(url.to_string());
+        }
         if let Some(v) = get("HOOKLINE_ADMIN_KEY") {
             let key = v.trim();
             // The key itself is never echoed, only its length.
@@ -178,6 +250,25 @@ impl Config {
     pub fn from_env(mode: Mode) -> Result<Self, String> {
         Self::from_lookup(mode, |name| std::env::var(name).ok())
     }
+}
+
+/// Space-separated CSP sources (`'self'`, `'none'`, `https://app.example.com`,
+/// `https://*.example.com`); nothing that could end the directive or add another.
+fn frame_ancestors(value: &str) -> Result<String, String> {
+    let sources: Vec<&str> = value.split_whitespace().collect();
+    let valid = |s: &&str| {
+        !s.is_empty()
+            && s.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'\'' | b':' | b'/' | b'.' | b'-' | b'*')
+            })
+    };
+    if sources.is_empty() || !sources.iter().all(valid) {
+        return Err(format!(
+            "HOOKLINE_FRAME_ANCESTORS: '{value}' is not a list of CSP sources such as \
+             'self' https://dashboard.example.com"
+        ));
+    }
+    Ok(sources.join(" "))
 }
 
 fn header_name(var: &str, value: String) -> Result<String, String> {
@@ -231,6 +322,40 @@ mod tests {
         assert!(!lambda.targets.allow_http && !lambda.targets.allow_private_targets);
         assert_eq!(local.api_key_header, "X-Api-Key");
         assert_eq!(lambda.retry_policy.max_attempts(), 4);
+    }
+
+    #[test]
+    fn portal_settings_are_checked() {
+        let c = config(
+            Mode::Lambda,
+            &[
+                (
+                    "HOOKLINE_FRAME_ANCESTORS",
+                    " 'self'   https://dashboard.example.com https://*.example.org ",
+                ),
+                ("HOOKLINE_PUBLIC_URL", "https://hooks.example.com/"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.frame_ancestors,
+            "'self' https://dashboard.example.com https://*.example.org"
+        );
+        assert_eq!(c.public_url.as_deref(), Some("https://hooks.example.com"));
+        assert_eq!(config(Mode::Local, &[]).unwrap().frame_ancestors, "'self'");
+        // Nothing that could end the directive and add another to the policy.
+        for bad in [
+            "'self'; script-src *",
+            "https://a.example.com,https://b",
+            "\"x\"",
+        ] {
+            let error = config(Mode::Local, &[("HOOKLINE_FRAME_ANCESTORS", bad)]).unwrap_err();
+            assert!(error.starts_with("HOOKLINE_FRAME_ANCESTORS: "), "{error}");
+        }
+        for bad in ["hooks.example.com", "ftp://x", "https://a b"] {
+            let error = config(Mode::Local, &[("HOOKLINE_PUBLIC_URL", bad)]).unwrap_err();
+            assert!(error.starts_with("HOOKLINE_PUBLIC_URL: "), "{error}");
+        }
     }
 
     #[test]

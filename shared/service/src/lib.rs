@@ -20,7 +20,7 @@ pub mod telemetry;
 pub mod test_events;
 pub mod webhooks;
 
-pub use config::{Config, Mode};
+pub use config::{Config, FanOutQueue, Mode};
 pub use error::{ServiceError, ServiceResult};
 pub use ports::{Clock, HttpSender, PortError, Queue, RetryScheduler, Store, SystemClock};
 

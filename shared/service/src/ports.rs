@@ -242,6 +242,12 @@ pub trait Queue: Send + Sync + 'static {
     async fn wait_for_room(&self) -> Option<Duration> {
         self.backpressure()
     }
+    /// Sends the jobs its workers gave up on (a dead-letter queue) back to them, and answers
+    /// how many. Where new deliveries are queued by the table's stream they are in no sweep
+    /// index, so these jobs are their only trace. Nothing to do by default.
+    async fn redrive_dead_letters(&self) -> PortResult<usize> {
+        Ok(0)
+    }
 }
 
 #[async_trait]

@@ -3,7 +3,7 @@
 //! [`Service::publish_events`]: one validation, one way of storing and queueing.
 
 use crate::ports::MAX_ATOMIC_FAN_OUT;
-use crate::{Service, ServiceError, ServiceResult};
+use crate::{FanOutQueue, Service, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use hookline_model::catalog::{subscriptions_match, validate_event_type_name};
@@ -188,7 +188,7 @@ impl Service {
         // Everything stored is queued, even when another event of the batch failed: those
         // events would otherwise wait for the sweep, since publishing them again answers
         // their first result without queueing anything.
-        self.enqueue_or_leave_to_sweep(jobs).await;
+        self.enqueue_new_deliveries(jobs).await;
         if let Some(error) = failure {
             return Err(error);
         }
@@ -357,18 +357,27 @@ impl Service {
                 .store
                 .insert_deliveries(event, chunk, sweep_at)
                 .await?;
-            // Stored and due for the sweep: a failed enqueue is not an error for the publisher.
+            // Stored and due for the sweep (or queued by the stream): a failed enqueue is not
+            // an error for the publisher.
             let jobs = chunk
                 .iter()
                 .zip(new)
                 .filter(|(_, new)| *new)
                 .map(|(delivery, _)| delivery.job())
                 .collect();
-            self.enqueue_or_leave_to_sweep(jobs).await;
+            self.enqueue_new_deliveries(jobs).await;
         }
         let count = deliveries.len() as u32;
         self.ports.store.finish_fan_out(event, count).await?;
         Ok(Some(count))
+    }
+
+    /// Queues newly stored deliveries, unless the table's stream function does
+    /// ([`FanOutQueue::Stream`]: it sees each insert and is retried until it queues it).
+    async fn enqueue_new_deliveries(&self, jobs: Vec<DeliveryJob>) {
+        if self.config.fan_out_queue == FanOutQueue::Api {
+            self.enqueue_or_leave_to_sweep(jobs).await;
+        }
     }
 
     pub(crate) fn sweep_time(&self, from: DateTime<Utc>) -> DateTime<Utc> {
@@ -766,7 +775,18 @@ mod tests {
             Self::with_queue(store, false, None)
         }
 
+        /// Publish queues what it stores (`HOOKLINE_FAN_OUT_QUEUE=api`), which these tests
+        /// watch; with `stream` it queues nothing (see the test of that).
         fn with_queue(store: MemoryStore, fail: bool, backpressure: Option<Duration>) -> Self {
+            Self::with_config(store, fail, backpressure, FanOutQueue::Api)
+        }
+
+        fn with_config(
+            store: MemoryStore,
+            fail: bool,
+            backpressure: Option<Duration>,
+            fan_out_queue: FanOutQueue,
+        ) -> Self {
             let store = Arc::new(store);
             let queue = Arc::new(RecordingQueue {
                 store: store.clone(),
@@ -782,8 +802,10 @@ mod tests {
                 clock: Arc::new(SystemClock),
                 sender: Arc::new(NoSender),
             };
+            let mut config = Config::for_mode(Mode::Lambda);
+            config.fan_out_queue = fan_out_queue;
             Self {
-                service: Service::new(ports, Config::for_mode(Mode::Lambda)),
+                service: Service::new(ports, config),
                 store,
                 queue,
             }
@@ -827,6 +849,31 @@ mod tests {
             Err(ServiceError::NotFound(what)) => format!("404 {what}"),
             Err(other) => format!("other {other}"),
         }
+    }
+
+    /// On Lambda the table's stream function queues each stored delivery: publish only writes.
+    #[tokio::test]
+    async fn with_the_fan_out_queued_by_the_stream_publish_only_stores() {
+        let webhooks = MAX_ATOMIC_FAN_OUT + 5;
+        let setup = Setup::with_config(
+            MemoryStore::default().with_account(ACCOUNT, webhooks),
+            false,
+            None,
+            FanOutQueue::Stream,
+        );
+        let batch = setup
+            .service
+            .publish_batch(vec![good(0), good(1)])
+            .await
+            .unwrap();
+        assert!(batch.iter().all(|r| r.is_ok()));
+        let large = setup.service.publish(good(2)).await.unwrap();
+        assert_eq!(large.deliveries, webhooks as u32);
+        assert_eq!(setup.store.deliveries.lock().unwrap().len(), 3 * webhooks);
+        assert!(
+            setup.enqueue_calls().is_empty(),
+            "nothing queued by publish"
+        );
     }
 
     #[tokio::test]

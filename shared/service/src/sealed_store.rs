@@ -57,6 +57,11 @@ impl SealedStore {
         Self { inner, ring }
     }
 
+    /// The key ring, from which the host derives other keys (portal links).
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
     fn seal_secret(&self, secret: &str, account_id: &str) -> PortResult<String> {
         self.ring
             .seal(secret, &account_context(account_id))

@@ -14,6 +14,8 @@ pub struct SweepReport {
     pub fan_outs: usize,
     pub enqueued: usize,
     pub scheduled: usize,
+    /// Jobs sent back from the dead-letter queue.
+    pub redriven: usize,
     /// It ran out of its time budget; what is left stays due for the next sweep.
     pub cut_short: bool,
 }
@@ -27,8 +29,18 @@ impl Service {
     /// for at most the configured sweep budget.
     pub async fn sweep(&self) -> PortResult<SweepReport> {
         let now = self.ports.clock.now();
-        self.sweep_until(now, now, SWEEP_PAGE, Some(self.config.sweep_budget))
-            .await
+        // Jobs the workers gave up on go back first; a failure leaves them for the next sweep.
+        let redriven = match self.ports.queue.redrive_dead_letters().await {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::warn!(%error, "dead letters left for the next sweep");
+                0
+            }
+        };
+        let report = self
+            .sweep_until(now, now, SWEEP_PAGE, Some(self.config.sweep_budget))
+            .await?;
+        Ok(SweepReport { redriven, ..report })
     }
 
     /// After a local restart the in-process queue and timers are empty, so every unfinished

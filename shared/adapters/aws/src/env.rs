@@ -16,7 +16,15 @@ fn required(name: &str) -> Result<String, String> {
 
 /// The service on DynamoDB, SQS and EventBridge Scheduler, configured from `HOOKLINE_*`.
 pub async fn lambda_service() -> Result<Service, String> {
-    let config = Config::from_env(Mode::Lambda)?;
+    lambda_service_with_context_cache(None).await
+}
+
+/// The deliver function's service: webhooks and accounts read for deliveries are kept for
+/// `ttl` (so a delivery reads 2 items, not 4; a change reaches deliveries within `ttl`).
+pub async fn lambda_service_with_context_cache(
+    ttl: Option<std::time::Duration>,
+) -> Result<Service, String> {
+    let mut config = Config::from_env(Mode::Lambda)?;
     let sender = ReqwestSender::from_config(&config)?;
     let aws = aws_config::load_from_env().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
@@ -29,18 +37,26 @@ pub async fn lambda_service() -> Result<Service, String> {
         &required("HOOKLINE_KMS_KEY_ID")?,
     )
     .await?;
+    // Every instance derives the same key, so a portal link works on any of them.
+    config.portal_key = Some(hookline_service::config::PortalKey(
+        ring.derive_key("portal links"),
+    ));
     // The stack's stream function keeps the status counters (template.yaml, StreamFunction).
-    let store = SealedStore::new(
-        Arc::new(
-            DynamoStore::new(dynamodb, table, config.log_retention_days)
-                .with_counting(crate::store::Counting::FromStream),
-        ),
-        Arc::new(ring),
-    );
-    let queue = SqsQueue::new(
+    let mut dynamo_store = DynamoStore::new(dynamodb, table, config.log_retention_days)
+        .with_counting(crate::store::Counting::FromStream)
+        .with_fan_out_queue(config.fan_out_queue);
+    if let Some(ttl) = ttl {
+        dynamo_store = dynamo_store.with_context_cache(ttl);
+    }
+    let store = SealedStore::new(Arc::new(dynamo_store), Arc::new(ring));
+    let mut queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(&aws),
         required("HOOKLINE_QUEUE_URL")?,
     );
+    // The retry function's sweep sends the DLQ's jobs back (template.yaml gives it the URL).
+    if let Ok(url) = required("HOOKLINE_DEAD_LETTER_QUEUE_URL") {
+        queue = queue.with_dead_letters(url);
+    }
     // How retries come back: found by the sweep (the default; no per-retry schedule) or one
     // EventBridge Scheduler schedule each.
     let scheduler: Arc<dyn RetryScheduler> = match std::env::var("HOOKLINE_RETRY_TIMER")

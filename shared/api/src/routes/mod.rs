@@ -5,6 +5,7 @@ mod accounts;
 mod event_types;
 mod events;
 mod logs;
+mod portal_links;
 mod secrets;
 mod test_events;
 mod webhooks;
@@ -31,6 +32,7 @@ pub fn api_v3() -> OpenApiRouter<Service> {
         .routes(routes!(accounts::get_account))
         .routes(routes!(accounts::add_api_key))
         .routes(routes!(accounts::revoke_api_key))
+        .routes(routes!(portal_links::create_portal_link))
         .routes(routes!(
             event_types::register_event_type,
             event_types::list_event_types

@@ -85,8 +85,12 @@ impl DynamoStore {
             delivery_key(&delivery.account_id, &delivery.id),
             KIND_DELIVERY,
         )?;
-        item.insert(DUE_SHARD.into(), due_shard(&delivery.id));
-        item.insert(DUE_AT.into(), n(sweep_at.timestamp_millis()));
+        // Queued by the api: due a lease later in case the enqueue is lost. Queued by the
+        // stream: the stream function is retried until it queues it, so not due at all.
+        if self.fan_out_queue == FanOutQueue::Api {
+            item.insert(DUE_SHARD.into(), due_shard(&delivery.id));
+            item.insert(DUE_AT.into(), n(sweep_at.timestamp_millis()));
+        }
         item.insert(EXPIRES_AT.into(), self.expires_at(delivery.created_at));
         item.insert(
             WEBHOOK_KEY.into(),

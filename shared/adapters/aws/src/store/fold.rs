@@ -29,7 +29,10 @@ pub struct CounterChange {
 #[serde(rename_all = "camelCase")]
 struct Image {
     kind: Option<String>,
+    id: Option<String>,
     account_id: Option<String>,
+    event_id: Option<String>,
+    webhook_id: Option<String>,
     created_at: Option<DateTime<Utc>>,
     status: Option<DeliveryStatus>,
 }
@@ -37,6 +40,28 @@ struct Image {
 fn image<I: Into<serde_dynamo::Item>>(item: Option<I>) -> Option<Image> {
     let image: Image = serde_dynamo::from_item(item?).ok()?;
     (image.kind.as_deref() == Some(KIND_DELIVERY)).then_some(image)
+}
+
+/// The job of a delivery that a stream record shows inserted (no old image, a pending new
+/// one): what the stream function queues when it queues the fan-out. Changes to stored
+/// deliveries queue nothing (their retries are found by the sweep or queued by the api).
+pub fn inserted_delivery_job<I: Into<serde_dynamo::Item>>(
+    old: Option<I>,
+    new: Option<I>,
+) -> Option<DeliveryJob> {
+    if old.map(Into::into).is_some_and(|i| !i.is_empty()) {
+        return None;
+    }
+    let new = image(new)?;
+    if new.status != Some(DeliveryStatus::Pending) {
+        return None;
+    }
+    Some(DeliveryJob {
+        account_id: new.account_id?,
+        delivery_id: new.id?,
+        event_id: new.event_id?,
+        webhook_id: new.webhook_id?,
+    })
 }
 
 /// The status change a stream record carries, from its old and new images; `None` for items

@@ -3,10 +3,11 @@
 //! only local mode calls, once (Lambda never stores an admin key).
 
 mod accounts;
+mod context_cache;
 mod counters;
 mod fold;
 
-pub use fold::{CounterChange, counter_change};
+pub use fold::{CounterChange, counter_change, inserted_delivery_job};
 mod logs;
 mod webhooks;
 
@@ -21,10 +22,10 @@ use hookline_model::{
     Account, ApiKeyRecord, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo,
     StatusCounts, Webhook,
 };
-use hookline_service::PortError;
 use hookline_service::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortResult, Store,
 };
+use hookline_service::{FanOutQueue, PortError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -39,6 +40,10 @@ pub struct DynamoStore {
     /// How long events and deliveries are kept (DynamoDB TTL).
     retention: chrono::Duration,
     counting: Counting,
+    /// Who queues new deliveries: when the stream does, they are not due for the sweep.
+    fan_out_queue: FanOutQueue,
+    /// Webhooks and accounts read by `load_delivery`, kept a few seconds (deliver on Lambda).
+    context_cache: Option<std::sync::Arc<context_cache::ContextCache>>,
 }
 
 /// Who keeps the per-status counters.
@@ -128,6 +133,8 @@ impl DynamoStore {
             table: table.into(),
             retention: chrono::Duration::days(retention_days as i64),
             counting: Counting::InTransaction,
+            fan_out_queue: FanOutQueue::Api,
+            context_cache: None,
         }
     }
 
@@ -135,6 +142,27 @@ impl DynamoStore {
     pub fn with_counting(mut self, counting: Counting) -> Self {
         self.counting = counting;
         self
+    }
+
+    /// Leaves new deliveries out of the due index when the stream function queues them
+    /// ([`FanOutQueue::Stream`]; it must match the service's `Config::fan_out_queue`).
+    pub fn with_fan_out_queue(mut self, fan_out_queue: FanOutQueue) -> Self {
+        self.fan_out_queue = fan_out_queue;
+        self
+    }
+
+    /// Keeps the webhook and account items `load_delivery` reads for `ttl`, so a delivery
+    /// reads only its own item and its event while they are fresh. A change to a webhook or an
+    /// account reaches deliveries within `ttl` (the deliver function: 5 s).
+    pub fn with_context_cache(mut self, ttl: Duration) -> Self {
+        self.context_cache = Some(std::sync::Arc::new(context_cache::ContextCache::new(ttl)));
+        self
+    }
+
+    fn forget_cached(&self, key: Item) {
+        if let Some(cache) = &self.context_cache {
+            cache.forget(&key);
+        }
     }
 
     pub fn counting(&self) -> Counting {
@@ -555,6 +583,7 @@ impl Store for DynamoStore {
         webhook_id: &str,
         at: DateTime<Utc>,
     ) -> PortResult<bool> {
+        self.forget_cached(webhook_key(account_id, webhook_id));
         webhooks::deactivate_webhook(self, account_id, webhook_id, at).await
     }
 
@@ -697,18 +726,35 @@ impl Store for DynamoStore {
         // Strongly consistent: a job queued right after its delivery, event or webhook was
         // written must see them (an eventually consistent read may not, and a delivery would
         // end on a missing event it has).
-        let items = self
-            .batch_get_with(
-                vec![
-                    delivery_key(&job.account_id, &job.delivery_id),
-                    event_key(&job.account_id, &job.event_id),
-                    webhook_key(&job.account_id, &job.webhook_id),
-                    account_key(&job.account_id),
-                ],
-                true,
-                None,
-            )
-            .await?;
+        // Webhook and account from the cache while fresh; the delivery and its event always.
+        let mut keys = vec![
+            delivery_key(&job.account_id, &job.delivery_id),
+            event_key(&job.account_id, &job.event_id),
+        ];
+        let mut cached = Vec::new();
+        for key in [
+            webhook_key(&job.account_id, &job.webhook_id),
+            account_key(&job.account_id),
+        ] {
+            match self.context_cache.as_ref().and_then(|c| c.get(&key)) {
+                Some(item) => cached.push(item),
+                None => keys.push(key),
+            }
+        }
+        let mut items = self.batch_get_with(keys, true, None).await?;
+        if let Some(cache) = &self.context_cache {
+            for item in &items {
+                if matches!(
+                    item.get(KIND)
+                        .and_then(|k| k.as_s().ok())
+                        .map(String::as_str),
+                    Some(KIND_WEBHOOK | KIND_ACCOUNT)
+                ) {
+                    cache.put(item);
+                }
+            }
+        }
+        items.extend(cached);
         let (mut delivery, mut event, mut webhook, mut account) = (None, None, None, None);
         for item in items {
             match item
@@ -738,12 +784,21 @@ impl Store for DynamoStore {
         delivery: &Delivery,
         record: &AttemptRecord,
     ) -> PortResult<bool> {
+        if record.deactivates_webhook {
+            self.forget_cached(webhook_key(&delivery.account_id, &delivery.webhook_id));
+        }
         counters::record_attempts(self, &[(delivery, record)])
             .await
             .remove(0)
     }
 
     async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>> {
+        // A 410 deactivates the webhook: the next delivery here must see it.
+        for (delivery, record) in batch {
+            if record.deactivates_webhook {
+                self.forget_cached(webhook_key(&delivery.account_id, &delivery.webhook_id));
+            }
+        }
         let batch: Vec<(&Delivery, &AttemptRecord)> = batch.iter().map(|(d, r)| (d, r)).collect();
         counters::record_attempts(self, &batch).await
     }

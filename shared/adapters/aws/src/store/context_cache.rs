@@ -1,0 +1,56 @@
+//! Webhook and account items kept for a few seconds by the deliver function, so a delivery
+//! reads only its own item and its event (2 of the 4 read units of its context). A change to a
+//! webhook or an account reaches deliveries within the time to live; a 410 deactivation made
+//! here drops its webhook at once.
+
+use super::Item;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Entries kept at most; past it the cache starts afresh (a container serves few accounts).
+const MAX_ENTRIES: usize = 10_000;
+
+pub(crate) struct ContextCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, Item)>>,
+}
+
+/// An item's key as one string (`pk` and `sk`).
+pub(crate) fn key_id(key: &Item) -> String {
+    let part = |name: &str| {
+        key.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map_or("", String::as_str)
+    };
+    format!("{}\n{}", part("pk"), part("sk"))
+}
+
+impl ContextCache {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The item under `key` if it was read less than the time to live ago.
+    pub(crate) fn get(&self, key: &Item) -> Option<Item> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (read_at, item) = entries.get(&key_id(key))?;
+        (read_at.elapsed() < self.ttl).then(|| item.clone())
+    }
+
+    pub(crate) fn put(&self, item: &Item) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key_id(item), (Instant::now(), item.clone()));
+    }
+
+    pub(crate) fn forget(&self, key: &Item) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.remove(&key_id(key));
+    }
+}
