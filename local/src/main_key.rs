@@ -3,7 +3,7 @@
 //! created at first start (mode 0600). Either holds one or more keys (base64 of 32 bytes,
 //! separated by commas or newlines); the first seals, the others only open, for rotation.
 
-use hookline_model::sealing::{KeyRing, SealingKey, generate_key_bytes};
+use hookline_model::sealing::{KeyCheck, KeyRing, SealingKey, generate_key_bytes};
 use hookline_service::Store;
 use hookline_service::sealed_store::SealedStore;
 use hookline_sqlite::SqliteStore;
@@ -15,39 +15,6 @@ const KEY_VARIABLE: &str = "HOOKLINE_MAIN_KEY";
 /// The store's `meta` entry holding a value sealed under the key in use, so a start with the
 /// wrong key fails at once instead of on the first request that reads a secret.
 const KEY_CHECK: &str = "key_check";
-/// What the key check seals: any fixed text will do, the tag is what is checked.
-const KEY_CHECK_TEXT: &str = "hookline key check";
-const KEY_CHECK_CONTEXT: &str = "SEALING/KEY_CHECK";
-
-/// What the start-up check found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum KeyCheck {
-    /// No check stored: a new store.
-    Absent,
-    /// The check opens with the ring's current key.
-    Current,
-    /// The check opens, but with an older key of the ring: secrets may still be sealed under it.
-    Older,
-}
-
-/// Checks `ring` against the stored check: an error (naming key ids, never keys) when the
-/// ring does not hold the key the store's secrets were sealed with.
-fn verify_key_check(ring: &KeyRing, stored: Option<&str>) -> Result<KeyCheck, String> {
-    let Some(stored) = stored else {
-        return Ok(KeyCheck::Absent);
-    };
-    ring.open(stored, KEY_CHECK_CONTEXT).map_err(|e| {
-        format!(
-            "the main key does not match this store ({e}); the keys given have ids [{}]",
-            ring.key_ids().collect::<Vec<_>>().join(", ")
-        )
-    })?;
-    Ok(if ring.is_sealed_with_current(stored) {
-        KeyCheck::Current
-    } else {
-        KeyCheck::Older
-    })
-}
 
 /// `inner` behind a [`SealedStore`] with the local main key, checked against the store: a
 /// missing or wrong key for secrets already sealed is an error here, at start-up. Secrets
@@ -62,16 +29,14 @@ pub async fn sealed_store(
         .await
         .map_err(|e| format!("reading the key check: {e}"))?;
     let ring = Arc::new(load_ring(data_dir, stored_check.is_some())?);
-    let check = verify_key_check(&ring, stored_check.as_deref())?;
+    let check = ring.verify_key_check(stored_check.as_deref())?;
     let sealed = Arc::new(SealedStore::new(inner, ring.clone()));
     if check != KeyCheck::Current {
         let report = sealed
             .reseal_all()
             .await
             .map_err(|e| format!("sealing stored secrets under the main key: {e}"))?;
-        let check = ring
-            .seal(KEY_CHECK_TEXT, KEY_CHECK_CONTEXT)
-            .map_err(|e| e.to_string())?;
+        let check = ring.seal_key_check().map_err(|e| e.to_string())?;
         store
             .set_meta(KEY_CHECK, &check)
             .await

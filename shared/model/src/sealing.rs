@@ -219,6 +219,46 @@ impl KeyRing {
     pub fn is_sealed_with_current(&self, stored: &str) -> bool {
         sealed_key_id(stored) == Some(self.current.id.as_str())
     }
+
+    /// A value sealed under the current key that a store keeps so the next start can tell,
+    /// before any request reads a secret, whether it was given the right keys.
+    pub fn seal_key_check(&self) -> Result<String, SealingError> {
+        self.seal(KEY_CHECK_TEXT, KEY_CHECK_CONTEXT)
+    }
+
+    /// Checks this ring against a stored key check: an error (naming key ids, never keys)
+    /// when the ring does not hold the key the store's secrets were sealed with.
+    pub fn verify_key_check(&self, stored: Option<&str>) -> Result<KeyCheck, String> {
+        let Some(stored) = stored else {
+            return Ok(KeyCheck::Absent);
+        };
+        self.open(stored, KEY_CHECK_CONTEXT).map_err(|e| {
+            format!(
+                "the main key does not match this store ({e}); the keys given have ids [{}]",
+                self.key_ids().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        Ok(if self.is_sealed_with_current(stored) {
+            KeyCheck::Current
+        } else {
+            KeyCheck::Older
+        })
+    }
+}
+
+/// What the key check seals: any fixed text will do, the tag is what is checked.
+const KEY_CHECK_TEXT: &str = "hookline key check";
+const KEY_CHECK_CONTEXT: &str = "SEALING/KEY_CHECK";
+
+/// What a start-up key check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// No check stored: a new store.
+    Absent,
+    /// The check opens with the ring's current key.
+    Current,
+    /// The check opens, but with an older key of the ring: secrets may still be sealed under it.
+    Older,
 }
 
 #[cfg(test)]

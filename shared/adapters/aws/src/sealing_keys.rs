@@ -6,9 +6,8 @@
 //!   reads the item and decrypts each blob with `kms:Decrypt` (one call while there is one
 //!   key). The first cold start of a stack creates the item with a conditional put, so two
 //!   cold starts racing agree on one data key.
-//! - Local: the main key itself (see `local/src/main_key.rs`); the item `SEALING` /
-//!   `KEY_CHECK` holds a value sealed under the key in use, so a start with the wrong key
-//!   fails at once instead of on the first request that reads a secret.
+//! - Local: the main key itself, checked against the SQLite store (`local/src/main_key.rs`,
+//!   `KeyRing::verify_key_check`).
 
 use crate::table::{PK, SK};
 use aws_sdk_dynamodb::Client;
@@ -20,12 +19,8 @@ use std::collections::HashMap;
 
 const SEALING_PK: &str = "SEALING";
 const DATA_KEYS_SK: &str = "DATA_KEYS";
-const KEY_CHECK_SK: &str = "KEY_CHECK";
 /// The attribute holding the list of KMS-encrypted data keys, newest (sealing) first.
 const KEYS: &str = "keys";
-/// What the key check seals: any fixed text will do, the tag is what is checked.
-const KEY_CHECK_TEXT: &str = "hookline key check";
-const KEY_CHECK_CONTEXT: &str = "SEALING/KEY_CHECK";
 
 fn item_key(sk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
@@ -173,58 +168,4 @@ pub async fn kms_key_ring(
         .next()
         .ok_or("the sealing item DATA_KEYS holds no key")?;
     Ok(KeyRing::new(current, keys.collect()))
-}
-
-/// What the local start-up check found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyCheck {
-    /// No check stored: a new store, or one from before sealing existed.
-    Absent,
-    /// The check opens with the ring's current key.
-    Current,
-    /// The check opens, but with an older key of the ring: secrets may still be sealed under it.
-    Older,
-}
-
-/// The sealed value the local store keeps to check the main key at start-up, or `None`.
-pub async fn read_key_check(client: &Client, table: &str) -> Result<Option<String>, String> {
-    Ok(get_item(client, table, KEY_CHECK_SK)
-        .await?
-        .and_then(|item| item.get("check").and_then(|v| v.as_s().ok()).cloned()))
-}
-
-/// Checks `ring` against the stored check: an error (naming key ids, never keys) when the
-/// ring does not hold the key the store's secrets were sealed with.
-pub fn verify_key_check(ring: &KeyRing, stored: Option<&str>) -> Result<KeyCheck, String> {
-    let Some(stored) = stored else {
-        return Ok(KeyCheck::Absent);
-    };
-    ring.open(stored, KEY_CHECK_CONTEXT).map_err(|e| {
-        format!(
-            "the main key does not match this store ({e}); the keys given have ids [{}]",
-            ring.key_ids().collect::<Vec<_>>().join(", ")
-        )
-    })?;
-    Ok(if ring.is_sealed_with_current(stored) {
-        KeyCheck::Current
-    } else {
-        KeyCheck::Older
-    })
-}
-
-/// Stores a check sealed under the ring's current key (after every secret was sealed under it).
-pub async fn write_key_check(client: &Client, table: &str, ring: &KeyRing) -> Result<(), String> {
-    let check = ring
-        .seal(KEY_CHECK_TEXT, KEY_CHECK_CONTEXT)
-        .map_err(|e| e.to_string())?;
-    let mut item = item_key(KEY_CHECK_SK);
-    item.insert("check".into(), AttributeValue::S(check));
-    client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
-        .await
-        .map_err(|e| format!("writing the key check: {}", DisplayErrorContext(e)))?;
-    Ok(())
 }
