@@ -1098,6 +1098,64 @@ async fn a_fan_out_resumed_by_the_sweep_queues_only_the_deliveries_it_adds() {
     assert_eq!((counts.pending, counts.delivered), (50, 10));
 }
 
+/// A fan-out of three or more is stored as the event (due until finished), one plain put per
+/// delivery and the event marked finished, not as one transaction (which bills every item
+/// twice): each delivery is queued by the stream once, and nothing is left for the sweep.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_out_of_three_is_stored_without_a_transaction_and_finished() {
+    let stack = stack().await;
+    assert_eq!(stack.ports.store.max_atomic_fan_out(), 2);
+    let (url, hits) = flaky_receiver(0).await;
+    let account = stack.account_with_webhook(&url).await;
+    for _ in 0..2 {
+        stack
+            .service
+            .create_webhook(
+                &account,
+                NewWebhook {
+                    url: url.clone(),
+                    event_type: Some("reading.weight".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let event_id = stack.publish(&account).await;
+    let stored = stack
+        .ports
+        .store
+        .get_event(&account, &event_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.fanned_out, "publish finished its fan-out");
+    assert_eq!(stored.deliveries, 3);
+    let bodies = stack.drain_bodies().await;
+    assert_eq!(bodies.len(), 3, "each delivery queued once: {bodies:?}");
+    for body in &bodies {
+        stack.deliver_body(&stack.service, body).await;
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // An hour on, the sweep finds no unfinished fan-out and nothing due.
+    let later = stack.service_with(stack.config.clone(), Some(chrono::Duration::hours(1)));
+    let report = hookline_fn_retry::handle(
+        &later,
+        LambdaEvent::new(RetryTrigger::Sweep, Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (&report["fanOuts"], &report["enqueued"]),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "{report}"
+    );
+    assert!(stack.drain_bodies().await.is_empty());
+    stack.settle().await;
+    let counts = stack.service.status_counts(&account).await.unwrap();
+    assert_eq!((counts.pending, counts.delivered), (0, 3));
+}
+
 /// Before: a delivery read right after publish could miss its event (an eventually
 /// consistent read) and end `failed` ("event missing") without a request. Now the read is
 /// consistent, and what it still misses is retried.

@@ -161,8 +161,15 @@ pub trait Store: Send + Sync + 'static {
         event: &Event,
         sweep_at: DateTime<Utc>,
     ) -> PortResult<Option<Event>>;
+    /// The largest fan-out this store writes with [`Store::insert_event_with_deliveries`];
+    /// publish stores a larger one event first, then its deliveries in chunks. A store whose
+    /// atomic write costs more than those separate writes (a DynamoDB transaction bills every
+    /// item twice) answers less than [`MAX_ATOMIC_FAN_OUT`].
+    fn max_atomic_fan_out(&self) -> usize {
+        MAX_ATOMIC_FAN_OUT
+    }
     /// Stores a new event already fanned out, together with its deliveries (at most
-    /// [`MAX_ATOMIC_FAN_OUT`], each due for the sweep at `sweep_at` and counted as pending
+    /// [`Store::max_atomic_fan_out`], each due for the sweep at `sweep_at` and counted as pending
     /// once), all or nothing: a small fan-out's publish in one write. Returns the stored
     /// event instead, writing nothing, when one with that id exists (idempotent publish).
     async fn insert_event_with_deliveries(

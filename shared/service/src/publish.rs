@@ -2,7 +2,6 @@
 //! fanning each out to its account's matching, active webhooks. Both go through
 //! [`Service::publish_events`]: one validation, one way of storing and queueing.
 
-use crate::ports::MAX_ATOMIC_FAN_OUT;
 use crate::{FanOutQueue, Service, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -268,7 +267,7 @@ impl Service {
         deliveries: Vec<Delivery>,
         sweep_at: DateTime<Utc>,
     ) -> ServiceResult<StoredEvent> {
-        let small = deliveries.len() <= MAX_ATOMIC_FAN_OUT;
+        let small = deliveries.len() <= self.ports.store.max_atomic_fan_out();
         let started = std::time::Instant::now();
         let existing = if small {
             self.ports

@@ -298,6 +298,9 @@ impl Store for SealedStore {
     ) -> PortResult<Option<Event>> {
         self.inner.insert_event(event, sweep_at).await
     }
+    fn max_atomic_fan_out(&self) -> usize {
+        self.inner.max_atomic_fan_out()
+    }
     async fn insert_event_with_deliveries(
         &self,
         event: &Event,

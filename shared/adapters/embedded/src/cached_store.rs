@@ -339,6 +339,9 @@ impl Store for CachedStore {
         Ok(existing)
     }
 
+    fn max_atomic_fan_out(&self) -> usize {
+        self.inner.max_atomic_fan_out()
+    }
     async fn insert_event_with_deliveries(
         &self,
         event: &Event,

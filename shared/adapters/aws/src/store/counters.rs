@@ -10,6 +10,7 @@
 
 use super::*;
 use aws_sdk_dynamodb::types::Update;
+use futures::StreamExt;
 use std::collections::{BTreeMap, HashSet};
 
 /// Counter items per account and day.
@@ -163,6 +164,9 @@ pub(super) async fn insert_deliveries(
     deliveries: &[Delivery],
     sweep_at: DateTime<Utc>,
 ) -> PortResult<Vec<bool>> {
+    if store.counting == Counting::FromStream {
+        return insert_one_by_one(store, deliveries, sweep_at).await;
+    }
     let mut new = Vec::with_capacity(deliveries.len());
     for chunk in deliveries.chunks(INSERT_CHUNK) {
         let all: Vec<&Delivery> = chunk.iter().collect();
@@ -203,6 +207,52 @@ pub(super) async fn insert_deliveries(
         new.extend(chunk.iter().map(|d| !stored.contains(&d.id)));
     }
     Ok(new)
+}
+
+/// Puts in flight at once when a fan-out's deliveries are stored one by one.
+const INSERT_CONCURRENCY: usize = 16;
+
+/// With counters folded from the stream nothing else has to move with an insert, so each
+/// delivery is one conditional put (billed once; a transaction bills every item twice). The
+/// event stays due until the fan-out is finished, so a crash part way is finished by a retried
+/// publish or the sweep, and a put that finds its delivery stored answers not new.
+async fn insert_one_by_one(
+    store: &DynamoStore,
+    deliveries: &[Delivery],
+    sweep_at: DateTime<Utc>,
+) -> PortResult<Vec<bool>> {
+    // Collected first: a lazy map's closure trips the Send check of the port's futures.
+    let puts: Vec<_> = deliveries
+        .iter()
+        .map(|delivery| put_new(store, delivery, sweep_at))
+        .collect();
+    futures::stream::iter(puts)
+        .buffered(INSERT_CONCURRENCY)
+        .collect::<Vec<PortResult<bool>>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Puts `delivery` unless it exists: whether it was new.
+async fn put_new(
+    store: &DynamoStore,
+    delivery: &Delivery,
+    sweep_at: DateTime<Utc>,
+) -> PortResult<bool> {
+    let put = store
+        .client
+        .put_item()
+        .table_name(&store.table)
+        .set_item(Some(store.delivery_item(delivery, sweep_at)?))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match put {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(sdk("PutItem")(e)),
+    }
 }
 
 /// Deliveries per attempt-recording transaction: their updates, webhook deactivations and the
