@@ -896,6 +896,12 @@ async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_>
     assert_eq!(kept.attempt_count, 30);
     assert_eq!(kept.attempts.len(), MAX_KEPT_ATTEMPTS);
     assert_eq!(kept.attempts.last().unwrap().duration_ms, 29);
+    assert!(
+        kept.attempts
+            .iter()
+            .all(|a| a.response_body.as_deref() == Some("e".repeat(4096).as_str())),
+        "each kept attempt reads back with its whole 4 KiB answer"
+    );
     assert_eq!(kept.retry_attempts(), 29);
 
     // 410: the delivery fails and its webhook is inactive, in one write.

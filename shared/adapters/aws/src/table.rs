@@ -8,6 +8,7 @@
 //! | event | `LOG#<account>#<shard of the event id>` | `EVT#<id>` |
 //! | delivery | `LOG#<account>#<shard of its id>` | `DLV#<id>` (ULID: time-ordered) |
 //! | API key reference (lists an account's keys) | `ACCT#<account>` | `KEY#<key id>` |
+//! | a failed attempt's answer over 256 bytes (`store::attempt_bodies`) | `BODY#<delivery>` | `AT#<epoch ms>` |
 //! | status counters of one day (and shard, or `stream`) | `ACCT#<account>` | `COUNT#<yyyymmdd>#<shard>` |
 //! | a folded stream batch (`store::fold`) | `FOLD#<batch>#<part>` | `FOLD` |
 //! | account list entry | `ACCOUNTS` | `ACCT#<id>` |

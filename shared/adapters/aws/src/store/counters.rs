@@ -266,6 +266,48 @@ pub(super) async fn record_attempts(
     store: &DynamoStore,
     batch: &[(&Delivery, &AttemptRecord)],
 ) -> Vec<PortResult<bool>> {
+    // Long answers go to items of their own first (`attempt_bodies`); an attempt whose answer
+    // cannot be stored fails alone.
+    let split: Vec<(AttemptRecord, Option<Item>)> = batch
+        .iter()
+        .map(|(delivery, record)| attempt_bodies::split(store, delivery, record))
+        .collect();
+    let puts = split.iter().map(|(_, body)| async move {
+        match body {
+            Some(item) => attempt_bodies::put(store, item.clone()).await,
+            None => Ok(()),
+        }
+    });
+    let stored: Vec<PortResult<()>> = futures::future::join_all(puts).await;
+    let mut answers: Vec<Option<PortResult<bool>>> = Vec::with_capacity(batch.len());
+    let mut inline = Vec::with_capacity(batch.len());
+    for (((delivery, _), (record, _)), stored) in batch.iter().zip(&split).zip(stored) {
+        match stored {
+            Ok(()) => {
+                answers.push(None);
+                inline.push((*delivery, record));
+            }
+            Err(e) => answers.push(Some(Err(e))),
+        }
+    }
+    let mut recorded = record_inline(store, &inline).await.into_iter();
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| {
+                recorded
+                    .next()
+                    .unwrap_or_else(|| Err(PortError("an attempt went unanswered".into())))
+            })
+        })
+        .collect()
+}
+
+/// [`record_attempts`] once every answer is short enough to stay in its attempt.
+async fn record_inline(
+    store: &DynamoStore,
+    batch: &[(&Delivery, &AttemptRecord)],
+) -> Vec<PortResult<bool>> {
     if store.counting == Counting::FromStream {
         // No counter to keep in step: each attempt is one conditional update of its own
         // (billed once). Only a 410 needs a transaction (with the webhook). Deliveries are

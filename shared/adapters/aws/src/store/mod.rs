@@ -3,6 +3,7 @@
 //! only local mode calls, once (Lambda never stores an admin key).
 
 mod accounts;
+mod attempt_bodies;
 mod context_cache;
 mod counters;
 mod fold;
@@ -67,6 +68,7 @@ const KIND_EVENT_TYPE: &str = "eventType";
 const KIND_WEBHOOK: &str = "webhook";
 const KIND_EVENT: &str = "event";
 const KIND_DELIVERY: &str = "delivery";
+const KIND_ATTEMPT_BODY: &str = "attemptBody";
 const KIND_COUNTER: &str = "counter";
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
@@ -840,7 +842,14 @@ impl Store for DynamoStore {
         account_id: &str,
         delivery_id: &str,
     ) -> PortResult<Option<Delivery>> {
-        self.get_as(delivery_key(account_id, delivery_id)).await
+        let Some(mut delivery) = self
+            .get_as::<Delivery>(delivery_key(account_id, delivery_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        attempt_bodies::attach(self, &mut delivery).await?;
+        Ok(Some(delivery))
     }
 
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {
