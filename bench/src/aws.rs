@@ -412,8 +412,8 @@ impl Stack {
 
     /// What the retry function does every minute: sweeps what is due. Waits a second first,
     /// the shortest step of the benchmark's retry schedule. The sweep's own reads of the due
-    /// index are dropped from the bill: 64 small Queries a minute when nothing is overdue (a few
-    /// cents a month), plus about one read of each due entry it sends, which this leaves out
+    /// index are dropped from the bill: 256 small Queries a minute when nothing is overdue (under
+    /// a dollar a month), plus about one read of each due entry it sends, which this leaves out
     /// (an entry is under 200 bytes: 0.5 RRU per 20 of them). What it does per retry (the
     /// enqueue, the postpone) stays.
     async fn sweep_when_due(&self) -> usize {

@@ -854,13 +854,16 @@ impl Store for DynamoStore {
 
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {
         use futures::stream::StreamExt;
+        // The hash spreads items evenly, so twice a shard's share of the page (at least 50)
+        // fills it; a shard holding more than that keeps the rest for the next page or sweep.
+        let per_shard = (limit.saturating_mul(2) / DUE_SHARDS as usize).max(50);
         let shards: Vec<PortResult<Vec<(i64, DueItem)>>> = futures::stream::iter(0..DUE_SHARDS)
-            .map(|shard| self.due_in_shard(shard, before, limit))
-            .buffer_unordered(16)
+            .map(|shard| self.due_in_shard(shard, before, per_shard))
+            .buffer_unordered(32)
             .collect()
             .await;
         // A shard that cannot be read now (throttled) is read by the next sweep; failing the
-        // whole sweep for it would leave the other 63 unswept too.
+        // whole sweep for it would leave the others unswept too.
         let mut found: Vec<(i64, DueItem)> = Vec::new();
         let mut unread = Vec::new();
         for shard in shards {
