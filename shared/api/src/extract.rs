@@ -184,7 +184,9 @@ pub fn field_and_message(axum_text: &str) -> (Option<String>, String) {
         },
     };
     let quoted = |rest: &str| rest.split('`').nth(1).map(str::to_string);
+    // serde_path_to_error sometimes already ends the path with the unknown field itself.
     let within = |field: String| match path {
+        Some(path) if path == field || path.ends_with(&format!(".{field}")) => path.to_string(),
         Some(path) => format!("{path}.{field}"),
         None => field,
     };
