@@ -2,7 +2,8 @@
 //! webhook with the `compact` format and a custom header, made through the api function, and
 //! one made through the Infermedica-style `/api/v2/config/webhook` route (`content` bodies,
 //! its token in `x-webhook-infermedica-token`), delivered by the deliver handler to receivers
-//! on 127.0.0.1, signed over the body as received.
+//! on 127.0.0.1, signed over the body as received; and the organization-style
+//! `POST /webhook-events` create and ping (`{id, event, payload}` bodies).
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use axum::Router;
@@ -210,7 +211,7 @@ impl Stack {
                     .unwrap();
                 delivered += 1;
             }
-            if delivered >= 2 {
+            if delivered >= 3 {
                 return;
             }
         }
@@ -268,6 +269,7 @@ async fn compact_and_content_bodies_and_custom_headers_arrive_signed_on_the_lamb
     let (account, key) = (created.account.id, created.api_key);
     let (compact_url, mut compact_rx) = receiver().await;
     let (content_url, mut content_rx) = receiver().await;
+    let (event_url, mut event_rx) = receiver().await;
 
     let (status, compact) = stack
         .api(
@@ -309,6 +311,42 @@ async fn compact_and_content_bodies_and_custom_headers_arrive_signed_on_the_lamb
     assert_eq!(
         content["authorization_token"],
         "zGORr7q1I4egIr0c0eKXD7CMpIcjFooJ"
+    );
+
+    // The organization-style guide's create and ping requests, through the api function.
+    let (status, organization) = stack
+        .api(
+            "POST",
+            "/webhook-events",
+            &key,
+            &format!(
+                "{{\"organization\": \"{account}\", \"active\": true, \"url\": \"{event_url}\", \"events\": \"reading.weight\"}}"
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{organization}");
+    let event_webhook = organization["id"].as_str().unwrap().to_string();
+    let (status, ping) = stack
+        .api(
+            "POST",
+            "/webhook-events",
+            &key,
+            &format!("{{\"webhook\": \"{event_webhook}\", \"event\": \"ping\"}}"),
+        )
+        .await;
+    assert_eq!(status, 201, "{ping}");
+    assert_eq!(ping["delivered"], true, "{ping}");
+    let event_secret = stack
+        .service
+        .signing_secret(&account, &event_webhook)
+        .await
+        .unwrap();
+    let (headers, body) = next(&mut event_rx).await;
+    assert!(signed_as_received(&event_secret, &headers, &body), "{body}");
+    let ping_id = ping["id"].as_str().unwrap();
+    assert_eq!(
+        body,
+        format!(r#"{{"id":"{ping_id}","event":"ping","payload":{{"webhook":"{event_webhook}"}}}}"#)
     );
 
     // Header values and tokens are sealed in DynamoDB.
@@ -375,4 +413,15 @@ async fn compact_and_content_bodies_and_custom_headers_arrive_signed_on_the_lamb
         "zGORr7q1I4egIr0c0eKXD7CMpIcjFooJ"
     );
     assert!(headers.get("x-tenant").is_none());
+
+    let (headers, body) = next(&mut event_rx).await;
+    assert!(signed_as_received(&event_secret, &headers, &body), "{body}");
+    let value: Value = serde_json::from_str(&body).unwrap();
+    let id = value["id"].as_str().unwrap();
+    assert_eq!(
+        body,
+        format!(
+            r#"{{"id":"{id}","event":"reading.weight","payload":{{"weight":81.5,"manual":true}}}}"#
+        )
+    );
 }
