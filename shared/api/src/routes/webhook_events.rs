@@ -5,14 +5,13 @@
 //! account: an account key acts for its own (naming another is 404), the admin key for the
 //! account the body names.
 
-use super::Errors;
+use super::{ApiResult, Errors};
 use crate::ApiError;
 use crate::auth::AnyCaller;
 use crate::extract::Body;
 use crate::rate_limit::{RateLimited, TestRateLimiter, within_test_rate_limit};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use hookline_model::{PayloadFormat, Principal, ValidationError, Webhook};
 use hookline_service::ping::PingEvent;
@@ -86,16 +85,12 @@ pub enum WebhookEventsResponse {
     Ping(PingEvent),
 }
 
-fn bad(field: &str, message: &str) -> Response {
-    ApiError::from(ServiceError::from(ValidationError::new(field, message))).into_response()
-}
-
-fn failed(error: impl Into<ApiError>) -> Response {
-    error.into().into_response()
+fn bad(field: &str, message: &str) -> ApiError {
+    ApiError::from(ServiceError::from(ValidationError::new(field, message)))
 }
 
 /// `events` as the guide allows it: one name or a list of names.
-fn event_names(value: Value) -> Result<Vec<String>, Response> {
+fn event_names(value: Value) -> Result<Vec<String>, ApiError> {
     match value {
         Value::String(name) => Ok(vec![name]),
         Value::Array(items) => items
@@ -120,7 +115,7 @@ pub async fn webhook_events(
     AnyCaller(caller): AnyCaller,
     Extension(limiter): Extension<Arc<TestRateLimiter>>,
     Body(input): Body<WebhookEventsRequest>,
-) -> Result<(StatusCode, Json<WebhookEventsResponse>), Response> {
+) -> ApiResult<(StatusCode, Json<WebhookEventsResponse>)> {
     // The request's shape first, so bad input is a 400 before anything is looked up.
     if input.webhook.is_some() {
         for (field, given) in [
@@ -151,13 +146,13 @@ pub async fn webhook_events(
         (Principal::Account(own), Some(named)) if named == own => own,
         // Another account's organization is not found, as everywhere.
         (Principal::Account(_), Some(_)) => {
-            return Err(failed(ServiceError::NotFound("organization")));
+            return Err(ApiError::from(ServiceError::NotFound("organization")));
         }
         (Principal::Admin, Some(named)) => {
             service
                 .get_account(&named)
                 .await
-                .map_err(|_| failed(ServiceError::NotFound("organization")))?;
+                .map_err(|_| ApiError::from(ServiceError::NotFound("organization")))?;
             named
         }
         (Principal::Admin, None) => {
@@ -166,10 +161,7 @@ pub async fn webhook_events(
     };
     if let Some(webhook_id) = input.webhook {
         within_test_rate_limit(Some(&limiter), &account_id)?;
-        let sent = service
-            .send_ping_event(&account_id, &webhook_id)
-            .await
-            .map_err(failed)?;
+        let sent = service.send_ping_event(&account_id, &webhook_id).await?;
         return Ok((StatusCode::CREATED, Json(WebhookEventsResponse::Ping(sent))));
     }
     let url = input.url.ok_or_else(|| bad("url", "is required"))?;
@@ -181,10 +173,7 @@ pub async fn webhook_events(
         format: Some(PayloadFormat::Event.as_str().to_string()),
         ..NewWebhook::default()
     };
-    let webhook = service
-        .create_webhook(&account_id, new)
-        .await
-        .map_err(failed)?;
+    let webhook = service.create_webhook(&account_id, new).await?;
     Ok((
         StatusCode::CREATED,
         Json(WebhookEventsResponse::Webhook(OrganizationWebhookView::of(
