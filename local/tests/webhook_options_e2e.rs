@@ -360,3 +360,33 @@ async fn bad_formats_and_headers_are_a_400_naming_the_header() {
     assert_eq!(read["format"], "standard");
     server.stop();
 }
+
+#[tokio::test]
+async fn custom_headers_survive_a_main_key_rotation() {
+    use base64::Engine;
+    let key_b64 = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    let (old, new) = (key_b64(1), key_b64(2));
+    let dir = temp_dir("webhook-options-rotation");
+    let http = reqwest::Client::new();
+    let (url, mut received) = raw_receiver().await;
+
+    let server = Server::start_with_env(&dir, &[("HOOKLINE_MAIN_KEY", &old)]);
+    let (account_id, key) = new_account(&http, &server, "rotating").await;
+    new_webhook(
+        &http,
+        &server,
+        &key,
+        json!({"url": url, "type": "reading.weight", "headers": {"X-Receiver-Key": "rk-55aa"}}),
+    )
+    .await;
+    server.stop();
+    // The new key first: the start seals every secret again, header values included.
+    let both = format!("{new},{old}");
+    Server::start_with_env(&dir, &[("HOOKLINE_MAIN_KEY", &both)]).stop();
+
+    let server = Server::start_with_env(&dir, &[("HOOKLINE_MAIN_KEY", &new)]);
+    publish(&http, &server, &account_id, json!({"weight": 60})).await;
+    let delivery = next(&mut received).await;
+    assert_eq!(delivery.headers["x-receiver-key"], "rk-55aa");
+    server.stop();
+}
