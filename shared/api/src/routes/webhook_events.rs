@@ -149,10 +149,13 @@ pub async fn webhook_events(
             return Err(ApiError::from(ServiceError::NotFound("organization")));
         }
         (Principal::Admin, Some(named)) => {
-            service
-                .get_account(&named)
-                .await
-                .map_err(|_| ApiError::from(ServiceError::NotFound("organization")))?;
+            match service.get_account(&named).await {
+                Ok(_) => {}
+                Err(ServiceError::NotFound(_)) => {
+                    return Err(ServiceError::NotFound("organization").into());
+                }
+                Err(other) => return Err(other.into()),
+            }
             named
         }
         (Principal::Admin, None) => {
