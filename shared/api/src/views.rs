@@ -33,7 +33,7 @@ pub struct WebhookView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_token: Option<String>,
     /// The delivery body: `standard`, `compact`, `event` or `content`.
-    #[schema(example = "standard")]
+    #[schema(value_type = hookline_service::webhooks::FormatName)]
     pub format: String,
     /// The custom headers with their values: only on create and on the update that sets them.
     #[serde(skip_serializing_if = "Option::is_none")]

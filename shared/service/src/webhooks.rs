@@ -34,7 +34,7 @@ pub struct NewWebhook {
     pub metadata: Option<serde_json::Value>,
     /// The delivery body: `standard` (default) `{id,type,timestamp,payload}`, `compact`
     /// `{id,type,payload}`, `event` `{id,event,payload}` or `content` `{event_type,content}`.
-    #[schema(example = "standard")]
+    #[schema(value_type = Option<FormatName>)]
     pub format: Option<String>,
     /// Static headers added to every delivery: names are RFC 7230 tokens, none of
     /// Hookline's own; at most 20, values printable ASCII up to 1 KiB. Values are shown only
@@ -73,14 +73,26 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Value>>,
-    /// `standard`, `compact`, `event` or `content`.
+    /// `standard`, `compact`, `event` or `content`; `null` is `standard`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<FormatName>)]
     pub format: Option<Option<String>>,
     /// Replaces all custom headers (shown in this response); `null` or `{}` removes them.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub headers: Option<Option<BTreeMap<String, String>>>,
+}
+
+/// The names `format` takes, for the OpenAPI document (the field is read as a string, so a
+/// wrong name is a 400 naming `format`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum FormatName {
+    Standard,
+    Compact,
+    Event,
+    Content,
 }
 
 /// Which secrets an update's response may show: those the update set.
@@ -207,7 +219,11 @@ impl Service {
         if let Some(Some(token)) = &patch.authorization_token {
             validate_token(token)?;
         }
-        let format = checked_format(not_null("format", patch.format)?.as_deref())?;
+        // `null` goes back to the default, as `null` clears other optional fields.
+        let format = patch
+            .format
+            .map(|format| checked_format(format.as_deref()).map(Option::unwrap_or_default))
+            .transpose()?;
         let headers = patch
             .headers
             .map(|headers| self.checked_headers(headers.unwrap_or_default()))
