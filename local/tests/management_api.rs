@@ -1675,6 +1675,20 @@ async fn openapi_document_describes_every_route() {
         paths.get("/health").is_some_and(|m| m.contains("get")),
         "GET /health, outside /api/v3, is documented too"
     );
+    // The guides' own routes, at the guides' paths (issue 15 item 8).
+    for (path, methods) in [
+        ("/api/v2/config/webhook", &["get", "post"][..]),
+        ("/api/v2/config/webhook/{}", &["get", "patch", "delete"][..]),
+        ("/webhook-events", &["post"][..]),
+    ] {
+        for method in methods {
+            assert!(
+                paths.get(path).is_some_and(|m| m.contains(*method)),
+                "{} {path} is not in the OpenAPI document",
+                method.to_uppercase()
+            );
+        }
+    }
 }
 
 /// Local mode keeps accounts, webhooks and keys in a cache in front of its store: every change

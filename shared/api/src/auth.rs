@@ -67,3 +67,15 @@ impl FromRequestParts<Service> for AccountCaller {
         }
     }
 }
+
+/// Either kind of caller: for the organization-style route, where the admin key acts for the
+/// account named in the body and an account key for its own account.
+pub struct AnyCaller(pub Principal);
+
+impl FromRequestParts<Service> for AnyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Service) -> Result<Self, ApiError> {
+        Ok(AnyCaller(principal(parts, service).await?))
+    }
+}

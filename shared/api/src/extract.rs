@@ -45,6 +45,58 @@ pub fn json_error(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// Like [`Body`], but a comma before a closing `}` or `]` is allowed: the Infermedica guide's
+/// own example requests have one (`{"authorization_token": "...",}`), and they must work as
+/// written. Anything else that is not JSON is still refused.
+pub struct LenientBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for LenientBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than 1 MiB",
+                )
+            })?;
+        let cleaned = without_trailing_commas(&bytes);
+        let request = Request::from_parts(parts, axum::body::Body::from(cleaned));
+        Body::<T>::from_request(request, state)
+            .await
+            .map(|Body(value)| LenientBody(value))
+    }
+}
+
+/// `json` without the commas that stand right before a closing `}` or `]` (outside strings).
+pub fn without_trailing_commas(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &b) in json.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b',' {
+            let next = json[i + 1..].iter().find(|c| !c.is_ascii_whitespace());
+            if matches!(next, Some(b'}' | b']')) {
+                continue;
+            }
+        }
+        out.push(b);
+    }
+    out
+}
+
 /// Like [`Body`], but an empty body (no content at all) is `T::default()`: for requests whose
 /// fields are all optional, such as `POST /webhook-secret`.
 pub struct OptionalBody<T>(pub T);
@@ -132,7 +184,9 @@ pub fn field_and_message(axum_text: &str) -> (Option<String>, String) {
         },
     };
     let quoted = |rest: &str| rest.split('`').nth(1).map(str::to_string);
+    // serde_path_to_error sometimes already ends the path with the unknown field itself.
     let within = |field: String| match path {
+        Some(path) if path == field || path.ends_with(&format!(".{field}")) => path.to_string(),
         Some(path) => format!("{path}.{field}"),
         None => field,
     };
@@ -147,7 +201,21 @@ pub fn field_and_message(axum_text: &str) -> (Option<String>, String) {
 
 #[cfg(test)]
 mod tests {
-    use super::{field_and_message, field_first};
+    use super::{field_and_message, field_first, without_trailing_commas};
+
+    #[test]
+    fn only_commas_before_a_closing_bracket_outside_strings_go() {
+        let clean = |s: &str| String::from_utf8(without_trailing_commas(s.as_bytes())).unwrap();
+        assert_eq!(
+            clean("{\n\"authorization_token\": \"a,}\",\n}"),
+            "{\n\"authorization_token\": \"a,}\"\n}"
+        );
+        assert_eq!(
+            clean(r#"{"a":[1,2, ],"b":"\",]"}"#),
+            r#"{"a":[1,2 ],"b":"\",]"}"#
+        );
+        assert_eq!(clean(r#"{"a":1,"b":2}"#), r#"{"a":1,"b":2}"#);
+    }
 
     #[test]
     fn messages_start_with_the_field() {

@@ -28,6 +28,7 @@ pub fn router(service: Service) -> Router {
     let (router, doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(routes::health))
         .nest("/api/v3", routes::api_v3())
+        .merge(routes::guide_routes())
         .split_for_parts();
     let doc = docs::finish(doc, &service.config().api_key_header);
     let test_rate_limiter = rate_limit::TestRateLimiter::new(service.config().test_rate_limit);

@@ -5,8 +5,8 @@
 use crate::ApiError;
 use crate::auth::AccountCaller;
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hookline_service::Service;
 use hookline_service::config::RateLimit;
@@ -80,27 +80,37 @@ impl FromRequestParts<Service> for RateLimitedCaller {
         let AccountCaller(account_id) = AccountCaller::from_request_parts(parts, service)
             .await
             .map_err(IntoResponse::into_response)?;
-        let Some(limiter) = parts.extensions.get::<Arc<TestRateLimiter>>() else {
-            return Ok(Self(account_id));
-        };
-        if let Err(wait) = limiter.check(&account_id, Instant::now()) {
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let seconds = seconds.max(1);
-            let mut response = ApiError::new(
+        let limiter = parts.extensions.get::<Arc<TestRateLimiter>>();
+        within_test_rate_limit(limiter.map(Arc::as_ref), &account_id)
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self(account_id))
+    }
+}
+
+/// Takes one of `account_id`'s tokens for pings and test events, or answers 429 with
+/// `Retry-After` (whole seconds, rounded up).
+pub fn within_test_rate_limit(
+    limiter: Option<&TestRateLimiter>,
+    account_id: &str,
+) -> Result<(), ApiError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    if let Err(wait) = limiter.check(account_id, Instant::now()) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let seconds = seconds.max(1);
+        return Err(ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
                     "too many pings and test events for this account; try again in {seconds} s"
                 ),
             )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            return Err(response);
-        }
-        Ok(Self(account_id))
+        });
     }
+    Ok(())
 }
 
 /// The 429 of the rate-limited routes, for their OpenAPI entries.

@@ -5,7 +5,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use hookline_model::{
     Account, ApiKeyRecord, Attempt, Delivery, EventTypeInfo, StatusCounts, Webhook,
 };
+use hookline_service::webhooks::Shown;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 pub fn timestamp(t: DateTime<Utc>) -> String {
@@ -30,14 +32,31 @@ pub struct WebhookView {
     /// Only on create and on the update that sets it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_token: Option<String>,
+    /// The delivery body: `standard`, `compact`, `event` or `content`.
+    #[schema(value_type = hookline_service::webhooks::FormatName)]
+    pub format: String,
+    /// The custom headers with their values: only on create and on the update that sets them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// The custom headers' names, whenever there are any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub header_names: Vec<String>,
+    /// The header the token is sent in, when not the deployment's token header (webhooks
+    /// made through `/api/v2/config/webhook`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_header: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
 
 impl WebhookView {
-    /// The webhook without its token.
+    /// The webhook without its token or custom header values.
     pub fn of(webhook: Webhook) -> Self {
         Self {
+            format: webhook.request.format.as_str().to_string(),
+            headers: None,
+            header_names: webhook.request.headers.keys().cloned().collect(),
+            token_header: webhook.request.token_header.clone(),
             id: webhook.id.clone(),
             event_type: webhook.single_type().map(String::from),
             url: webhook.url,
@@ -51,11 +70,27 @@ impl WebhookView {
         }
     }
 
-    /// The webhook with its token (create, token update).
-    pub fn with_token(webhook: Webhook) -> Self {
-        let token = webhook.authorization_token.clone();
+    /// The webhook with its token and custom header values (create).
+    pub fn with_secrets(webhook: Webhook) -> Self {
+        Self::showing(
+            webhook,
+            Shown {
+                token: true,
+                headers: true,
+            },
+        )
+    }
+
+    /// The webhook with the secrets an update set.
+    pub fn showing(webhook: Webhook, shown: Shown) -> Self {
+        let token = shown
+            .token
+            .then(|| webhook.authorization_token.clone())
+            .flatten();
+        let headers = shown.headers.then(|| webhook.request.headers.clone());
         Self {
             authorization_token: token,
+            headers,
             ..Self::of(webhook)
         }
     }

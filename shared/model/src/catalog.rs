@@ -55,6 +55,10 @@ pub const BUILT_IN_EVENT_TYPES: &[(&str, &str)] = &[
         "A patient-device association was removed.",
     ),
     ("supportTicket.event", "A support ticket event took place."),
+    (
+        "ping",
+        "A ping, sent on request to check an endpoint (POST /webhook-events {webhook, event: \"ping\"}).",
+    ),
 ];
 
 pub fn is_built_in(name: &str) -> bool {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod limits;
+pub mod request_options;
 pub mod retry;
 pub mod samples;
 pub mod sealing;
@@ -17,5 +18,7 @@ pub mod url_check;
 
 pub use catalog::{BUILT_IN_EVENT_TYPES, Catalog, EventPattern, EventTypeInfo};
 pub use delivery::{Attempt, Delivery, DeliveryJob, DeliveryStatus, RetryTrigger, StatusCounts};
+pub use envelope::PayloadFormat;
 pub use error::ValidationError;
+pub use request_options::RequestOptions;
 pub use types::{Account, ApiKeyRecord, Event, Principal, Webhook};

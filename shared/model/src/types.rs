@@ -47,6 +47,9 @@ pub struct Webhook {
     /// Sent in the token header on deliveries; never shown but on create and token update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_token: Option<String>,
+    /// Body format, custom headers and token header (issue 15 item 6); absent when default.
+    #[serde(default, skip_serializing_if = "crate::RequestOptions::is_default")]
+    pub request: crate::RequestOptions,
     /// Standard Webhooks secrets (`whsec_...`), newest first. Older ones stay until their
     /// grace period ends, so receivers keep verifying through a rotation.
     pub signing_secrets: Vec<SigningSecretEntry>,
@@ -114,4 +117,35 @@ pub struct Event {
     /// False until every delivery of the fan-out is stored; an unfinished fan-out is
     /// completed by the sweep.
     pub fanned_out: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Webhooks are stored as one document: one written before `request` existed still reads,
+    /// with the default options, and a default `request` is not written at all.
+    #[test]
+    fn a_webhook_stored_before_request_options_reads_with_the_defaults() {
+        let stored = r#"{"id":"wh_1","accountId":"acct_1","url":"https://example.com/h",
+            "events":["*"],"active":true,"authorizationToken":"tok",
+            "signingSecrets":[{"secret":"whsec_x"}],
+            "createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z","version":3}"#;
+        let mut webhook: Webhook = serde_json::from_str(stored).unwrap();
+        assert!(webhook.request.is_default());
+        assert_eq!(webhook.authorization_token.as_deref(), Some("tok"));
+        assert!(
+            !serde_json::to_string(&webhook)
+                .unwrap()
+                .contains("\"request\"")
+        );
+        webhook.request.format = crate::PayloadFormat::Content;
+        webhook
+            .request
+            .headers
+            .insert("X-Tenant".into(), "t1".into());
+        let again: Webhook =
+            serde_json::from_str(&serde_json::to_string(&webhook).unwrap()).unwrap();
+        assert_eq!(again, webhook);
+    }
 }

@@ -41,6 +41,12 @@ fn webhook(account_id: &str, now: DateTime<Utc>, events: &[&str]) -> Webhook {
         description: Some("contract".into()),
         metadata: Some(serde_json::json!({"team": "care"})),
         authorization_token: Some("tok".into()),
+        // Not the defaults, so every store is seen to keep them (issue 15 item 6).
+        request: hookline_model::RequestOptions {
+            format: hookline_model::PayloadFormat::Content,
+            headers: [("X-Tenant".to_string(), "care".to_string())].into(),
+            token_header: Some("x-webhook-infermedica-token".into()),
+        },
         signing_secrets: vec![SigningSecretEntry {
             secret: "whsec_x".into(),
             expires_at: None,

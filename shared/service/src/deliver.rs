@@ -6,7 +6,7 @@ use crate::ports::{
 };
 use crate::telemetry;
 use chrono::{DateTime, Utc};
-use hookline_model::envelope::envelope_body;
+use hookline_model::envelope::delivery_body;
 use hookline_model::limits::{MAX_RESPONSE_SNIPPET_BYTES, MAX_SUCCESS_SNIPPET_BYTES, snippet};
 use hookline_model::signing::signature_header;
 use hookline_model::{Account, Attempt, DeliveryJob, DeliveryStatus, Webhook};
@@ -169,8 +169,8 @@ impl Service {
             .event
             .as_ref()
             .ok_or(Unsendable::Retry("event not found"))?;
-        let body =
-            envelope_body(event).map_err(|_| Unsendable::Final("stored payload unreadable"))?;
+        let body = delivery_body(event, webhook.request.format)
+            .map_err(|_| Unsendable::Final("stored payload unreadable"))?;
         Ok(self.signed_request(
             webhook,
             context.account.as_ref(),
@@ -181,7 +181,9 @@ impl Service {
     }
 
     /// A POST to the webhook with every header a delivery carries: Standard Webhooks
-    /// signatures (one per valid secret), the account secret and the webhook's token.
+    /// signatures (one per valid secret) over `body` exactly as sent, the account secret, the
+    /// webhook's token (in its own token header when it has one) and its custom headers
+    /// (whose names never clash with these: see `validate_custom_headers`).
     pub(crate) fn signed_request(
         &self,
         webhook: &Webhook,
@@ -204,8 +206,20 @@ impl Service {
             headers.push((self.config.secret_header.clone(), secret.clone()));
         }
         if let Some(token) = &webhook.authorization_token {
-            headers.push((self.config.token_header.clone(), token.clone()));
+            let name = webhook
+                .request
+                .token_header
+                .as_ref()
+                .unwrap_or(&self.config.token_header);
+            headers.push((name.clone(), token.clone()));
         }
+        headers.extend(
+            webhook
+                .request
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
         OutboundRequest {
             url: webhook.url.clone(),
             headers,

@@ -498,6 +498,7 @@ mod tests {
                     description: None,
                     metadata: None,
                     authorization_token: None,
+                    request: Default::default(),
                     signing_secrets: vec![SigningSecretEntry {
                         secret: "whsec_x".into(),
                         expires_at: None,

@@ -4,7 +4,8 @@
 //! through unchanged; API keys are stored as hashes already.
 //!
 //! Each value is sealed for its place (`<account>/webhookSecret`,
-//! `<account>/<webhook>/authorizationToken`, `<account>/<webhook>/signingSecret`), so a
+//! `<account>/<webhook>/authorizationToken`, `<account>/<webhook>/signingSecret`,
+//! `<account>/<webhook>/header/<name>` for custom header values), so a
 //! sealed value copied into another record does not open there.
 
 use crate::Store;
@@ -42,6 +43,17 @@ fn token_context(webhook: &Webhook) -> String {
 
 fn signing_context(webhook: &Webhook) -> String {
     format!("{}/{}/signingSecret", webhook.account_id, webhook.id)
+}
+
+/// Custom header values (issue 15 item 6) may be the receiver's credentials: sealed like the
+/// token, each for its own header.
+fn header_context(webhook: &Webhook, name: &str) -> String {
+    format!(
+        "{}/{}/header/{}",
+        webhook.account_id,
+        webhook.id,
+        name.to_ascii_lowercase()
+    )
 }
 
 fn sealing_failed(error: SealingError) -> PortError {
@@ -104,6 +116,12 @@ impl SealedStore {
                 .seal(&entry.secret, &context)
                 .map_err(sealing_failed)?;
         }
+        for (name, value) in &mut sealed.request.headers {
+            *value = self
+                .ring
+                .seal(value, &header_context(webhook, name))
+                .map_err(sealing_failed)?;
+        }
         Ok(sealed)
     }
 
@@ -124,6 +142,15 @@ impl SealedStore {
                 .map_err(opening_failed)?
                 .into_owned();
         }
+        let mut headers = std::mem::take(&mut webhook.request.headers);
+        for (name, value) in &mut headers {
+            *value = self
+                .ring
+                .open(value, &header_context(&webhook, name))
+                .map_err(opening_failed)?
+                .into_owned();
+        }
+        webhook.request.headers = headers;
         Ok(webhook)
     }
 
@@ -154,7 +181,8 @@ impl SealedStore {
                 }
                 for webhook in self.inner.list_webhooks(&entry.id).await? {
                     let needs_reseal = webhook.authorization_token.as_deref().is_some_and(stale)
-                        || webhook.signing_secrets.iter().any(|s| stale(&s.secret));
+                        || webhook.signing_secrets.iter().any(|s| stale(&s.secret))
+                        || webhook.request.headers.values().any(|v| stale(v));
                     if needs_reseal {
                         let opened = self.open_webhook(webhook)?;
                         self.update_webhook(&opened).await?;

@@ -4,11 +4,13 @@ use crate::ports::Page;
 use crate::{Service, ServiceError, ServiceResult};
 use hookline_model::catalog::{Catalog, EventPattern, is_built_in};
 use hookline_model::keys::validate_header_text;
+use hookline_model::request_options::validate_custom_headers;
 use hookline_model::signing::{generate_signing_secret, validate_signing_secret};
 use hookline_model::types::{MAX_PREVIOUS_SIGNING_SECRETS, SigningSecretEntry};
 use hookline_model::url_check::validate_webhook_url;
-use hookline_model::{ValidationError, Webhook, ids};
+use hookline_model::{PayloadFormat, RequestOptions, ValidationError, Webhook, ids};
 use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 
 /// `POST /webhook`: one `type` or several `events`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -30,6 +32,17 @@ pub struct NewWebhook {
     /// Any JSON object, at most 8 KiB.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The delivery body: `standard` (default) `{id,type,timestamp,payload}`, `compact`
+    /// `{id,type,payload}`, `event` `{id,event,payload}` or `content` `{event_type,content}`.
+    #[schema(value_type = Option<FormatName>)]
+    pub format: Option<String>,
+    /// Static headers added to every delivery: names are RFC 7230 tokens, none of
+    /// Hookline's own; at most 20, values printable ASCII up to 1 KiB. Values are shown only
+    /// in this response and in a PATCH that sets them.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// The header carrying the token, set only by the Infermedica-style routes.
+    #[serde(skip)]
+    pub token_header: Option<String>,
 }
 
 /// `PATCH /webhook/{id}`: only the fields present change; `null` clears the optional ones.
@@ -60,10 +73,43 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Value>>,
+    /// `standard`, `compact`, `event` or `content`; `null` is `standard`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<FormatName>)]
+    pub format: Option<Option<String>>,
+    /// Replaces all custom headers (shown in this response); `null` or `{}` removes them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub headers: Option<Option<BTreeMap<String, String>>>,
+}
+
+/// The names `format` takes, for the OpenAPI document (the field is read as a string, so a
+/// wrong name is a 400 naming `format`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum FormatName {
+    Standard,
+    Compact,
+    Event,
+    Content,
+}
+
+/// Which secrets an update's response may show: those the update set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shown {
+    pub token: bool,
+    pub headers: bool,
+}
+
+fn checked_format(format: Option<&str>) -> Result<Option<PayloadFormat>, ValidationError> {
+    format
+        .map(|name| PayloadFormat::parse("format", name))
+        .transpose()
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+pub fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
@@ -109,6 +155,11 @@ impl Service {
             validate_token(token)?;
         }
         validate_metadata(input.metadata.as_ref())?;
+        let request = RequestOptions {
+            format: checked_format(input.format.as_deref())?.unwrap_or_default(),
+            headers: self.checked_headers(input.headers.unwrap_or_default())?,
+            token_header: input.token_header,
+        };
         let now = self.ports.clock.now();
         let webhook = Webhook {
             id: ids::new_id(ids::WEBHOOK, now),
@@ -119,6 +170,7 @@ impl Service {
             description: input.description,
             metadata: input.metadata,
             authorization_token: input.authorization_token,
+            request,
             signing_secrets: vec![SigningSecretEntry {
                 secret: generate_signing_secret(),
                 expires_at: None,
@@ -136,14 +188,14 @@ impl Service {
         Ok(webhook)
     }
 
-    /// Applies a partial update. The flag says whether it set a token (the one response
-    /// besides create that shows it).
+    /// Applies a partial update; [`Shown`] says which secrets it set (the token, the custom
+    /// headers), which its response shows.
     pub async fn update_webhook(
         &self,
         account_id: &str,
         webhook_id: &str,
         patch: WebhookPatch,
-    ) -> ServiceResult<(Webhook, bool)> {
+    ) -> ServiceResult<(Webhook, Shown)> {
         // Validated once, before any write; the changes apply to the webhook as stored when
         // they are written (see `modify_webhook`).
         let url = not_null("url", patch.url)?
@@ -167,7 +219,19 @@ impl Service {
         if let Some(Some(token)) = &patch.authorization_token {
             validate_token(token)?;
         }
-        let token_set = matches!(patch.authorization_token, Some(Some(_)));
+        // `null` goes back to the default, as `null` clears other optional fields.
+        let format = patch
+            .format
+            .map(|format| checked_format(format.as_deref()).map(Option::unwrap_or_default))
+            .transpose()?;
+        let headers = patch
+            .headers
+            .map(|headers| self.checked_headers(headers.unwrap_or_default()))
+            .transpose()?;
+        let shown = Shown {
+            token: matches!(patch.authorization_token, Some(Some(_))),
+            headers: headers.is_some(),
+        };
         let webhook = self
             .modify_webhook(account_id, webhook_id, |webhook, _| {
                 if let Some(url) = &url {
@@ -188,9 +252,28 @@ impl Service {
                 if let Some(token) = &patch.authorization_token {
                     webhook.authorization_token = token.clone();
                 }
+                if let Some(format) = format {
+                    webhook.request.format = format;
+                }
+                if let Some(headers) = &headers {
+                    webhook.request.headers = headers.clone();
+                }
             })
             .await?;
-        Ok((webhook, token_set))
+        Ok((webhook, shown))
+    }
+
+    /// Custom headers checked against Hookline's own, including this deployment's secret and
+    /// token headers.
+    fn checked_headers(
+        &self,
+        headers: BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ValidationError> {
+        validate_custom_headers(
+            &headers,
+            &[&self.config.secret_header, &self.config.token_header],
+        )?;
+        Ok(headers)
     }
 
     /// Deletes a webhook and returns it. Its deliveries still in flight end `failed`.

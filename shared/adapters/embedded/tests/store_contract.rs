@@ -93,6 +93,7 @@ async fn a_fan_out_re_run_never_caches_a_delivery_that_moved_on() {
         description: None,
         metadata: None,
         authorization_token: None,
+        request: Default::default(),
         signing_secrets: vec![SigningSecretEntry {
             secret: "whsec_x".into(),
             expires_at: None,
@@ -202,6 +203,7 @@ async fn legacy_plaintext_secrets_read_as_they_are_and_are_sealed_again_on_rotat
         description: None,
         metadata: None,
         authorization_token: Some("legacy-token".into()),
+        request: Default::default(),
         signing_secrets: vec![SigningSecretEntry {
             secret: "whsec_bGVnYWN5LXNpZ25pbmctc2VjcmV0LWJ5dGVz".into(),
             expires_at: None,

@@ -94,6 +94,7 @@ async fn expired_logs_are_deleted_with_their_counts() {
         description: None,
         metadata: None,
         authorization_token: None,
+        request: Default::default(),
         signing_secrets: vec![SigningSecretEntry {
             secret: "whsec_x".into(),
             expires_at: None,

@@ -2,12 +2,14 @@
 //! on its handler, and `api_v3` registers handler and document together.
 
 mod accounts;
+mod config_webhooks;
 mod event_types;
 mod events;
 mod logs;
 mod portal_links;
 mod secrets;
 mod test_events;
+mod webhook_events;
 mod webhooks;
 
 use crate::ApiError;
@@ -62,6 +64,22 @@ pub fn api_v3() -> OpenApiRouter<Service> {
         .routes(routes!(test_events::test_event))
         .routes(routes!(test_events::test_reading))
         .routes(routes!(openapi_json))
+}
+
+/// The guides' own requests, at the paths the guides write (issue 15 item 8): thin routes onto
+/// the same use cases as `/api/v3`.
+pub fn guide_routes() -> OpenApiRouter<Service> {
+    OpenApiRouter::new()
+        .routes(routes!(
+            config_webhooks::create_config_webhook,
+            config_webhooks::list_config_webhooks
+        ))
+        .routes(routes!(
+            config_webhooks::get_config_webhook,
+            config_webhooks::update_config_webhook,
+            config_webhooks::delete_config_webhook
+        ))
+        .routes(routes!(webhook_events::webhook_events))
 }
 
 /// The OpenAPI document, rendered once when the router is built.

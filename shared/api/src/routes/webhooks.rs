@@ -12,8 +12,8 @@ use hookline_service::Service;
 use hookline_service::ping::PingResult;
 use hookline_service::webhooks::{NewWebhook, WebhookPatch};
 
-/// Creates a webhook. The response is the only one, besides a PATCH that sets it, showing
-/// the `authorizationToken`.
+/// Creates a webhook. The response is the only one, besides a PATCH that sets them, showing
+/// the `authorizationToken` and the custom `headers`' values.
 #[utoipa::path(post, path = "/webhook", tag = "webhooks", request_body = NewWebhook,
     responses((status = 201, body = WebhookView, description = "Created"), Errors))]
 pub async fn create_webhook(
@@ -22,7 +22,10 @@ pub async fn create_webhook(
     Body(input): Body<NewWebhook>,
 ) -> ApiResult<(StatusCode, Json<WebhookView>)> {
     let webhook = service.create_webhook(&account_id, input).await?;
-    Ok((StatusCode::CREATED, Json(WebhookView::with_token(webhook))))
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookView::with_secrets(webhook)),
+    ))
 }
 
 /// Lists the account's webhooks, oldest first.
@@ -53,7 +56,8 @@ pub async fn get_webhook(
     )))
 }
 
-/// Changes the fields given; `null` clears `description`, `metadata` or `authorizationToken`.
+/// Changes the fields given; `null` clears `description`, `metadata`, `authorizationToken` or
+/// `headers`. The token and the headers' values are shown only when this request set them.
 #[utoipa::path(patch, path = "/webhook/{id}", tag = "webhooks", request_body = WebhookPatch,
     params(("id" = String, Path, description = "Webhook id")),
     responses((status = 200, body = WebhookView, description = "The updated webhook; with the token only when this request set it"), Errors))]
@@ -63,12 +67,8 @@ pub async fn update_webhook(
     Ids(id): Ids<String>,
     Body(patch): Body<WebhookPatch>,
 ) -> ApiResult<Json<WebhookView>> {
-    let (webhook, token_set) = service.update_webhook(&account_id, &id, patch).await?;
-    Ok(Json(if token_set {
-        WebhookView::with_token(webhook)
-    } else {
-        WebhookView::of(webhook)
-    }))
+    let (webhook, shown) = service.update_webhook(&account_id, &id, patch).await?;
+    Ok(Json(WebhookView::showing(webhook, shown)))
 }
 
 /// Deletes a webhook and returns it.
