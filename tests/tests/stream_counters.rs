@@ -2,6 +2,7 @@
 //! the stream function on moto's stream, the store contract in that mode, and a retried batch.
 
 use aws_lambda_events::event::dynamodb::Event;
+use aws_sdk_dynamodb::types::AttributeValue;
 use hookline_aws::DynamoStore;
 use hookline_aws::env::emulator_config;
 use hookline_aws::store::Counting;
@@ -76,6 +77,55 @@ async fn a_stream_batch_is_counted_once_however_often_lambda_retries_it() {
             }
         );
     }
+}
+
+/// Folded counters spread over the account's 16 counter keys; a counter folded before that,
+/// under the account's own key (`COUNT#<day>#stream`), still counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn folded_counters_spread_over_keys_and_older_ones_still_count() {
+    let (store, _pump) = streamed_store().await;
+    let account = "acct_01JD2X5YQ3K8V6W9Z0A1B2C3D4";
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    store
+        .client()
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S(format!("ACCT#{account}")))
+        .item("sk", AttributeValue::S(format!("COUNT#{today}#stream")))
+        .item("kind", AttributeValue::S("counter".into()))
+        .item("failed", AttributeValue::N("2".into()))
+        .send()
+        .await
+        .unwrap();
+    hookline_fn_stream::handle(
+        &store,
+        None,
+        LambdaEvent::new(fixture_event(), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.status_counts(account).await.unwrap(),
+        StatusCounts {
+            delivered: 1,
+            failed: 2,
+            ..Default::default()
+        }
+    );
+    let folded = store
+        .client()
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|item| item.get("pk")?.as_s().ok().cloned())
+        .filter(|pk| pk.starts_with(&format!("CNT#{account}#")))
+        .count();
+    assert_eq!(folded, 1, "the batch's counter is under one CNT# key");
 }
 
 /// A queue that keeps what it is given.

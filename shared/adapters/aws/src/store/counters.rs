@@ -50,9 +50,20 @@ impl DynamoStore {
         created_at: DateTime<Utc>,
         deltas: &[(DeliveryStatus, i64)],
     ) -> PortResult<TransactWriteItem> {
+        self.counter_action_at(account_pk(account_id), sk, created_at, deltas)
+    }
+
+    /// [`DynamoStore::counter_action`] on a counter item under partition key `pk`.
+    pub(super) fn counter_action_at(
+        &self,
+        pk: String,
+        sk: String,
+        created_at: DateTime<Utc>,
+        deltas: &[(DeliveryStatus, i64)],
+    ) -> PortResult<TransactWriteItem> {
         let mut update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(account_pk(account_id), sk)))
+            .set_key(Some(key(pk, sk)))
             .expression_attribute_names("#expires", EXPIRES_AT)
             .expression_attribute_values(":kind", s(KIND_COUNTER))
             // The day's counters outlive the day's deliveries by a day.
@@ -576,22 +587,31 @@ pub(super) async fn status_counts(
     store: &DynamoStore,
     account_id: &str,
 ) -> PortResult<StatusCounts> {
-    // Only the days whose deliveries are still kept.
-    let oldest = Utc::now() - store.retention;
-    let items = store
-        .query_all(
+    // Only the days whose deliveries are still kept: the counters under the account's key
+    // (counted in the transaction, or folded before the stream's counters were spread) and
+    // under each of its folded counter keys, read at once.
+    let low = s(format!(
+        "COUNT#{}",
+        (Utc::now() - store.retention).format("%Y%m%d")
+    ));
+    let pks = std::iter::once(account_pk(account_id))
+        .chain((0..COUNTER_PKS).map(|k| format!("CNT#{account_id}#{k:02}")));
+    let reads = pks.map(|pk| {
+        store.query_all(
             "#pk = :pk AND #sk BETWEEN :low AND :high",
             names(&[("#pk", PK), ("#sk", SK)]),
             HashMap::from([
-                (":pk".into(), s(account_pk(account_id))),
-                (
-                    ":low".into(),
-                    s(format!("COUNT#{}", oldest.format("%Y%m%d"))),
-                ),
+                (":pk".into(), s(pk)),
+                (":low".into(), low.clone()),
                 (":high".into(), s("COUNT#~")),
             ]),
         )
-        .await?;
+    });
+    let items: Vec<Item> = futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     let mut sums = [0i64; 4];
     for item in &items {
         for (sum, status) in sums.iter_mut().zip(DeliveryStatus::ALL) {

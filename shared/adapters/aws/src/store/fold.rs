@@ -1,7 +1,9 @@
 //! Status counters folded from the table's stream ([`Counting::FromStream`]).
 //!
 //! The stream function hands over one stream batch at a time. Its status changes are summed per
-//! account and creation day and added to that day's `COUNT#<yyyymmdd>#stream` item, all in one
+//! account and creation day and added to that day's counter under one of the account's
+//! [`COUNTER_PKS`] keys (`CNT#<account>#<nn>` / `COUNT#<yyyymmdd>`, the key picked by the batch's
+//! name, so an account's batches from many stream shards spread over partitions), all in one
 //! transaction with a marker item named after the batch (its first and last record). Lambda
 //! retries a failed batch as it was; the marker makes a retry of a batch whose transaction went
 //! through a no-op, so every change is counted once. Markers expire after two days (the stream
@@ -121,9 +123,9 @@ impl DynamoStore {
                     .zip(*deltas)
                     .filter(|(_, delta)| *delta != 0)
                     .collect();
-                actions.push(self.counter_action(
-                    account_id,
-                    format!("COUNT#{day}#stream"),
+                actions.push(self.counter_action_at(
+                    counter_pk(account_id, batch_id),
+                    format!("COUNT#{day}"),
                     *created_at,
                     &changes,
                 )?);
