@@ -370,9 +370,13 @@ impl Stack {
                 } else {
                     Some(publish.await)
                 };
-                if let Some(Ok(published)) = answer {
-                    assert_eq!(u64::from(published.deliveries), webhooks);
-                    break;
+                match answer {
+                    Some(Ok(published)) => {
+                        assert_eq!(u64::from(published.deliveries), webhooks);
+                        break;
+                    }
+                    Some(Err(error)) if attempt > 40 => eprintln!("publish {seq}: {error}"),
+                    _ => {}
                 }
             }
         }

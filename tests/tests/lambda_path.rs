@@ -497,6 +497,64 @@ fn retry_fixtures_parse_as_the_retry_function_input() {
         serde_json::from_str::<RetryTrigger>(&fixture("retry-one.json")).unwrap(),
         RetryTrigger::Retry(_)
     ));
+    assert_eq!(
+        serde_json::from_str::<RetryTrigger>(&fixture("retry-sweep-part.json")).unwrap(),
+        RetryTrigger::SweepPart { part: 1, parts: 4 }
+    );
+}
+
+/// The template's four sweep schedules each read a quarter of the due shards: together they
+/// enqueue every overdue delivery once; each alone only its own part.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_sweep_parts_enqueue_every_overdue_delivery_once() {
+    let stack = stack_with(FanOutQueue::Api).await;
+    let (url, _hits) = flaky_receiver(0).await;
+    let account = stack.account_with_webhook(&url).await;
+    for _ in 0..24 {
+        stack.publish(&account).await;
+    }
+    // Every message is lost.
+    assert_eq!(stack.drain_bodies().await.len(), 24);
+    let later = stack.service_with(
+        stack.config.clone(),
+        Some(
+            chrono::Duration::from_std(stack.config.sweep_lease).unwrap()
+                + chrono::Duration::seconds(5),
+        ),
+    );
+    let mut enqueued = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for part in 0..4 {
+        let trigger = RetryTrigger::SweepPart { part, parts: 4 };
+        let report =
+            hookline_fn_retry::handle(&later, LambdaEvent::new(trigger, Context::default()))
+                .await
+                .unwrap();
+        let count = report["enqueued"].as_u64().unwrap();
+        let bodies = stack.drain_bodies().await;
+        assert_eq!(bodies.len() as u64, count);
+        for body in bodies {
+            let job: hookline_model::DeliveryJob = serde_json::from_str(&body).unwrap();
+            assert!(ids.insert(job.delivery_id), "enqueued by two parts");
+        }
+        enqueued.push(count);
+    }
+    assert_eq!(ids.len(), 24, "every overdue delivery, once: {enqueued:?}");
+    assert!(
+        enqueued.iter().filter(|n| **n > 0).count() >= 2,
+        "the parts share the work: {enqueued:?}"
+    );
+    // A part outside the sweep's parts sweeps nothing.
+    let report = hookline_fn_retry::handle(
+        &later,
+        LambdaEvent::new(
+            RetryTrigger::SweepPart { part: 4, parts: 4 },
+            Context::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report["enqueued"], 0);
 }
 
 /// The api function's path: an API Gateway v2 event, converted by lambda_http exactly as

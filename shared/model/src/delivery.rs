@@ -204,6 +204,13 @@ pub struct DeliveryJob {
 pub enum RetryTrigger {
     Retry(DeliveryJob),
     Sweep,
+    /// One part of a sweep done by several invocations at once (`{"action":"sweepPart",
+    /// "part":1,"parts":4}`): the due shards whose number modulo `parts` is `part`.
+    #[serde(rename = "sweepPart")]
+    SweepPart {
+        part: u32,
+        parts: u32,
+    },
 }
 
 #[cfg(test)]

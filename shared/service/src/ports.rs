@@ -168,6 +168,23 @@ pub trait Store: Send + Sync + 'static {
     fn max_atomic_fan_out(&self) -> usize {
         MAX_ATOMIC_FAN_OUT
     }
+    /// [`Store::due`] for one part of a sweep done by `parts` invocations at once: a store that
+    /// spreads its due items over shards answers those of the shards in part `part`; one that
+    /// does not answers everything in part 0 and nothing in the others.
+    async fn due_in_part(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+        part: u32,
+        parts: u32,
+    ) -> PortResult<Vec<DueItem>> {
+        let _ = parts;
+        if part == 0 {
+            self.due(before, limit).await
+        } else {
+            Ok(Vec::new())
+        }
+    }
     /// Stores a new event already fanned out, together with its deliveries (at most
     /// [`Store::max_atomic_fan_out`], each due for the sweep at `sweep_at` and counted as pending
     /// once), all or nothing: a small fan-out's publish in one write. Returns the stored

@@ -326,6 +326,15 @@ impl Store for SealedStore {
     ) -> PortResult<Option<Event>> {
         self.inner.insert_event(event, sweep_at).await
     }
+    async fn due_in_part(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+        part: u32,
+        parts: u32,
+    ) -> PortResult<Vec<DueItem>> {
+        self.inner.due_in_part(before, limit, part, parts).await
+    }
     fn max_atomic_fan_out(&self) -> usize {
         self.inner.max_atomic_fan_out()
     }

@@ -28,6 +28,29 @@ impl Service {
     /// Enqueues every delivery whose sweep time has passed and finishes every overdue fan-out,
     /// for at most the configured sweep budget.
     pub async fn sweep(&self) -> PortResult<SweepReport> {
+        self.sweep_part(0, 1).await
+    }
+
+    /// One part of a sweep done by `parts` invocations at once (on Lambda, a recurring schedule
+    /// each): the due items of the store's shards in part `part`. Part 0 also sends the
+    /// dead-letter queue back. A `part` outside `0..parts` sweeps nothing.
+    pub async fn sweep_part(&self, part: u32, parts: u32) -> PortResult<SweepReport> {
+        if parts == 0 || part >= parts {
+            tracing::warn!(part, parts, "no such sweep part");
+            return Ok(SweepReport::default());
+        }
+        if part > 0 {
+            let now = self.ports.clock.now();
+            return self
+                .sweep_until(
+                    now,
+                    now,
+                    SWEEP_PAGE,
+                    Some(self.config.sweep_budget),
+                    Some((part, parts)),
+                )
+                .await;
+        }
         let now = self.ports.clock.now();
         // Jobs the workers gave up on go back first; a failure leaves them for the next sweep.
         let redriven = match self.ports.queue.redrive_dead_letters().await {
@@ -38,7 +61,13 @@ impl Service {
             }
         };
         let report = self
-            .sweep_until(now, now, SWEEP_PAGE, Some(self.config.sweep_budget))
+            .sweep_until(
+                now,
+                now,
+                SWEEP_PAGE,
+                Some(self.config.sweep_budget),
+                (parts > 1).then_some((part, parts)),
+            )
             .await?;
         Ok(SweepReport { redriven, ..report })
     }
@@ -48,7 +77,7 @@ impl Service {
     pub async fn resume_after_restart(&self) -> PortResult<SweepReport> {
         let now = self.ports.clock.now();
         // One pass over everything: postponed items stay before `before`, so no second page.
-        self.sweep_until(DateTime::<Utc>::MAX_UTC, now, usize::MAX, None)
+        self.sweep_until(DateTime::<Utc>::MAX_UTC, now, usize::MAX, None, None)
             .await
     }
 
@@ -59,12 +88,21 @@ impl Service {
         now: DateTime<Utc>,
         page: usize,
         budget: Option<Duration>,
+        part: Option<(u32, u32)>,
     ) -> PortResult<SweepReport> {
         let deadline = budget.map(|budget| Instant::now() + budget);
         let out_of_time = || deadline.is_some_and(|d| Instant::now() >= d);
         let mut report = SweepReport::default();
         loop {
-            let items = self.ports.store.due(before, page).await?;
+            let items = match part {
+                Some((part, parts)) => {
+                    self.ports
+                        .store
+                        .due_in_part(before, page, part, parts)
+                        .await?
+                }
+                None => self.ports.store.due(before, page).await?,
+            };
             let page_len = items.len();
             // Each item to move past this sweep, with the job to queue once it is moved.
             let mut postpones: Vec<(DueItem, DateTime<Utc>, Option<DeliveryJob>)> = Vec::new();

@@ -339,6 +339,15 @@ impl Store for CachedStore {
         Ok(existing)
     }
 
+    async fn due_in_part(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+        part: u32,
+        parts: u32,
+    ) -> PortResult<Vec<DueItem>> {
+        self.inner.due_in_part(before, limit, part, parts).await
+    }
     fn max_atomic_fan_out(&self) -> usize {
         self.inner.max_atomic_fan_out()
     }

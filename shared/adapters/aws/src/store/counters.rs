@@ -245,24 +245,36 @@ async fn insert_one_by_one(
         .collect()
 }
 
-/// Puts `delivery` unless it exists: whether it was new.
+/// Tries of one delivery's put before the fan-out's write fails.
+const PUT_TRIES: u32 = 4;
+
+/// Puts `delivery` unless it exists: whether it was new. A failed put is tried again (a fan-out
+/// of 48 is 48 puts: without this, one throttled put in 48 failed the whole publish). A put
+/// whose answer was lost but which was applied answers not new on its next try: the delivery
+/// is stored all the same, and queued by the stream (or found by the sweep, due).
 async fn put_new(
     store: &DynamoStore,
     delivery: &Delivery,
     sweep_at: DateTime<Utc>,
 ) -> PortResult<bool> {
-    let put = store
-        .client
-        .put_item()
-        .table_name(&store.table)
-        .set_item(Some(store.delivery_item(delivery, sweep_at)?))
-        .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await;
-    match put {
-        Ok(_) => Ok(true),
-        Err(e) if is_conditional_failure(&e) => Ok(false),
-        Err(e) => Err(sdk("PutItem")(e)),
+    let item = store.delivery_item(delivery, sweep_at)?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let put = store
+            .client
+            .put_item()
+            .table_name(&store.table)
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => return Ok(true),
+            Err(e) if is_conditional_failure(&e) => return Ok(false),
+            Err(e) if tries >= PUT_TRIES => return Err(sdk("PutItem")(e)),
+            Err(_) => tokio::time::sleep(Duration::from_millis(25 << tries)).await,
+        }
     }
 }
 

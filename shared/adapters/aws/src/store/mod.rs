@@ -443,6 +443,50 @@ impl DynamoStore {
             }
         }
     }
+
+    /// The items due at `before` in `shards`, oldest first, at most `limit`.
+    async fn due_in_shards(
+        &self,
+        shards: Vec<u32>,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<DueItem>> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        use futures::stream::StreamExt;
+        // The hash spreads items evenly, so twice a shard's share of the page (at least 50)
+        // fills it; a shard holding more than that keeps the rest for the next page or sweep.
+        let per_shard = (limit.saturating_mul(2) / shards.len()).max(50);
+        let count = shards.len();
+        let read: Vec<PortResult<Vec<(i64, DueItem)>>> = futures::stream::iter(shards)
+            .map(|shard| self.due_in_shard(shard, before, per_shard))
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        // A shard that cannot be read now (throttled) is read by the next sweep; failing the
+        // whole sweep for it would leave the others unswept too.
+        let mut found: Vec<(i64, DueItem)> = Vec::new();
+        let mut unread = Vec::new();
+        for shard in read {
+            match shard {
+                Ok(items) => found.extend(items),
+                Err(error) => unread.push(error),
+            }
+        }
+        if unread.len() == count {
+            return Err(unread.swap_remove(0));
+        }
+        if let Some(error) = unread.first() {
+            tracing::warn!(shards = unread.len(), %error, "due shards left for the next sweep");
+        }
+        found.sort_by_key(|(at, _)| *at);
+        Ok(found
+            .into_iter()
+            .take(limit)
+            .map(|(_, item)| item)
+            .collect())
+    }
 }
 
 /// How a transaction ended when it did not fail outright.
@@ -853,37 +897,21 @@ impl Store for DynamoStore {
     }
 
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {
-        use futures::stream::StreamExt;
-        // The hash spreads items evenly, so twice a shard's share of the page (at least 50)
-        // fills it; a shard holding more than that keeps the rest for the next page or sweep.
-        let per_shard = (limit.saturating_mul(2) / DUE_SHARDS as usize).max(50);
-        let shards: Vec<PortResult<Vec<(i64, DueItem)>>> = futures::stream::iter(0..DUE_SHARDS)
-            .map(|shard| self.due_in_shard(shard, before, per_shard))
-            .buffer_unordered(32)
-            .collect()
-            .await;
-        // A shard that cannot be read now (throttled) is read by the next sweep; failing the
-        // whole sweep for it would leave the others unswept too.
-        let mut found: Vec<(i64, DueItem)> = Vec::new();
-        let mut unread = Vec::new();
-        for shard in shards {
-            match shard {
-                Ok(items) => found.extend(items),
-                Err(error) => unread.push(error),
-            }
-        }
-        if unread.len() == DUE_SHARDS as usize {
-            return Err(unread.swap_remove(0));
-        }
-        if let Some(error) = unread.first() {
-            tracing::warn!(shards = unread.len(), %error, "due shards left for the next sweep");
-        }
-        found.sort_by_key(|(at, _)| *at);
-        Ok(found
-            .into_iter()
-            .take(limit)
-            .map(|(_, item)| item)
-            .collect())
+        self.due_in_shards((0..DUE_SHARDS).collect(), before, limit)
+            .await
+    }
+
+    async fn due_in_part(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+        part: u32,
+        parts: u32,
+    ) -> PortResult<Vec<DueItem>> {
+        let shards = (0..DUE_SHARDS)
+            .filter(|shard| shard % parts.max(1) == part)
+            .collect();
+        self.due_in_shards(shards, before, limit).await
     }
 
     async fn postpone(&self, item: &DueItem, until: DateTime<Utc>) -> PortResult<()> {
