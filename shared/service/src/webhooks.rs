@@ -3,6 +3,7 @@
 use crate::ports::Page;
 use crate::{Service, ServiceError, ServiceResult};
 use hookline_model::catalog::{Catalog, EventPattern, is_built_in};
+use hookline_model::filter::Filter;
 use hookline_model::keys::validate_header_text;
 use hookline_model::signing::{generate_signing_secret, validate_signing_secret};
 use hookline_model::types::{MAX_PREVIOUS_SIGNING_SECRETS, SigningSecretEntry};
@@ -30,6 +31,12 @@ pub struct NewWebhook {
     /// Any JSON object, at most 8 KiB.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Only events whose payload passes this filter are delivered, e.g.
+    /// `{"amount": {"$gte": 100}, "$or": [{"status": "paid"}, {"patient.id": {"$in": ["p1"]}}]}`.
+    /// Keys are dotted payload paths or `$and`/`$or`; operators `$eq`, `$ne`, `$in`, `$gt`,
+    /// `$gte`, `$lt`, `$lte`, `$exists`. At most 4 KiB, 50 conditions, `$and`/`$or` 5 deep.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
 }
 
 /// `PATCH /webhook/{id}`: only the fields present change; `null` clears the optional ones.
@@ -60,6 +67,10 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Value>>,
+    /// Sets the payload filter (as on create); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Option<serde_json::Value>>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
@@ -109,6 +120,7 @@ impl Service {
             validate_token(token)?;
         }
         validate_metadata(input.metadata.as_ref())?;
+        validate_filter(input.filter.as_ref())?;
         let now = self.ports.clock.now();
         let webhook = Webhook {
             id: ids::new_id(ids::WEBHOOK, now),
@@ -123,6 +135,7 @@ impl Service {
                 secret: generate_signing_secret(),
                 expires_at: None,
             }],
+            filter: input.filter,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -167,6 +180,9 @@ impl Service {
         if let Some(Some(token)) = &patch.authorization_token {
             validate_token(token)?;
         }
+        if let Some(filter) = &patch.filter {
+            validate_filter(filter.as_ref())?;
+        }
         let token_set = matches!(patch.authorization_token, Some(Some(_)));
         let webhook = self
             .modify_webhook(account_id, webhook_id, |webhook, _| {
@@ -187,6 +203,9 @@ impl Service {
                 }
                 if let Some(token) = &patch.authorization_token {
                     webhook.authorization_token = token.clone();
+                }
+                if let Some(filter) = &patch.filter {
+                    webhook.filter = filter.clone();
                 }
             })
             .await?;
@@ -362,6 +381,11 @@ fn validate_metadata(metadata: Option<&serde_json::Value>) -> Result<(), Validat
         ));
     }
     Ok(())
+}
+
+/// A filter is stored as given once it parses (see `hookline_model::filter`).
+fn validate_filter(filter: Option<&serde_json::Value>) -> Result<(), ValidationError> {
+    filter.map_or(Ok(()), |f| Filter::parse("filter", f).map(|_| ()))
 }
 
 /// Normalises `type` / `events[]` into the stored subscription list.
