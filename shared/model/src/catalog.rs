@@ -55,7 +55,29 @@ pub const BUILT_IN_EVENT_TYPES: &[(&str, &str)] = &[
         "A patient-device association was removed.",
     ),
     ("supportTicket.event", "A support ticket event took place."),
+    (
+        "hookline.webhook.disabled",
+        "Hookline deactivated one of the account's webhooks (for example its endpoint answered 410).",
+    ),
+    (
+        "hookline.webhook.enabled",
+        "One of the account's webhooks was switched on again.",
+    ),
+    (
+        "hookline.delivery.exhausted",
+        "A delivery failed its last scheduled attempt.",
+    ),
 ];
+
+/// The namespace of Hookline's own operational events.
+pub const OPERATIONAL_NAMESPACE: &str = "hookline";
+
+/// Whether `event_type` is one of Hookline's own operational events.
+pub fn is_operational(event_type: &str) -> bool {
+    event_type
+        .strip_prefix(OPERATIONAL_NAMESPACE)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
 
 pub fn is_built_in(name: &str) -> bool {
     BUILT_IN_EVENT_TYPES.iter().any(|(n, _)| *n == name)

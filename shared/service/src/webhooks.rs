@@ -1,5 +1,6 @@
 //! Webhook management.
 
+use crate::operational::{Emission, OperationalEvent};
 use crate::ports::Page;
 use crate::{Service, ServiceError, ServiceResult};
 use hookline_model::catalog::{Catalog, EventPattern, is_built_in};
@@ -184,8 +185,11 @@ impl Service {
             validate_filter(filter.as_ref())?;
         }
         let token_set = matches!(patch.authorization_token, Some(Some(_)));
+        let mut enabled = false;
         let webhook = self
             .modify_webhook(account_id, webhook_id, |webhook, _| {
+                // As of the version written (the closure runs again after a conflict).
+                enabled = active == Some(true) && !webhook.active;
                 if let Some(url) = &url {
                     webhook.url = url.clone();
                 }
@@ -209,6 +213,20 @@ impl Service {
                 }
             })
             .await?;
+        if enabled {
+            let emission = Emission {
+                kind: OperationalEvent::WebhookEnabled,
+                account_id,
+                webhook_id,
+                delivery_id: None,
+                reason: "switched on by PATCH".into(),
+                occurrence: format!("{webhook_id}:{}", webhook.version),
+            };
+            // The change is made; a failure to tell is logged, not answered as the PATCH's.
+            if let Err(error) = self.emit_operational(emission).await {
+                tracing::warn!(%webhook_id, %error, "the webhook.enabled event could not be stored");
+            }
+        }
         Ok((webhook, token_set))
     }
 
@@ -307,7 +325,7 @@ impl Service {
     /// Reads a webhook, applies `change` (given the time) and writes it over the version it
     /// read; when another write got there first, reads it again and re-applies the change, so
     /// concurrent changes (a PATCH and a 410, two rotations) all take effect.
-    async fn modify_webhook(
+    pub(crate) async fn modify_webhook(
         &self,
         account_id: &str,
         webhook_id: &str,
