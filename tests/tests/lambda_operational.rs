@@ -292,7 +292,7 @@ async fn the_deliver_function_tells_the_platform_and_the_account() {
         ["hookline.delivery.exhausted", "hookline.webhook.disabled"]
     );
     assert_eq!(types(&own_hits), types(&ops_hits));
-    let hits = ops_hits.lock().unwrap();
+    let hits = ops_hits.lock().unwrap().clone();
     let (headers, exhausted, raw) = &hits[0];
     assert_eq!(exhausted["payload"]["accountId"], json!(account));
     assert_eq!(exhausted["payload"]["webhookId"], json!(failing));
