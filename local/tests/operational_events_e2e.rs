@@ -108,6 +108,7 @@ async fn operational_events_reach_the_platform_and_subscribed_webhooks_without_l
     let (gone_url, _gone_rx) = answering(410).await;
     let (own_url, mut own_rx) = answering(200).await;
     let (broken_ops_url, mut broken_ops_rx) = answering(500).await;
+    let (catch_all_url, mut catch_all_rx) = answering(200).await;
     let failing = new_webhook(
         &http,
         &server,
@@ -131,6 +132,14 @@ async fn operational_events_reach_the_platform_and_subscribed_webhooks_without_l
     )
     .await;
     new_webhook(&http, &server, &key, json!({"url": broken_ops_url, "events": ["hookline.delivery.exhausted", "hookline.webhook.disabled", "hookline.webhook.enabled"]})).await;
+    // Operational events are opt-in: `*` is not sent them.
+    new_webhook(
+        &http,
+        &server,
+        &key,
+        json!({"url": catch_all_url, "type": "*"}),
+    )
+    .await;
     let failing_id = failing["id"].as_str().unwrap();
     let gone_id = gone["id"].as_str().unwrap();
 
@@ -235,6 +244,12 @@ async fn operational_events_reach_the_platform_and_subscribed_webhooks_without_l
         broken.iter().map(|(_, b)| &b["type"]).collect::<Vec<_>>()
     );
     assert!(drain(&mut ops_rx, Duration::from_secs(1)).await.is_empty());
+    let caught: Vec<Value> = drain(&mut catch_all_rx, Duration::from_millis(200))
+        .await
+        .into_iter()
+        .map(|(_, body)| body["type"].clone())
+        .collect();
+    assert_eq!(caught, [json!("reading.weight"), json!("patient.created")]);
     assert!(
         drain(&mut own_rx, Duration::from_millis(200))
             .await

@@ -180,7 +180,9 @@ impl EventPattern {
 
     pub fn matches(&self, event_type: &str) -> bool {
         match self {
-            Self::All => true,
+            // Operational events are opt-in: a catch-all endpoint is not sent Hookline's own
+            // events about it (nor doubled failures when it is the one failing).
+            Self::All => !is_operational(event_type),
             Self::Namespace(ns) => event_type
                 .strip_prefix(ns.as_str())
                 .is_some_and(|rest| rest.starts_with('.')),
@@ -193,7 +195,7 @@ impl EventPattern {
 pub fn subscriptions_match(subscriptions: &[String], event_type: &str) -> bool {
     subscriptions.iter().any(|s| {
         if s == "*" {
-            true
+            EventPattern::All.matches(event_type)
         } else if let Some(ns) = s.strip_suffix(".*") {
             EventPattern::Namespace(ns.to_string()).matches(event_type)
         } else {
@@ -239,6 +241,19 @@ mod tests {
         assert!(!subscriptions_match(&subs, "readings.weight"));
         assert!(!subscriptions_match(&subs, "patient.created"));
         assert!(subscriptions_match(&["*".to_string()], "anything.at.all"));
+        // Operational events only by name or `hookline.*`.
+        assert!(!subscriptions_match(
+            &["*".to_string()],
+            "hookline.delivery.exhausted"
+        ));
+        assert!(subscriptions_match(
+            &["hookline.*".to_string()],
+            "hookline.delivery.exhausted"
+        ));
+        assert!(!subscriptions_match(
+            &["hookline.*".to_string()],
+            "hooklinex.a"
+        ));
         assert!(subscriptions_match(
             &["order.status".to_string()],
             "order.status"
