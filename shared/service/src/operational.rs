@@ -7,6 +7,7 @@
 use crate::publish::NewEvent;
 use crate::{Service, ServiceError, ServiceResult};
 use chrono::SecondsFormat;
+use hookline_model::catalog::subscriptions_match;
 use hookline_model::types::SigningSecretEntry;
 use hookline_model::{Account, ApiKeyRecord, Webhook, ids, keys};
 use serde_json::value::RawValue;
@@ -144,7 +145,20 @@ impl Service {
         let event_type = emission.kind.event_type();
         // Letters, digits and `.:_-` only (the ids in it are of that shape), at most 128.
         let id = format!("{event_type}:{}", emission.occurrence);
-        let mut accounts = vec![emission.account_id];
+        let mut accounts = Vec::with_capacity(2);
+        // An account none of whose webhooks asks for the type is told nothing, and nothing is
+        // stored for it (a failing webhook's every exhausted delivery would otherwise add an
+        // event item). Only a sure "no" is decided here; publish matches as always.
+        let subscribed = self
+            .ports
+            .store
+            .list_webhooks(emission.account_id)
+            .await?
+            .iter()
+            .any(|w| w.active && subscriptions_match(&w.events, event_type));
+        if subscribed {
+            accounts.push(emission.account_id);
+        }
         if self.config.operational_webhook.is_some() {
             accounts.push(PLATFORM_ACCOUNT_ID);
         }
