@@ -72,6 +72,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         config,
     );
     issue_admin_key(&service, &args.data_dir).await?;
+    service
+        .ensure_operational_webhook()
+        .await
+        .map_err(|e| format!("setting up the operational webhook: {e}"))?;
 
     let waiting = queue.clone();
     tokio::spawn(run_delivery_workers(

@@ -213,7 +213,7 @@ function eventPicker(selected) {
     h("input", { type: "checkbox", name: "events", value: name, checked: chosen.has(name) }),
     h("span", { class: "mono" }, name), description ? h("span", { class: "muted small" }, description) : null);
   const list = h("div", { class: "picker", role: "group", "aria-label": "Event types" },
-    option("*", "every event type"),
+    option("*", "every event type but Hookline's own hookline.*"),
     [...namespaces].sort().map((ns) => option(ns, `every ${ns.slice(0, -2)} event`)),
     state.catalog.map((t) => option(t.name, t.description)),
     // Subscriptions no longer in the catalog still show, so an edit does not drop them.

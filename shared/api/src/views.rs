@@ -45,6 +45,10 @@ pub struct WebhookView {
     /// made through `/api/v2/config/webhook`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_header: Option<String>,
+    /// The payload filter, when one is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -65,6 +69,7 @@ impl WebhookView {
             description: webhook.description,
             metadata: webhook.metadata,
             authorization_token: None,
+            filter: webhook.filter,
             created_at: timestamp(webhook.created_at),
             updated_at: timestamp(webhook.updated_at),
         }

@@ -59,7 +59,29 @@ pub const BUILT_IN_EVENT_TYPES: &[(&str, &str)] = &[
         "ping",
         "A ping, sent on request to check an endpoint (POST /webhook-events {webhook, event: \"ping\"}).",
     ),
+    (
+        "hookline.webhook.disabled",
+        "Hookline deactivated one of the account's webhooks (for example its endpoint answered 410).",
+    ),
+    (
+        "hookline.webhook.enabled",
+        "One of the account's webhooks was switched on again.",
+    ),
+    (
+        "hookline.delivery.exhausted",
+        "A delivery failed its last scheduled attempt.",
+    ),
 ];
+
+/// The namespace of Hookline's own operational events.
+pub const OPERATIONAL_NAMESPACE: &str = "hookline";
+
+/// Whether `event_type` is one of Hookline's own operational events.
+pub fn is_operational(event_type: &str) -> bool {
+    event_type
+        .strip_prefix(OPERATIONAL_NAMESPACE)
+        .is_some_and(|rest| rest.starts_with('.'))
+}
 
 pub fn is_built_in(name: &str) -> bool {
     BUILT_IN_EVENT_TYPES.iter().any(|(n, _)| *n == name)
@@ -162,7 +184,9 @@ impl EventPattern {
 
     pub fn matches(&self, event_type: &str) -> bool {
         match self {
-            Self::All => true,
+            // Operational events are opt-in: a catch-all endpoint is not sent Hookline's own
+            // events about it (nor doubled failures when it is the one failing).
+            Self::All => !is_operational(event_type),
             Self::Namespace(ns) => event_type
                 .strip_prefix(ns.as_str())
                 .is_some_and(|rest| rest.starts_with('.')),
@@ -175,7 +199,7 @@ impl EventPattern {
 pub fn subscriptions_match(subscriptions: &[String], event_type: &str) -> bool {
     subscriptions.iter().any(|s| {
         if s == "*" {
-            true
+            EventPattern::All.matches(event_type)
         } else if let Some(ns) = s.strip_suffix(".*") {
             EventPattern::Namespace(ns.to_string()).matches(event_type)
         } else {
@@ -221,6 +245,19 @@ mod tests {
         assert!(!subscriptions_match(&subs, "readings.weight"));
         assert!(!subscriptions_match(&subs, "patient.created"));
         assert!(subscriptions_match(&["*".to_string()], "anything.at.all"));
+        // Operational events only by name or `hookline.*`.
+        assert!(!subscriptions_match(
+            &["*".to_string()],
+            "hookline.delivery.exhausted"
+        ));
+        assert!(subscriptions_match(
+            &["hookline.*".to_string()],
+            "hookline.delivery.exhausted"
+        ));
+        assert!(!subscriptions_match(
+            &["hookline.*".to_string()],
+            "hooklinex.a"
+        ));
         assert!(subscriptions_match(
             &["order.status".to_string()],
             "order.status"

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod delivery;
 pub mod envelope;
 pub mod error;
+pub mod filter;
 pub mod ids;
 pub mod keys;
 pub mod limits;

@@ -109,6 +109,15 @@ pub fn sample_payload(event_type: &str, timestamp: &str, overrides: &Map<String,
         "supportTicket.event" => json!({
             "ticketId": 660001, "event": "created", "subject": "Test ticket", "patient": patient,
         }),
+        // The shape Hookline's own operational events have.
+        "hookline.webhook.disabled" | "hookline.webhook.enabled" => json!({
+            "accountId": "acct_test", "webhookId": "wh_test", "reason": "a test event",
+            "at": timestamp,
+        }),
+        "hookline.delivery.exhausted" => json!({
+            "accountId": "acct_test", "webhookId": "wh_test", "deliveryId": "dlv_test",
+            "reason": "a test event", "at": timestamp,
+        }),
         _ => json!({"test": true, "type": event_type, "timestamp": timestamp}),
     }
 }

@@ -53,6 +53,10 @@ pub struct Webhook {
     /// Standard Webhooks secrets (`whsec_...`), newest first. Older ones stay until their
     /// grace period ends, so receivers keep verifying through a rotation.
     pub signing_secrets: Vec<SigningSecretEntry>,
+    /// A payload filter (see [`crate::filter`]), validated when set: only events whose
+    /// payload passes it get a delivery. Absent on webhooks stored before filters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Moves on every stored change: an update is written only over the version it read, so
@@ -147,5 +151,14 @@ mod tests {
         let again: Webhook =
             serde_json::from_str(&serde_json::to_string(&webhook).unwrap()).unwrap();
         assert_eq!(again, webhook);
+    }
+
+    #[test]
+    fn a_webhook_stored_before_filters_still_reads() {
+        let stored = r#"{"id":"wh_1","accountId":"acct_1","url":"https://example.com/h",
+            "events":["*"],"active":true,"signingSecrets":[{"secret":"whsec_x"}],
+            "createdAt":"2026-01-01T00:00:00Z","updatedAt":"2026-01-01T00:00:00Z","version":3}"#;
+        let webhook: Webhook = serde_json::from_str(stored).unwrap();
+        assert_eq!((webhook.filter, webhook.version), (None, 3));
     }
 }

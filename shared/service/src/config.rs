@@ -2,7 +2,8 @@
 //! locally; only some defaults differ.
 
 use hookline_model::retry::{RetryPolicy, parse_duration};
-use hookline_model::url_check::TargetPolicy;
+use hookline_model::signing::validate_signing_secret;
+use hookline_model::url_check::{TargetPolicy, validate_webhook_url};
 use std::time::Duration;
 
 /// The shortest `HOOKLINE_ADMIN_KEY` accepted: the key is the platform's only credential and
@@ -54,6 +55,25 @@ pub struct Config {
     /// The base URL portal links start with (`HOOKLINE_PUBLIC_URL`); `None`: taken from the
     /// request that asks for the link.
     pub public_url: Option<String>,
+    /// The platform's operational webhook (`HOOKLINE_OPERATIONAL_WEBHOOK_URL` and
+    /// `HOOKLINE_OPERATIONAL_WEBHOOK_SECRET`): where `hookline.*` events go; `None` is off.
+    pub operational_webhook: Option<OperationalWebhook>,
+}
+
+/// Where the platform gets Hookline's operational events, and the `whsec_` secret they are
+/// signed with (its `Debug` hides the secret).
+#[derive(Clone, PartialEq)]
+pub struct OperationalWebhook {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for OperationalWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperationalWebhook")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who hands a newly stored delivery to the queue.
@@ -143,6 +163,7 @@ impl Config {
             portal_key: None,
             frame_ancestors: "'self'".into(),
             public_url: None,
+            operational_webhook: None,
         }
     }
 
@@ -244,12 +265,44 @@ impl Config {
             }
             config.admin_key_hash = Some(hookline_model::keys::hash_api_key(key));
         }
+        // After the target policy: the operational webhook is held to it like any other.
+        config.operational_webhook = operational_webhook(
+            get("HOOKLINE_OPERATIONAL_WEBHOOK_URL"),
+            get("HOOKLINE_OPERATIONAL_WEBHOOK_SECRET"),
+            config.targets,
+        )?;
         Ok(config)
     }
 
     pub fn from_env(mode: Mode) -> Result<Self, String> {
         Self::from_lookup(mode, |name| std::env::var(name).ok())
     }
+}
+
+fn operational_webhook(
+    url: Option<String>,
+    secret: Option<String>,
+    targets: TargetPolicy,
+) -> Result<Option<OperationalWebhook>, String> {
+    let Some(url) = url else {
+        return match secret {
+            Some(_) => Err("HOOKLINE_OPERATIONAL_WEBHOOK_SECRET is set but \
+                 HOOKLINE_OPERATIONAL_WEBHOOK_URL is not"
+                .into()),
+            None => Ok(None),
+        };
+    };
+    let url = validate_webhook_url("HOOKLINE_OPERATIONAL_WEBHOOK_URL", url.trim(), targets)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let secret = secret.map(|s| s.trim().to_string()).ok_or(
+        "HOOKLINE_OPERATIONAL_WEBHOOK_URL needs HOOKLINE_OPERATIONAL_WEBHOOK_SECRET \
+         (whsec_ and the base64 of 24 to 64 random bytes)",
+    )?;
+    // The message names the variable, never the value.
+    validate_signing_secret("HOOKLINE_OPERATIONAL_WEBHOOK_SECRET", &secret)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(OperationalWebhook { url, secret }))
 }
 
 /// Space-separated CSP sources (`'self'`, `'none'`, `https://app.example.com`,
@@ -427,5 +480,57 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_operational_webhook_needs_a_url_and_a_whsec_secret() {
+        let secret = hookline_model::signing::generate_signing_secret();
+        let op = |vars: &[(&str, &str)]| config(Mode::Lambda, vars).map(|c| c.operational_webhook);
+        assert_eq!(op(&[]).unwrap(), None);
+        let set = op(&[
+            (
+                "HOOKLINE_OPERATIONAL_WEBHOOK_URL",
+                "https://ops.example.com/hook",
+            ),
+            ("HOOKLINE_OPERATIONAL_WEBHOOK_SECRET", &secret),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(set.url, "https://ops.example.com/hook");
+        assert!(!format!("{set:?}").contains(&secret));
+        let missing = op(&[(
+            "HOOKLINE_OPERATIONAL_WEBHOOK_URL",
+            "https://ops.example.com/h",
+        )]);
+        assert!(
+            missing
+                .unwrap_err()
+                .contains("HOOKLINE_OPERATIONAL_WEBHOOK_SECRET")
+        );
+        let bad = op(&[
+            (
+                "HOOKLINE_OPERATIONAL_WEBHOOK_URL",
+                "https://ops.example.com/h",
+            ),
+            ("HOOKLINE_OPERATIONAL_WEBHOOK_SECRET", "not-a-secret-value"),
+        ])
+        .unwrap_err();
+        assert!(
+            bad.contains("HOOKLINE_OPERATIONAL_WEBHOOK_SECRET") && !bad.contains("not-a-secret"),
+            "{bad}"
+        );
+        // Lambda refuses plain http like any webhook's URL.
+        assert!(
+            op(&[
+                (
+                    "HOOKLINE_OPERATIONAL_WEBHOOK_URL",
+                    "http://ops.example.com/h"
+                ),
+                ("HOOKLINE_OPERATIONAL_WEBHOOK_SECRET", &secret),
+            ])
+            .unwrap_err()
+            .contains("HOOKLINE_OPERATIONAL_WEBHOOK_URL")
+        );
+        assert!(op(&[("HOOKLINE_OPERATIONAL_WEBHOOK_SECRET", &secret)]).is_err());
     }
 }

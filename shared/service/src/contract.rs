@@ -51,6 +51,8 @@ fn webhook(account_id: &str, now: DateTime<Utc>, events: &[&str]) -> Webhook {
             secret: "whsec_x".into(),
             expires_at: None,
         }],
+        // Stored as given, operator keys included.
+        filter: Some(serde_json::json!({"$or": [{"amount": {"$gte": 1}}, {"a.b": null}]})),
         created_at: now,
         updated_at: now,
         version: 0,

@@ -1,11 +1,14 @@
 //! Delivering one delivery: one signed POST, its outcome recorded, the next attempt scheduled.
 
-use crate::Service;
+use crate::operational::{Emission, OperationalEvent};
 use crate::ports::{
-    AttemptRecord, DeliveryContext, OutboundRequest, PortResult, SendErrorKind, SendOutcome,
+    AttemptRecord, DeliveryContext, OutboundRequest, PortError, PortResult, SendErrorKind,
+    SendOutcome,
 };
 use crate::telemetry;
+use crate::{Service, ServiceResult};
 use chrono::{DateTime, Utc};
+use hookline_model::catalog::is_operational;
 use hookline_model::envelope::delivery_body;
 use hookline_model::limits::{MAX_RESPONSE_SNIPPET_BYTES, MAX_SUCCESS_SNIPPET_BYTES, snippet};
 use hookline_model::signing::signature_header;
@@ -114,6 +117,13 @@ impl Service {
             }
             (false, None) => (DeliveryStatus::Failed, None, DeliverOutcome::Failed),
         };
+        // Told before the outcome is recorded, under ids that make a second telling a no-op:
+        // when it cannot be stored the job fails and comes back whole (the attempt is made
+        // again), so neither the user's outcome nor the operational event is lost.
+        let exhausted = status == DeliveryStatus::Failed && retryable && !gone;
+        self.emit_for_attempt(&context, &record_reason(&attempt), gone, exhausted)
+            .await
+            .map_err(|e| PortError::new("storing an operational event", e))?;
         let record = AttemptRecord {
             attempt,
             status,
@@ -150,6 +160,44 @@ impl Service {
             tracing::warn!(delivery_id = %job.delivery_id, %error, "scheduling the retry failed; the sweep will retry");
         }
         Ok(result)
+    }
+
+    /// The operational events an attempt causes: its webhook disabled by a 410, or the
+    /// delivery exhausted (never for a delivery of an operational event: no event about an
+    /// event about an event).
+    async fn emit_for_attempt(
+        &self,
+        context: &DeliveryContext,
+        reason: &str,
+        gone: bool,
+        exhausted: bool,
+    ) -> ServiceResult<()> {
+        let delivery = &context.delivery;
+        if gone && let Some(webhook) = &context.webhook {
+            self.emit_operational(Emission {
+                kind: OperationalEvent::WebhookDisabled,
+                account_id: &delivery.account_id,
+                webhook_id: &delivery.webhook_id,
+                delivery_id: Some(&delivery.id),
+                reason: "the endpoint answered 410 Gone".into(),
+                // Once per deactivation: deliveries that meet the 410 together read one version.
+                occurrence: format!("{}:{}", webhook.id, webhook.version),
+            })
+            .await?;
+        }
+        if exhausted && !is_operational(&delivery.event_type) {
+            self.emit_operational(Emission {
+                kind: OperationalEvent::DeliveryExhausted,
+                account_id: &delivery.account_id,
+                webhook_id: &delivery.webhook_id,
+                delivery_id: Some(&delivery.id),
+                reason: format!("the last scheduled attempt failed: {reason}"),
+                // A manual retry that fails again is a new exhaustion.
+                occurrence: format!("{}:{}", delivery.id, delivery.attempts_made() + 1),
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// The signed request of one attempt, or why none can be made.
@@ -225,6 +273,16 @@ impl Service {
             headers,
             body,
         }
+    }
+}
+
+/// Why an attempt failed, for an operational event: the status or the error class, never
+/// the detail or the body (they may carry credentials or patient data).
+fn record_reason(attempt: &Attempt) -> String {
+    match (attempt.status_code, attempt.error.as_deref()) {
+        (Some(status), _) => format!("the endpoint answered {status}"),
+        (None, Some(error)) => error_class(error).to_string(),
+        (None, None) => "unknown".into(),
     }
 }
 

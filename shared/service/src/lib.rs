@@ -9,6 +9,7 @@ pub mod deliver;
 pub mod error;
 pub mod event_types;
 pub mod logs;
+pub mod operational;
 pub mod ping;
 pub mod ports;
 pub mod publish;

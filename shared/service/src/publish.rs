@@ -6,6 +6,7 @@ use crate::{FanOutQueue, Service, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use hookline_model::catalog::{subscriptions_match, validate_event_type_name};
+use hookline_model::filter::Filter;
 use hookline_model::limits::MAX_PAYLOAD_BYTES;
 use hookline_model::{Delivery, DeliveryJob, Event, ValidationError, Webhook, ids};
 use serde::Serialize;
@@ -385,13 +386,41 @@ impl Service {
     }
 }
 
-/// The pending deliveries of `event`: one per active webhook whose subscriptions match.
+/// The pending deliveries of `event`: one per active webhook whose subscriptions match and
+/// whose payload filter, if any, passes. The one place an event is matched to webhooks
+/// (publish, batch, test events and the sweep's resumed fan-outs all come here).
 fn deliveries_of(event: &Event, webhooks: &[Webhook]) -> Vec<Delivery> {
+    // Parsed once per event, and only when a subscribed webhook has a filter.
+    let mut payload: Option<Option<serde_json::Value>> = None;
     webhooks
         .iter()
         .filter(|w| w.active && subscriptions_match(&w.events, &event.event_type))
+        .filter(|w| passes_filter(w, event, &mut payload))
         .map(|w| Delivery::pending(event, w))
         .collect()
+}
+
+fn passes_filter(
+    webhook: &Webhook,
+    event: &Event,
+    payload: &mut Option<Option<serde_json::Value>>,
+) -> bool {
+    let Some(raw) = &webhook.filter else {
+        return true;
+    };
+    let filter = match Filter::parse("filter", raw) {
+        Ok(filter) => filter,
+        Err(error) => {
+            // Checked when set, so only a store edited by hand gets here: deliver nothing
+            // rather than what the filter was meant to keep out.
+            tracing::warn!(webhook_id = %webhook.id, %error, "stored filter does not parse; no delivery");
+            return false;
+        }
+    };
+    payload
+        .get_or_insert_with(|| serde_json::from_str(&event.payload).ok())
+        .as_ref()
+        .is_some_and(|payload| filter.matches(payload))
 }
 
 /// Everything about one event that needs no store: the checks of `POST /events`, in its
@@ -503,6 +532,7 @@ mod tests {
                         secret: "whsec_x".into(),
                         expires_at: None,
                     }],
+                    filter: None,
                     created_at: now,
                     updated_at: now,
                     version: 0,
@@ -1175,5 +1205,67 @@ mod tests {
             Err(ServiceError::Validation(e)) if e.field == "type"
         ));
         assert_eq!(setup.enqueue_calls(), [3]);
+    }
+
+    #[tokio::test]
+    async fn filters_keep_out_events_they_do_not_pass_also_in_a_resumed_fan_out() {
+        let webhooks = MAX_ATOMIC_FAN_OUT + 6;
+        let store = MemoryStore::default().with_account(ACCOUNT, webhooks);
+        for (n, webhook) in store
+            .accounts
+            .lock()
+            .unwrap()
+            .get_mut(ACCOUNT)
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            // Half want heavy readings only; the others have no filter.
+            if n % 2 == 0 {
+                webhook.filter = Some(serde_json::json!({"reading.kg": {"$gte": 100}}));
+            }
+        }
+        let setup = Setup::new(store);
+        let light = |id: &str| {
+            event(
+                ACCOUNT,
+                "reading.weight",
+                r#"{"reading":{"kg":70}}"#,
+                Some(id),
+            )
+        };
+        let heavy = |id: &str| {
+            event(
+                ACCOUNT,
+                "reading.weight",
+                r#"{"reading":{"kg":120}}"#,
+                Some(id),
+            )
+        };
+        assert_eq!(
+            setup
+                .service
+                .publish(light("light"))
+                .await
+                .unwrap()
+                .deliveries,
+            (webhooks / 2) as u32
+        );
+        // The sweep's path: a fan-out interrupted after its event was stored matches again.
+        setup.store.failing_chunks.store(1, Ordering::SeqCst);
+        assert!(setup.service.publish(heavy("heavy")).await.is_err());
+        assert_eq!(
+            setup
+                .service
+                .publish(heavy("heavy"))
+                .await
+                .unwrap()
+                .deliveries,
+            webhooks as u32
+        );
+        assert_eq!(
+            setup.store.deliveries.lock().unwrap().len(),
+            webhooks / 2 + webhooks
+        );
     }
 }

@@ -1,8 +1,10 @@
 //! Webhook management.
 
+use crate::operational::{Emission, OperationalEvent};
 use crate::ports::Page;
 use crate::{Service, ServiceError, ServiceResult};
 use hookline_model::catalog::{Catalog, EventPattern, is_built_in};
+use hookline_model::filter::Filter;
 use hookline_model::keys::validate_header_text;
 use hookline_model::request_options::validate_custom_headers;
 use hookline_model::signing::{generate_signing_secret, validate_signing_secret};
@@ -43,6 +45,12 @@ pub struct NewWebhook {
     /// The header carrying the token, set only by the Infermedica-style routes.
     #[serde(skip)]
     pub token_header: Option<String>,
+    /// Only events whose payload passes this filter are delivered, e.g.
+    /// `{"amount": {"$gte": 100}, "$or": [{"status": "paid"}, {"patient.id": {"$in": ["p1"]}}]}`.
+    /// Keys are dotted payload paths or `$and`/`$or`; operators `$eq`, `$ne`, `$in`, `$gt`,
+    /// `$gte`, `$lt`, `$lte`, `$exists`. At most 4 KiB, 50 conditions, `$and`/`$or` 5 deep.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
 }
 
 /// `PATCH /webhook/{id}`: only the fields present change; `null` clears the optional ones.
@@ -73,6 +81,10 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<serde_json::Value>>,
+    /// Sets the payload filter (as on create); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Option<serde_json::Value>>,
     /// `standard`, `compact`, `event` or `content`; `null` is `standard`.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<FormatName>)]
@@ -160,6 +172,7 @@ impl Service {
             headers: self.checked_headers(input.headers.unwrap_or_default())?,
             token_header: input.token_header,
         };
+        validate_filter(input.filter.as_ref())?;
         let now = self.ports.clock.now();
         let webhook = Webhook {
             id: ids::new_id(ids::WEBHOOK, now),
@@ -175,6 +188,7 @@ impl Service {
                 secret: generate_signing_secret(),
                 expires_at: None,
             }],
+            filter: input.filter,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -232,8 +246,14 @@ impl Service {
             token: matches!(patch.authorization_token, Some(Some(_))),
             headers: headers.is_some(),
         };
+        if let Some(filter) = &patch.filter {
+            validate_filter(filter.as_ref())?;
+        }
+        let mut enabled = false;
         let webhook = self
             .modify_webhook(account_id, webhook_id, |webhook, _| {
+                // As of the version written (the closure runs again after a conflict).
+                enabled = active == Some(true) && !webhook.active;
                 if let Some(url) = &url {
                     webhook.url = url.clone();
                 }
@@ -258,8 +278,25 @@ impl Service {
                 if let Some(headers) = &headers {
                     webhook.request.headers = headers.clone();
                 }
+                if let Some(filter) = &patch.filter {
+                    webhook.filter = filter.clone();
+                }
             })
             .await?;
+        if enabled {
+            let emission = Emission {
+                kind: OperationalEvent::WebhookEnabled,
+                account_id,
+                webhook_id,
+                delivery_id: None,
+                reason: "switched on by PATCH".into(),
+                occurrence: format!("{webhook_id}:{}", webhook.version),
+            };
+            // The change is made; a failure to tell is logged, not answered as the PATCH's.
+            if let Err(error) = self.emit_operational(emission).await {
+                tracing::warn!(%webhook_id, %error, "the webhook.enabled event could not be stored");
+            }
+        }
         Ok((webhook, shown))
     }
 
@@ -371,7 +408,7 @@ impl Service {
     /// Reads a webhook, applies `change` (given the time) and writes it over the version it
     /// read; when another write got there first, reads it again and re-applies the change, so
     /// concurrent changes (a PATCH and a 410, two rotations) all take effect.
-    async fn modify_webhook(
+    pub(crate) async fn modify_webhook(
         &self,
         account_id: &str,
         webhook_id: &str,
@@ -445,6 +482,11 @@ fn validate_metadata(metadata: Option<&serde_json::Value>) -> Result<(), Validat
         ));
     }
     Ok(())
+}
+
+/// A filter is stored as given once it parses (see `hookline_model::filter`).
+fn validate_filter(filter: Option<&serde_json::Value>) -> Result<(), ValidationError> {
+    filter.map_or(Ok(()), |f| Filter::parse("filter", f).map(|_| ()))
 }
 
 /// Normalises `type` / `events[]` into the stored subscription list.

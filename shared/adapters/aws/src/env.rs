@@ -76,7 +76,7 @@ pub async fn lambda_service_with_context_cache(
             ));
         }
     };
-    Ok(Service::new(
+    let service = Service::new(
         Ports {
             store: Arc::new(store),
             queue: Arc::new(queue),
@@ -85,7 +85,13 @@ pub async fn lambda_service_with_context_cache(
             sender: Arc::new(sender),
         },
         config,
-    ))
+    );
+    // Every cold start checks it (two reads); a failure leaves it as it was and the function
+    // serves on: the next cold start tries again.
+    if let Err(error) = service.ensure_operational_webhook().await {
+        tracing::warn!(%error, "setting up the operational webhook failed");
+    }
+    Ok(service)
 }
 
 /// SDK configuration for a DynamoDB-compatible (or SQS/Scheduler) emulator on `endpoint`:

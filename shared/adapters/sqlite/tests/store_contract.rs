@@ -99,6 +99,7 @@ async fn expired_logs_are_deleted_with_their_counts() {
             secret: "whsec_x".into(),
             expires_at: None,
         }],
+        filter: None,
         created_at: now,
         updated_at: now,
         version: 0,

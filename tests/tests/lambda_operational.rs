@@ -1,0 +1,328 @@
+//! Operational events on the Lambda path, on moto: the deliver handler publishes
+//! `hookline.delivery.exhausted` and `hookline.webhook.disabled` through the same publish use
+//! case (the table's stream queues their deliveries, as on Lambda), and the platform's
+//! operational webhook, ensured as at a cold start, receives them signed with its own secret.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hookline_aws::env::emulator_config;
+use hookline_aws::sealing_keys::kms_key_ring;
+use hookline_aws::store::Counting;
+use hookline_aws::table::ensure_table_with;
+use hookline_aws::{DynamoStore, SqsQueue, SweepRetries};
+use hookline_fn_stream::pump::StreamPump;
+use hookline_http::ReqwestSender;
+use hookline_model::RetryTrigger;
+use hookline_model::retry::RetryPolicy;
+use hookline_service::config::OperationalWebhook;
+use hookline_service::operational::{OPERATIONAL_WEBHOOK_ID, PLATFORM_ACCOUNT_ID};
+use hookline_service::ports::Queue;
+use hookline_service::publish::NewEvent;
+use hookline_service::sealed_store::SealedStore;
+use hookline_service::webhooks::NewWebhook;
+use hookline_service::{Config, FanOutQueue, Mode, Ports, Service, SystemClock};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn moto() -> String {
+    std::env::var("HOOKLINE_TEST_MOTO_ENDPOINT")
+        .expect("HOOKLINE_TEST_MOTO_ENDPOINT is not set: run the tests through infra/test.sh, which starts moto")
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// Each request's headers, body as parsed, and body as sent.
+type Hits = Arc<Mutex<Vec<(HeaderMap, Value, String)>>>;
+
+/// A receiver on 127.0.0.1 answering `status`, keeping what it was sent.
+async fn receiver(status: StatusCode) -> (String, Hits) {
+    let hits: Hits = Arc::default();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(
+                |State((hits, status)): State<(Hits, StatusCode)>,
+                 headers: HeaderMap,
+                 body: String| async move {
+                    let parsed = serde_json::from_str(&body).unwrap();
+                    hits.lock().unwrap().push((headers, parsed, body));
+                    status
+                },
+            ),
+        )
+        .with_state((hits.clone(), status));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+fn types(hits: &Hits) -> Vec<String> {
+    hits.lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b, _)| b["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+struct Stack {
+    service: Service,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    queue: SqsQueue,
+    counted: DynamoStore,
+    stream: tokio::sync::Mutex<StreamPump>,
+}
+
+async fn stack(operational: OperationalWebhook) -> Stack {
+    let aws = emulator_config(&moto()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let table = unique("hookline-ops");
+    ensure_table_with(&dynamodb, &table, true).await.unwrap();
+    let stream = tokio::sync::Mutex::new(StreamPump::new(&aws, &dynamodb, &table).await);
+    let counted = DynamoStore::new(dynamodb.clone(), table.clone(), 30)
+        .with_counting(Counting::FromStream)
+        .with_fan_out_queue(FanOutQueue::Stream);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique("ops-deliveries"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue = SqsQueue::new(sqs.clone(), queue_url.clone());
+    let kms = aws_sdk_kms::Client::new(&aws);
+    let key_id = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let ring = kms_key_ring(&dynamodb, &table, &kms, &key_id)
+        .await
+        .unwrap();
+    let mut config = Config::for_mode(Mode::Lambda);
+    config.targets.allow_http = true;
+    config.targets.allow_private_targets = true;
+    config.retry_policy = RetryPolicy::parse("1s").unwrap();
+    config.fan_out_queue = FanOutQueue::Stream;
+    config.operational_webhook = Some(operational);
+    let service = Service::new(
+        Ports {
+            store: Arc::new(SealedStore::new(Arc::new(counted.clone()), Arc::new(ring))),
+            queue: Arc::new(queue.clone()),
+            // The default RetryTimer: the sweep sends retries when due.
+            scheduler: Arc::new(SweepRetries),
+            clock: Arc::new(SystemClock),
+            sender: Arc::new(ReqwestSender::from_config(&config).unwrap()),
+        },
+        config,
+    );
+    Stack {
+        service,
+        sqs,
+        queue_url,
+        queue,
+        counted,
+        stream,
+    }
+}
+
+impl Stack {
+    /// The stream function, then the deliver function on every message, until the queue
+    /// stays empty: what Lambda does between two sweeps.
+    async fn deliver_all(&self) {
+        loop {
+            self.stream
+                .lock()
+                .await
+                .pump(&self.counted, Some(&self.queue as &dyn Queue), 1000)
+                .await
+                .unwrap();
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return;
+            }
+            for message in messages {
+                let mut event: SqsEvent = serde_json::from_str(&format!(
+                    r#"{{"Records":[{{"messageId":"m1","body":{}}}]}}"#,
+                    serde_json::to_string(message.body().unwrap()).unwrap()
+                ))
+                .unwrap();
+                event.records[0].receipt_handle = message.receipt_handle.clone();
+                let response = hookline_fn_deliver::handle(
+                    &self.service,
+                    LambdaEvent::new(event, Context::default()),
+                )
+                .await
+                .unwrap();
+                assert!(response.batch_item_failures.is_empty());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    async fn sweep(&self) {
+        hookline_fn_retry::handle(
+            &self.service,
+            LambdaEvent::new(RetryTrigger::Sweep, Context::default()),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn webhook(&self, account: &str, url: &str, events: &[&str]) -> String {
+        self.service
+            .create_webhook(
+                account,
+                NewWebhook {
+                    url: url.into(),
+                    events: Some(events.iter().map(|e| e.to_string()).collect()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
+    async fn publish(&self, account: &str, event_type: &str) {
+        self.service
+            .publish(NewEvent {
+                account_id: account.into(),
+                event_type: event_type.into(),
+                payload: serde_json::value::RawValue::from_string(r#"{"patientId":7}"#.into())
+                    .unwrap(),
+                id: None,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deliver_function_tells_the_platform_and_the_account() {
+    let (ops_url, ops_hits) = receiver(StatusCode::OK).await;
+    let secret = hookline_model::signing::generate_signing_secret();
+    let stack = stack(OperationalWebhook {
+        url: ops_url.clone(),
+        secret: secret.clone(),
+    })
+    .await;
+    // Cold starts ensure the platform's webhook; a second one finds it as configured.
+    stack.service.ensure_operational_webhook().await.unwrap();
+    let store = &stack.service.ports().store;
+    let first = store
+        .get_webhook(PLATFORM_ACCOUNT_ID, OPERATIONAL_WEBHOOK_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    stack.service.ensure_operational_webhook().await.unwrap();
+    let again = store
+        .get_webhook(PLATFORM_ACCOUNT_ID, OPERATIONAL_WEBHOOK_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (first.version, again.version),
+        (0, 0),
+        "nothing written again"
+    );
+    assert_eq!(
+        (again.url.as_str(), again.signing_secret()),
+        (ops_url.as_str(), Some(secret.as_str()))
+    );
+
+    let account = stack
+        .service
+        .create_account("Ops on Lambda")
+        .await
+        .unwrap()
+        .account
+        .id;
+    let (failing_url, _) = receiver(StatusCode::INTERNAL_SERVER_ERROR).await;
+    let (gone_url, _) = receiver(StatusCode::GONE).await;
+    let (own_url, own_hits) = receiver(StatusCode::OK).await;
+    let failing = stack
+        .webhook(&account, &failing_url, &["reading.weight"])
+        .await;
+    let gone = stack
+        .webhook(&account, &gone_url, &["patient.created"])
+        .await;
+    stack.webhook(&account, &own_url, &["hookline.*"]).await;
+
+    // The first attempt fails; the sweep sends the retry when due; it fails too: exhausted.
+    stack.publish(&account, "reading.weight").await;
+    stack.deliver_all().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    stack.sweep().await;
+    stack.deliver_all().await;
+    // A 410 deactivates the other webhook: disabled.
+    stack.publish(&account, "patient.created").await;
+    stack.deliver_all().await;
+
+    assert_eq!(
+        types(&ops_hits),
+        ["hookline.delivery.exhausted", "hookline.webhook.disabled"]
+    );
+    assert_eq!(types(&own_hits), types(&ops_hits));
+    let hits = ops_hits.lock().unwrap().clone();
+    let (headers, exhausted, raw) = &hits[0];
+    assert_eq!(exhausted["payload"]["accountId"], json!(account));
+    assert_eq!(exhausted["payload"]["webhookId"], json!(failing));
+    assert!(
+        exhausted["payload"]["deliveryId"]
+            .as_str()
+            .unwrap()
+            .starts_with("dlv_")
+    );
+    assert_eq!(hits[1].1["payload"]["webhookId"], json!(gone));
+    assert_eq!(
+        hits[1].1["payload"]["reason"],
+        "the endpoint answered 410 Gone"
+    );
+    // Signed with the operational secret over the body as sent.
+    let key = hookline_model::signing::secret_key(&secret).unwrap();
+    let id = headers["webhook-id"].to_str().unwrap();
+    let timestamp: i64 = headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = hookline_model::signing::sign(&key, id, timestamp, raw.as_bytes());
+    assert_eq!(headers["webhook-signature"].to_str().unwrap(), expected);
+    assert!(
+        !store
+            .get_webhook(&account, &gone)
+            .await
+            .unwrap()
+            .unwrap()
+            .active
+    );
+}
