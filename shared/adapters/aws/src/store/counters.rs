@@ -608,22 +608,25 @@ pub(super) async fn status_counts(
     ));
     let pks = std::iter::once(account_pk(account_id))
         .chain((0..COUNTER_PKS).map(|k| format!("CNT#{account_id}#{k:02}")));
-    let reads = pks.map(|pk| {
-        store.query_all(
-            "#pk = :pk AND #sk BETWEEN :low AND :high",
-            names(&[("#pk", PK), ("#sk", SK)]),
-            HashMap::from([
-                (":pk".into(), s(pk)),
-                (":low".into(), low.clone()),
-                (":high".into(), s("COUNT#~")),
-            ]),
-        )
-    });
-    let items: Vec<Item> = futures::future::try_join_all(reads)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let reads: Vec<PortResult<Vec<Item>>> = futures::stream::iter(pks)
+        .map(|pk| {
+            store.query_all(
+                "#pk = :pk AND #sk BETWEEN :low AND :high",
+                names(&[("#pk", PK), ("#sk", SK)]),
+                HashMap::from([
+                    (":pk".into(), s(pk)),
+                    (":low".into(), low.clone()),
+                    (":high".into(), s("COUNT#~")),
+                ]),
+            )
+        })
+        .buffer_unordered(COUNTER_PKS as usize + 1)
+        .collect()
+        .await;
+    let mut items = Vec::new();
+    for read in reads {
+        items.extend(read?);
+    }
     let mut sums = [0i64; 4];
     for item in &items {
         for (sum, status) in sums.iter_mut().zip(DeliveryStatus::ALL) {
