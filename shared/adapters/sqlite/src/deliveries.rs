@@ -3,7 +3,7 @@
 use crate::db::sql;
 use crate::{accounts, counts, decode, encode, ms, nanos_text, page_bounds, webhooks};
 use chrono::{DateTime, Utc};
-use hookline_model::{Delivery, DeliveryJob, Event};
+use hookline_model::{Delivery, DeliveryJob, DeliveryStatus, Event};
 use hookline_service::PortError;
 use hookline_service::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, PortResult,
@@ -60,9 +60,7 @@ pub(crate) fn insert_event_with_deliveries(
         ..event.clone()
     };
     put_event(conn, &fanned_out, None)?;
-    for delivery in deliveries {
-        insert_delivery(conn, delivery, sweep_at)?;
-    }
+    insert_deliveries(conn, deliveries, sweep_at)?;
     Ok(None)
 }
 
@@ -95,7 +93,7 @@ pub(crate) fn get_events(
     Ok(found)
 }
 
-/// Stores `delivery` unless it exists, counted as pending; whether it was new.
+/// Stores `delivery` unless it exists; whether it was new. The caller counts it.
 fn insert_delivery(
     conn: &Connection,
     delivery: &Delivery,
@@ -125,21 +123,35 @@ fn insert_delivery(
             ])
         })
         .map_err(sql("inserting a delivery"))?;
-    if inserted > 0 {
-        counts::bump(conn, &delivery.account_id, delivery.status, 1)?;
-    }
     Ok(inserted > 0)
 }
 
+/// Stores each of `deliveries` that does not exist yet; which were new. The counts move once
+/// per account and status, not once per delivery (a fan-out's are all one account's pending).
 pub(crate) fn insert_deliveries(
     conn: &Connection,
     deliveries: &[Delivery],
     sweep_at: DateTime<Utc>,
 ) -> PortResult<Vec<bool>> {
-    deliveries
-        .iter()
-        .map(|d| insert_delivery(conn, d, sweep_at))
-        .collect()
+    let mut new = Vec::with_capacity(deliveries.len());
+    let mut added: Vec<(&str, DeliveryStatus, i64)> = Vec::new();
+    for delivery in deliveries {
+        let inserted = insert_delivery(conn, delivery, sweep_at)?;
+        if inserted {
+            match added
+                .iter_mut()
+                .find(|(a, s, _)| *a == delivery.account_id && *s == delivery.status)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => added.push((&delivery.account_id, delivery.status, 1)),
+            }
+        }
+        new.push(inserted);
+    }
+    for (account_id, status, n) in added {
+        counts::bump(conn, account_id, status, n)?;
+    }
+    Ok(new)
 }
 
 pub(crate) fn finish_fan_out(conn: &Connection, event: &Event, deliveries: u32) -> PortResult<()> {
