@@ -3,7 +3,7 @@
 use crate::db::sql;
 use crate::{accounts, counts, decode, encode, ms, nanos_text, page_bounds, webhooks};
 use chrono::{DateTime, Utc};
-use hookline_model::{Delivery, DeliveryJob, DeliveryStatus, Event};
+use hookline_model::{Delivery, DeliveryJob, Event};
 use hookline_service::PortError;
 use hookline_service::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, PortResult,
@@ -134,23 +134,15 @@ pub(crate) fn insert_deliveries(
     sweep_at: DateTime<Utc>,
 ) -> PortResult<Vec<bool>> {
     let mut new = Vec::with_capacity(deliveries.len());
-    let mut added: Vec<(&str, DeliveryStatus, i64)> = Vec::new();
+    let mut moves = counts::Moves::default();
     for delivery in deliveries {
         let inserted = insert_delivery(conn, delivery, sweep_at)?;
         if inserted {
-            match added
-                .iter_mut()
-                .find(|(a, s, _)| *a == delivery.account_id && *s == delivery.status)
-            {
-                Some((_, _, n)) => *n += 1,
-                None => added.push((&delivery.account_id, delivery.status, 1)),
-            }
+            moves.add(&delivery.account_id, delivery.status, 1);
         }
         new.push(inserted);
     }
-    for (account_id, status, n) in added {
-        counts::bump(conn, account_id, status, n)?;
-    }
+    moves.apply(conn)?;
     Ok(new)
 }
 
@@ -203,12 +195,13 @@ pub(crate) fn load_delivery(
 }
 
 /// Writes `next` over the stored delivery if it is still as `loaded` (same status, same
-/// number of attempts), moving the counts; false when it moved on or is gone.
+/// number of attempts), its count move added to `moves`; false when it moved on or is gone.
 fn replace_delivery(
     conn: &Connection,
     loaded: &Delivery,
     next: &Delivery,
     due: Option<DateTime<Utc>>,
+    moves: &mut counts::Moves,
 ) -> PortResult<bool> {
     let body = encode(next)?;
     if body.len() > MAX_RECORD_BYTES {
@@ -242,14 +235,17 @@ fn replace_delivery(
     if updated == 0 {
         return Ok(false);
     }
-    counts::moved(conn, &loaded.account_id, loaded.status, next.status)?;
+    moves.moved(&loaded.account_id, loaded.status, next.status);
     Ok(true)
 }
 
+/// Records one attempt; its count move is added to `moves`, which the caller applies in the
+/// same transaction.
 pub(crate) fn record_attempt(
     conn: &Connection,
     delivery: &Delivery,
     record: &AttemptRecord,
+    moves: &mut counts::Moves,
 ) -> PortResult<bool> {
     let next = Delivery {
         attempts: delivery.attempts_with(record.attempt.clone()),
@@ -260,7 +256,7 @@ pub(crate) fn record_attempt(
         next_attempt_at: record.next_attempt_at,
         ..delivery.clone()
     };
-    if !replace_delivery(conn, delivery, &next, record.sweep_at)? {
+    if !replace_delivery(conn, delivery, &next, record.sweep_at, moves)? {
         return Ok(false);
     }
     // A 410 deactivates the webhook in the same transaction; one deleted meanwhile has
@@ -281,7 +277,16 @@ pub(crate) fn requeue_delivery(
     delivery: &Delivery,
     sweep_at: DateTime<Utc>,
 ) -> PortResult<bool> {
-    replace_delivery(conn, delivery, &delivery.requeued(), Some(sweep_at))
+    let mut moves = counts::Moves::default();
+    let replaced = replace_delivery(
+        conn,
+        delivery,
+        &delivery.requeued(),
+        Some(sweep_at),
+        &mut moves,
+    )?;
+    moves.apply(conn)?;
+    Ok(replaced)
 }
 
 /// The WHERE clause of a log query and its parameters.

@@ -418,7 +418,12 @@ impl Store for SqliteStore {
     ) -> PortResult<bool> {
         owned!(delivery, record);
         self.db
-            .write(move |c| deliveries::record_attempt(c, &delivery, &record))
+            .write(move |c| {
+                let mut moves = counts::Moves::default();
+                let recorded = deliveries::record_attempt(c, &delivery, &record, &mut moves)?;
+                moves.apply(c)?;
+                Ok(recorded)
+            })
             .await
     }
 
@@ -430,18 +435,26 @@ impl Store for SqliteStore {
         let answers = self
             .db
             .write(move |c| {
-                Ok(batch
+                // The counts move once for the batch, after its records: an attempt rolled
+                // back to its savepoint adds no move.
+                let mut moves = counts::Moves::default();
+                let answers = batch
                     .iter()
                     .map(|(delivery, record)| {
                         db::run(c, "SAVEPOINT attempt")?;
-                        let answer = deliveries::record_attempt(c, delivery, record);
+                        let mut own = counts::Moves::default();
+                        let answer = deliveries::record_attempt(c, delivery, record, &mut own);
                         if answer.is_err() {
                             db::run(c, "ROLLBACK TO attempt")?;
+                        } else {
+                            moves.merge(own);
                         }
                         db::run(c, "RELEASE attempt")?;
                         answer
                     })
-                    .collect::<Vec<PortResult<bool>>>())
+                    .collect::<Vec<PortResult<bool>>>();
+                moves.apply(c)?;
+                Ok(answers)
             })
             .await;
         match answers {
