@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 /// The store's file under the data directory.
 pub const DB_FILE: &str = "hookline.sqlite3";
 /// Most writes committed in one transaction.
-const MAX_GROUP: usize = 1024;
+pub(crate) const MAX_GROUP: usize = 1024;
 /// Read connections kept open between reads (more are opened when needed).
 const MAX_IDLE_READERS: usize = 8;
 /// The write connection's page cache, in KiB (SQLite's default is 2,000).

@@ -463,6 +463,13 @@ impl Store for SqliteStore {
         }
     }
 
+    /// The writer commits everything waiting in one transaction anyway; a small bound would
+    /// only leave finished deliveries waiting for their turn (with 256 workers and two writes
+    /// of 40 in flight, a fan-out's deliveries queued behind their own records).
+    fn attempts_per_write(&self) -> usize {
+        db::MAX_GROUP
+    }
+
     async fn requeue_delivery(
         &self,
         delivery: &Delivery,
