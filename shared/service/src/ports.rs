@@ -90,6 +90,9 @@ pub struct Page<T> {
 /// its event first and its deliveries in chunks.
 pub const MAX_ATOMIC_FAN_OUT: usize = 40;
 
+/// [`Store::attempts_per_write`] unless a store says otherwise.
+pub const ATTEMPTS_PER_WRITE: usize = 40;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- accounts and keys ---
@@ -223,6 +226,12 @@ pub trait Store: Send + Sync + 'static {
     /// per delivery, in order, each as `record_attempt` would give it; one delivery's failure
     /// never fails another's answer.
     async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>>;
+    /// How many attempt records the service gathers into one [`Store::record_attempts`] call
+    /// at most: a store that commits many writes at once (the local SQLite store) takes more
+    /// than the default, which suits a DynamoDB transaction.
+    fn attempts_per_write(&self) -> usize {
+        ATTEMPTS_PER_WRITE
+    }
     /// Puts a finished delivery (as loaded) back to `pending` for a new round of attempts, due
     /// for the sweep at `sweep_at`, moving the counters. False when its stored state moved on.
     async fn requeue_delivery(

@@ -9,8 +9,6 @@ use hookline_model::Delivery;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Records taken into one batch at most.
-const MAX_BATCH: usize = 40;
 /// Batch writes in flight at once. Few, so that records pile up behind them (on Lambda the ten
 /// messages of a batch end in about three writes instead of ten), but two: with one, the local
 /// store's writes no longer overlap their HTTP and encoding, and local throughput fell by a
@@ -60,13 +58,15 @@ impl AttemptRecorder {
 
 async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Waiting>) {
     let writes = Arc::new(Semaphore::new(WRITES_IN_FLIGHT));
+    // Records taken into one batch at most: as many as the store writes well at once.
+    let max_batch = store.attempts_per_write().max(1);
     while let Some(first) = queue.recv().await {
         let Ok(permit) = writes.clone().acquire_owned().await else {
             return;
         };
         // Whatever arrived while the earlier writes were busy goes into this batch.
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < max_batch {
             match queue.try_recv() {
                 Ok(waiting) => batch.push(waiting),
                 Err(_) => break,

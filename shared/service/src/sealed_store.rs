@@ -385,6 +385,9 @@ impl Store for SealedStore {
     async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>> {
         self.inner.record_attempts(batch).await
     }
+    fn attempts_per_write(&self) -> usize {
+        self.inner.attempts_per_write()
+    }
     async fn requeue_delivery(
         &self,
         delivery: &Delivery,

@@ -464,6 +464,10 @@ impl Store for CachedStore {
         result
     }
 
+    fn attempts_per_write(&self) -> usize {
+        self.inner.attempts_per_write()
+    }
+
     async fn requeue_delivery(
         &self,
         delivery: &Delivery,

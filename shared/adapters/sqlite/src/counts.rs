@@ -24,18 +24,44 @@ pub(crate) fn bump(
     Ok(())
 }
 
-/// Moves one delivery from `from` to `to`.
-pub(crate) fn moved(
-    conn: &Connection,
-    account_id: &str,
-    from: DeliveryStatus,
-    to: DeliveryStatus,
-) -> PortResult<()> {
-    if from != to {
-        bump(conn, account_id, from, -1)?;
-        bump(conn, account_id, to, 1)?;
+/// Count changes of one write, gathered and applied together: a batch of attempts moves each
+/// (account, status) row once rather than twice per attempt.
+#[derive(Default)]
+pub(crate) struct Moves(Vec<(String, DeliveryStatus, i64)>);
+
+impl Moves {
+    pub(crate) fn add(&mut self, account_id: &str, status: DeliveryStatus, delta: i64) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(a, s, _)| a == account_id && *s == status)
+        {
+            Some((_, _, n)) => *n += delta,
+            None => self.0.push((account_id.to_string(), status, delta)),
+        }
     }
-    Ok(())
+
+    /// One delivery went from `from` to `to`.
+    pub(crate) fn moved(&mut self, account_id: &str, from: DeliveryStatus, to: DeliveryStatus) {
+        if from != to {
+            self.add(account_id, from, -1);
+            self.add(account_id, to, 1);
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: Moves) {
+        for (account_id, status, delta) in other.0 {
+            self.add(&account_id, status, delta);
+        }
+    }
+
+    /// Writes them (in the caller's transaction, which holds the status changes too).
+    pub(crate) fn apply(self, conn: &Connection) -> PortResult<()> {
+        for (account_id, status, delta) in self.0 {
+            bump(conn, &account_id, status, delta)?;
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn status_counts(conn: &Connection, account_id: &str) -> PortResult<StatusCounts> {

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 /// The store's file under the data directory.
 pub const DB_FILE: &str = "hookline.sqlite3";
 /// Most writes committed in one transaction.
-const MAX_GROUP: usize = 1024;
+pub(crate) const MAX_GROUP: usize = 1024;
 /// Read connections kept open between reads (more are opened when needed).
 const MAX_IDLE_READERS: usize = 8;
 /// How long a connection waits for a lock (a checkpoint, another process) before failing.
@@ -24,7 +24,7 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema, one entry per version: version `i + 1` is reached by running `MIGRATIONS[i]`.
 /// Never edit an entry once released; add one.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 pub(crate) fn sql(context: &'static str) -> impl Fn(rusqlite::Error) -> PortError {
     move |e| PortError::new(context, e)
@@ -183,6 +183,10 @@ fn configure(conn: &Connection) -> Result<(), String> {
         "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;",
     )
     .map_err(|e| e.to_string())?;
+    // Checkpoints stay at SQLite's default (every 1,000 WAL pages, in the writer): one every
+    // 4,000 pages copied hot pages back less often, but each stalled the writer four times as
+    // long: the p99 at half load went from 23 ms to 49-71 ms. The page cache stays at its
+    // default too: a 16 MiB one raised the peak RSS of a 10,000-webhook fan-out to 137 MB.
     conn.set_prepared_statement_cache_capacity(128);
     Ok(())
 }

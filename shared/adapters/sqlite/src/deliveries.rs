@@ -60,9 +60,7 @@ pub(crate) fn insert_event_with_deliveries(
         ..event.clone()
     };
     put_event(conn, &fanned_out, None)?;
-    for delivery in deliveries {
-        insert_delivery(conn, delivery, sweep_at)?;
-    }
+    insert_deliveries(conn, deliveries, sweep_at)?;
     Ok(None)
 }
 
@@ -95,7 +93,7 @@ pub(crate) fn get_events(
     Ok(found)
 }
 
-/// Stores `delivery` unless it exists, counted as pending; whether it was new.
+/// Stores `delivery` unless it exists; whether it was new. The caller counts it.
 fn insert_delivery(
     conn: &Connection,
     delivery: &Delivery,
@@ -125,21 +123,27 @@ fn insert_delivery(
             ])
         })
         .map_err(sql("inserting a delivery"))?;
-    if inserted > 0 {
-        counts::bump(conn, &delivery.account_id, delivery.status, 1)?;
-    }
     Ok(inserted > 0)
 }
 
+/// Stores each of `deliveries` that does not exist yet; which were new. The counts move once
+/// per account and status, not once per delivery (a fan-out's are all one account's pending).
 pub(crate) fn insert_deliveries(
     conn: &Connection,
     deliveries: &[Delivery],
     sweep_at: DateTime<Utc>,
 ) -> PortResult<Vec<bool>> {
-    deliveries
-        .iter()
-        .map(|d| insert_delivery(conn, d, sweep_at))
-        .collect()
+    let mut new = Vec::with_capacity(deliveries.len());
+    let mut moves = counts::Moves::default();
+    for delivery in deliveries {
+        let inserted = insert_delivery(conn, delivery, sweep_at)?;
+        if inserted {
+            moves.add(&delivery.account_id, delivery.status, 1);
+        }
+        new.push(inserted);
+    }
+    moves.apply(conn)?;
+    Ok(new)
 }
 
 pub(crate) fn finish_fan_out(conn: &Connection, event: &Event, deliveries: u32) -> PortResult<()> {
@@ -191,12 +195,13 @@ pub(crate) fn load_delivery(
 }
 
 /// Writes `next` over the stored delivery if it is still as `loaded` (same status, same
-/// number of attempts), moving the counts; false when it moved on or is gone.
+/// number of attempts), its count move added to `moves`; false when it moved on or is gone.
 fn replace_delivery(
     conn: &Connection,
     loaded: &Delivery,
     next: &Delivery,
     due: Option<DateTime<Utc>>,
+    moves: &mut counts::Moves,
 ) -> PortResult<bool> {
     let body = encode(next)?;
     if body.len() > MAX_RECORD_BYTES {
@@ -230,14 +235,17 @@ fn replace_delivery(
     if updated == 0 {
         return Ok(false);
     }
-    counts::moved(conn, &loaded.account_id, loaded.status, next.status)?;
+    moves.moved(&loaded.account_id, loaded.status, next.status);
     Ok(true)
 }
 
+/// Records one attempt; its count move is added to `moves`, which the caller applies in the
+/// same transaction.
 pub(crate) fn record_attempt(
     conn: &Connection,
     delivery: &Delivery,
     record: &AttemptRecord,
+    moves: &mut counts::Moves,
 ) -> PortResult<bool> {
     let next = Delivery {
         attempts: delivery.attempts_with(record.attempt.clone()),
@@ -248,7 +256,7 @@ pub(crate) fn record_attempt(
         next_attempt_at: record.next_attempt_at,
         ..delivery.clone()
     };
-    if !replace_delivery(conn, delivery, &next, record.sweep_at)? {
+    if !replace_delivery(conn, delivery, &next, record.sweep_at, moves)? {
         return Ok(false);
     }
     // A 410 deactivates the webhook in the same transaction; one deleted meanwhile has
@@ -269,7 +277,16 @@ pub(crate) fn requeue_delivery(
     delivery: &Delivery,
     sweep_at: DateTime<Utc>,
 ) -> PortResult<bool> {
-    replace_delivery(conn, delivery, &delivery.requeued(), Some(sweep_at))
+    let mut moves = counts::Moves::default();
+    let replaced = replace_delivery(
+        conn,
+        delivery,
+        &delivery.requeued(),
+        Some(sweep_at),
+        &mut moves,
+    )?;
+    moves.apply(conn)?;
+    Ok(replaced)
 }
 
 /// The WHERE clause of a log query and its parameters.

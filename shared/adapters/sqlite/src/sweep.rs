@@ -78,33 +78,50 @@ pub(crate) fn postpone(conn: &Connection, item: &DueItem, until: DateTime<Utc>) 
 }
 
 /// Deletes at most `batch` deliveries and `batch` events created before `before`, taking
-/// them out of the counts; how many rows went.
+/// them out of the counts; how many rows went. Deliveries are found per account on
+/// `deliveries_by_age` (every account with deliveries has counts).
 pub(crate) fn delete_expired(
     conn: &Connection,
     before: DateTime<Utc>,
     batch: usize,
 ) -> PortResult<usize> {
-    let expired = conn
-        .prepare_cached(
-            "DELETE FROM deliveries WHERE rowid IN \
-             (SELECT rowid FROM deliveries WHERE created_ms < ?1 LIMIT ?2) \
-             RETURNING account_id, status",
-        )
+    let accounts = conn
+        .prepare_cached("SELECT DISTINCT account_id FROM status_counts")
         .and_then(|mut s| {
-            s.query_map(params![ms(before), batch as i64], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
+            s.query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })
-        .map_err(sql("deleting expired deliveries"))?;
-    let mut moved: std::collections::HashMap<(String, String), i64> = Default::default();
-    for key in &expired {
-        *moved.entry(key.clone()).or_default() += 1;
-    }
-    for ((account_id, status), n) in moved {
-        if let Some(status) = DeliveryStatus::parse(&status) {
-            counts::bump(conn, &account_id, status, -n)?;
+        .map_err(sql("listing accounts with deliveries"))?;
+    let mut expired: Vec<String> = Vec::new();
+    for account_id in &accounts {
+        let left = batch - expired.len();
+        if left == 0 {
+            break;
         }
+        let statuses = conn
+            .prepare_cached(
+                "DELETE FROM deliveries WHERE rowid IN \
+                 (SELECT rowid FROM deliveries WHERE account_id = ?1 AND created_ms < ?2 \
+                  LIMIT ?3) \
+                 RETURNING status",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![account_id, ms(before), left as i64], |row| {
+                    row.get::<_, String>(0)
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(sql("deleting expired deliveries"))?;
+        let mut moved: std::collections::HashMap<&str, i64> = Default::default();
+        for status in &statuses {
+            *moved.entry(status.as_str()).or_default() += 1;
+        }
+        for (status, n) in moved {
+            if let Some(status) = DeliveryStatus::parse(status) {
+                counts::bump(conn, account_id, status, -n)?;
+            }
+        }
+        expired.extend(statuses);
     }
     let events = conn
         .prepare_cached(

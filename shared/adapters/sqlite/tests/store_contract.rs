@@ -148,3 +148,145 @@ async fn expired_logs_are_deleted_with_their_counts() {
             .is_some()
     );
 }
+
+/// A file the first release wrote (schema version 1, with its seven delivery indexes) opens:
+/// it is migrated to the current schema and every record and log filter still answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_1_store_is_migrated_and_keeps_its_data() {
+    use chrono::Utc;
+    use hookline_model::types::SigningSecretEntry;
+    use hookline_model::{Delivery, DeliveryStatus, Event, StatusCounts, Webhook};
+    use hookline_service::ports::DeliveryQuery;
+    let dir = temp_dir("v1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = Utc::now();
+    let webhook = Webhook {
+        id: "wh_v1".into(),
+        account_id: "acct_v1".into(),
+        url: "https://example.com/hook".into(),
+        events: vec!["*".into()],
+        active: true,
+        description: None,
+        metadata: None,
+        authorization_token: None,
+        signing_secrets: vec![SigningSecretEntry {
+            secret: "whsec_x".into(),
+            expires_at: None,
+        }],
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    let event = Event {
+        id: "evt_v1".into(),
+        account_id: "acct_v1".into(),
+        event_type: "patient.created".into(),
+        payload: "{\"a\":1}".into(),
+        created_at: now,
+        deliveries: 1,
+        fanned_out: true,
+    };
+    let delivery = Delivery::pending(&event, &webhook);
+    {
+        // As version 1 wrote them.
+        let conn = rusqlite::Connection::open(dir.join(hookline_sqlite::DB_FILE)).unwrap();
+        conn.execute_batch(include_str!("../src/schema_v1.sql"))
+            .unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        conn.execute(
+            "INSERT INTO events (account_id, id, created_ms, due_ms, body) \
+             VALUES (?1, ?2, ?3, NULL, ?4)",
+            rusqlite::params![
+                event.account_id,
+                event.id,
+                now.timestamp_millis(),
+                serde_json::to_string(&event).unwrap()
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO deliveries (account_id, id, webhook_id, event_id, event_type, status, \
+             created_ms, last_attempt_ms, attempt_count, next_attempt_at, due_ms, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, NULL, 0, NULL, ?6, ?7)",
+            rusqlite::params![
+                delivery.account_id,
+                delivery.id,
+                delivery.webhook_id,
+                delivery.event_id,
+                delivery.event_type,
+                now.timestamp_millis(),
+                serde_json::to_string(&delivery).unwrap()
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO status_counts (account_id, status, n) VALUES ('acct_v1', 'pending', 1)",
+            [],
+        )
+        .unwrap();
+    }
+
+    let store = SqliteStore::open(&dir, 365).unwrap();
+    assert_eq!(
+        store.get_event("acct_v1", "evt_v1").await.unwrap(),
+        Some(event)
+    );
+    assert_eq!(
+        store.get_delivery("acct_v1", &delivery.id).await.unwrap(),
+        Some(delivery.clone())
+    );
+    assert_eq!(
+        store.status_counts("acct_v1").await.unwrap(),
+        StatusCounts {
+            pending: 1,
+            ..Default::default()
+        }
+    );
+    for query in [
+        DeliveryQuery {
+            status: Some(DeliveryStatus::Pending),
+            ..Default::default()
+        },
+        DeliveryQuery {
+            event_type: Some("patient.created".into()),
+            ..Default::default()
+        },
+        DeliveryQuery {
+            webhook_id: Some("wh_v1".into()),
+            status: Some(DeliveryStatus::Pending),
+            ..Default::default()
+        },
+    ] {
+        let page = store
+            .list_deliveries(
+                "acct_v1",
+                &DeliveryQuery {
+                    size: 20,
+                    ..query.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (page.total, page.items),
+            (1, vec![delivery.clone()]),
+            "{query:?}"
+        );
+    }
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.join(hookline_sqlite::DB_FILE)).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let dropped: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN \
+             ('deliveries_by_status', 'deliveries_by_type', 'deliveries_by_last_attempt', \
+              'deliveries_by_expiry')",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(dropped, 0, "the indexes version 2 does without are gone");
+}
