@@ -169,10 +169,12 @@ async fn a_version_1_store_is_migrated_and_keeps_its_data() {
         description: None,
         metadata: None,
         authorization_token: None,
+        request: Default::default(),
         signing_secrets: vec![SigningSecretEntry {
             secret: "whsec_x".into(),
             expires_at: None,
         }],
+        filter: None,
         created_at: now,
         updated_at: now,
         version: 0,
