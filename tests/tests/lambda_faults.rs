@@ -42,6 +42,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{moto, unique};
+
 /// Accounts as (events, webhooks): one small fan-out (its deliveries written with the event)
 /// and one large (written in chunks after the event): 378 deliveries. moto handles one
 /// DynamoDB request at a time, slowly, so the suite keeps to that;
@@ -60,15 +63,6 @@ const FAILED_BEFORE_SENDING: u64 = 50;
 const ANSWER_LOST: u64 = 50;
 /// Deliver invocations (and publishes) that die part way, per thousand.
 const DEATHS: u64 = 150;
-
-fn moto() -> String {
-    std::env::var("HOOKLINE_TEST_MOTO_ENDPOINT")
-        .expect("HOOKLINE_TEST_MOTO_ENDPOINT is not set: run the tests through infra/test.sh, which starts moto")
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
-}
 
 /// A shared, deterministic stream of dice rolls (per thousand).
 #[derive(Debug, Clone, Default)]

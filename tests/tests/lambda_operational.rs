@@ -8,10 +8,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use hookline_aws::env::emulator_config;
-use hookline_aws::sealing_keys::kms_key_ring;
-use hookline_aws::store::Counting;
-use hookline_aws::table::ensure_table_with;
 use hookline_aws::{DynamoStore, SqsQueue, SweepRetries};
 use hookline_fn_stream::pump::StreamPump;
 use hookline_http::ReqwestSender;
@@ -23,20 +19,14 @@ use hookline_service::ports::Queue;
 use hookline_service::publish::NewEvent;
 use hookline_service::sealed_store::SealedStore;
 use hookline_service::webhooks::NewWebhook;
-use hookline_service::{Config, FanOutQueue, Mode, Ports, Service, SystemClock};
+use hookline_service::{Ports, Service, SystemClock};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn moto() -> String {
-    std::env::var("HOOKLINE_TEST_MOTO_ENDPOINT")
-        .expect("HOOKLINE_TEST_MOTO_ENDPOINT is not set: run the tests through infra/test.sh, which starts moto")
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
-}
+mod common;
+use common::{lambda_base, lambda_config};
 
 /// Each request's headers, body as parsed, and body as sent.
 type Hits = Arc<Mutex<Vec<(HeaderMap, Value, String)>>>;
@@ -82,46 +72,17 @@ struct Stack {
 }
 
 async fn stack(operational: OperationalWebhook) -> Stack {
-    let aws = emulator_config(&moto()).await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let table = unique("hookline-ops");
-    ensure_table_with(&dynamodb, &table, true).await.unwrap();
-    let stream = tokio::sync::Mutex::new(StreamPump::new(&aws, &dynamodb, &table).await);
-    let counted = DynamoStore::new(dynamodb.clone(), table.clone(), 30)
-        .with_counting(Counting::FromStream)
-        .with_fan_out_queue(FanOutQueue::Stream);
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(unique("ops-deliveries"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue = SqsQueue::new(sqs.clone(), queue_url.clone());
-    let kms = aws_sdk_kms::Client::new(&aws);
-    let key_id = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    let ring = kms_key_ring(&dynamodb, &table, &kms, &key_id)
-        .await
-        .unwrap();
-    let mut config = Config::for_mode(Mode::Lambda);
-    config.targets.allow_http = true;
-    config.targets.allow_private_targets = true;
+    let base = lambda_base("hookline-ops").await;
+    let mut config = lambda_config();
     config.retry_policy = RetryPolicy::parse("1s").unwrap();
-    config.fan_out_queue = FanOutQueue::Stream;
     config.operational_webhook = Some(operational);
     let service = Service::new(
         Ports {
-            store: Arc::new(SealedStore::new(Arc::new(counted.clone()), Arc::new(ring))),
-            queue: Arc::new(queue.clone()),
+            store: Arc::new(SealedStore::new(
+                Arc::new(base.counted.clone()),
+                Arc::new(base.ring),
+            )),
+            queue: Arc::new(base.queue.clone()),
             // The default RetryTimer: the sweep sends retries when due.
             scheduler: Arc::new(SweepRetries),
             clock: Arc::new(SystemClock),
@@ -131,11 +92,11 @@ async fn stack(operational: OperationalWebhook) -> Stack {
     );
     Stack {
         service,
-        sqs,
-        queue_url,
-        queue,
-        counted,
-        stream,
+        sqs: base.sqs,
+        queue_url: base.queue_url,
+        queue: base.queue,
+        counted: base.counted,
+        stream: tokio::sync::Mutex::new(base.stream),
     }
 }
 

@@ -27,22 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-fn moto() -> String {
-    std::env::var("HOOKLINE_TEST_MOTO_ENDPOINT")
-        .expect("HOOKLINE_TEST_MOTO_ENDPOINT is not set: run the tests through infra/test.sh, which starts moto")
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
-}
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../infra/events/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
+mod common;
+use common::{fixture, moto, unique};
 
 /// A receiver that fails its first `failures` requests with 500, then answers 200.
 async fn flaky_receiver(failures: usize) -> (String, Arc<AtomicUsize>) {

@@ -14,16 +14,10 @@ use hookline_service::{Config, Mode, Ports, Service, SystemClock};
 use std::sync::Arc;
 use tower::ServiceExt;
 
+mod common;
+use common::{moto, unique};
+
 const ADMIN_KEY: &str = "lambda-portal-admin-key-0123456789abcdef";
-
-fn moto() -> String {
-    std::env::var("HOOKLINE_TEST_MOTO_ENDPOINT")
-        .expect("HOOKLINE_TEST_MOTO_ENDPOINT is not set: run the tests through infra/test.sh, which starts moto")
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
-}
 
 struct Deployment {
     dynamodb: aws_sdk_dynamodb::Client,

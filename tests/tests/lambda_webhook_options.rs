@@ -10,10 +10,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use hookline_aws::env::emulator_config;
-use hookline_aws::sealing_keys::kms_key_ring;
-use hookline_aws::store::Counting;
-use hookline_aws::table::ensure_table_with;
 use hookline_aws::{DynamoStore, EventBridgeScheduler, SqsQueue};
 use hookline_fn_stream::pump::StreamPump;
 use hookline_http::ReqwestSender;
@@ -21,7 +17,7 @@ use hookline_model::signing::{secret_key, sign};
 use hookline_service::ports::Queue;
 use hookline_service::publish::NewEvent;
 use hookline_service::sealed_store::SealedStore;
-use hookline_service::{Config, FanOutQueue, Mode, Ports, Service, SystemClock};
+use hookline_service::{Ports, Service, SystemClock};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -29,22 +25,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
-fn moto() -> String {
-    std::env::var("HOOKLINE_TEST_MOTO_ENDPOINT")
-        .expect("HOOKLINE_TEST_MOTO_ENDPOINT is not set: run the tests through infra/test.sh, which starts moto")
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
-}
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../infra/events/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
+mod common;
+use common::{fixture, lambda_base, lambda_config, unique};
 
 /// A receiver handing each request's headers and body bytes to the test.
 async fn receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
@@ -80,25 +62,9 @@ struct Stack {
 /// As on Lambda: DynamoDB with secrets sealed under a KMS data key, the stream function
 /// queueing the fan-out on SQS.
 async fn stack() -> Stack {
-    let aws = emulator_config(&moto()).await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let table = unique("hookline");
-    ensure_table_with(&dynamodb, &table, true).await.unwrap();
-    let stream = StreamPump::new(&aws, &dynamodb, &table).await;
-    let counted = DynamoStore::new(dynamodb.clone(), table.clone(), 30)
-        .with_counting(Counting::FromStream)
-        .with_fan_out_queue(FanOutQueue::Stream);
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(unique("deliveries"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue = SqsQueue::new(sqs.clone(), queue_url.clone());
-    let scheduler = aws_sdk_scheduler::Client::new(&aws);
+    let base = lambda_base("hookline").await;
+    let aws = &base.aws;
+    let scheduler = aws_sdk_scheduler::Client::new(aws);
     let group = unique("retries");
     scheduler
         .create_schedule_group()
@@ -106,25 +72,13 @@ async fn stack() -> Stack {
         .send()
         .await
         .unwrap();
-    let kms = aws_sdk_kms::Client::new(&aws);
-    let kms_key_id = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
-    let ring = kms_key_ring(&dynamodb, &table, &kms, &kms_key_id)
-        .await
-        .unwrap();
-    let mut config = Config::for_mode(Mode::Lambda);
-    config.targets.allow_http = true;
-    config.targets.allow_private_targets = true;
-    config.fan_out_queue = FanOutQueue::Stream;
+    let config = lambda_config();
     let ports = Ports {
-        store: Arc::new(SealedStore::new(Arc::new(counted.clone()), Arc::new(ring))),
-        queue: Arc::new(queue.clone()),
+        store: Arc::new(SealedStore::new(
+            Arc::new(base.counted.clone()),
+            Arc::new(base.ring),
+        )),
+        queue: Arc::new(base.queue.clone()),
         scheduler: Arc::new(EventBridgeScheduler::new(
             scheduler,
             &group,
@@ -138,13 +92,13 @@ async fn stack() -> Stack {
     Stack {
         router: hookline_api::router(service.clone()),
         service,
-        dynamodb,
-        table,
-        sqs,
-        queue,
-        queue_url,
-        stream,
-        counted,
+        dynamodb: base.dynamodb,
+        table: base.table,
+        sqs: base.sqs,
+        queue: base.queue,
+        queue_url: base.queue_url,
+        stream: base.stream,
+        counted: base.counted,
     }
 }
 

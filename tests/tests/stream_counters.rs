@@ -14,10 +14,8 @@ use lambda_runtime::{Context, LambdaEvent};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-fn moto() -> String {
-    std::env::var("HOOKLINE_TEST_MOTO_ENDPOINT")
-        .expect("HOOKLINE_TEST_MOTO_ENDPOINT is not set: run the tests through infra/test.sh, which starts moto")
-}
+mod common;
+use common::moto;
 
 async fn streamed_store() -> (DynamoStore, StreamPump) {
     let aws = emulator_config(&moto()).await;
