@@ -78,6 +78,19 @@ fn secret() -> String {
     )
 }
 
+/// PATCHes the webhook at `path` to `active`, answered 200.
+async fn set_active(http: &reqwest::Client, path: &str, key: &str, active: bool) {
+    let (status, body) = call(
+        http,
+        "PATCH",
+        path,
+        Some(key),
+        Some(json!({ "active": active })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 async fn publish(http: &reqwest::Client, server: &Server, account: &str, event_type: &str) {
     let (status, body) = call(
         http,
@@ -208,24 +221,8 @@ async fn operational_events_reach_the_platform_and_subscribed_webhooks_without_l
 
     // 3. Switching it back on: enabled (a PATCH that changes nothing tells nothing).
     let path = server.api(&format!("/webhook/{gone_id}"));
-    let (status, _) = call(
-        &http,
-        "PATCH",
-        &path,
-        Some(&key),
-        Some(json!({"active": true})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _) = call(
-        &http,
-        "PATCH",
-        &path,
-        Some(&key),
-        Some(json!({"active": true})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    set_active(&http, &path, &key, true).await;
+    set_active(&http, &path, &key, true).await;
     let (_, _, body) = next_of(&mut ops_rx, "hookline.webhook.enabled").await;
     assert_eq!(
         (&body["payload"]["webhookId"], &body["payload"]["reason"]),
@@ -266,22 +263,8 @@ async fn operational_events_reach_the_platform_and_subscribed_webhooks_without_l
     ];
     let server = Server::start_with_env(&dir, &env);
     let path = server.api(&format!("/webhook/{gone_id}"));
-    call(
-        &http,
-        "PATCH",
-        &path,
-        Some(&key),
-        Some(json!({"active": false})),
-    )
-    .await;
-    call(
-        &http,
-        "PATCH",
-        &path,
-        Some(&key),
-        Some(json!({"active": true})),
-    )
-    .await;
+    set_active(&http, &path, &key, false).await;
+    set_active(&http, &path, &key, true).await;
     let (headers, raw, _) = next_of(&mut new_ops_rx, "hookline.webhook.enabled").await;
     assert!(signature_is_valid(&ops_secret, &headers, &raw));
     assert!(
@@ -294,22 +277,8 @@ async fn operational_events_reach_the_platform_and_subscribed_webhooks_without_l
     // Without the configuration the platform's webhook is switched off: nothing is sent.
     let server = Server::start_with_env(&dir, &[("HOOKLINE_RETRY_SCHEDULE", "1s")]);
     let path = server.api(&format!("/webhook/{gone_id}"));
-    call(
-        &http,
-        "PATCH",
-        &path,
-        Some(&key),
-        Some(json!({"active": false})),
-    )
-    .await;
-    call(
-        &http,
-        "PATCH",
-        &path,
-        Some(&key),
-        Some(json!({"active": true})),
-    )
-    .await;
+    set_active(&http, &path, &key, false).await;
+    set_active(&http, &path, &key, true).await;
     next_of(&mut own_rx, "hookline.webhook.enabled").await;
     assert!(
         drain(&mut new_ops_rx, Duration::from_millis(500))

@@ -3,7 +3,6 @@
 //! case (the table's stream queues their deliveries, as on Lambda), and the platform's
 //! operational webhook, ensured as at a cold start, receives them signed with its own secret.
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -26,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{lambda_base, lambda_config};
+use common::{deliver_message, lambda_base, lambda_config};
 
 /// Each request's headers, body as parsed, and body as sent.
 type Hits = Arc<Mutex<Vec<(HeaderMap, Value, String)>>>;
@@ -125,26 +124,7 @@ impl Stack {
                 return;
             }
             for message in messages {
-                let mut event: SqsEvent = serde_json::from_str(&format!(
-                    r#"{{"Records":[{{"messageId":"m1","body":{}}}]}}"#,
-                    serde_json::to_string(message.body().unwrap()).unwrap()
-                ))
-                .unwrap();
-                event.records[0].receipt_handle = message.receipt_handle.clone();
-                let response = hookline_fn_deliver::handle(
-                    &self.service,
-                    LambdaEvent::new(event, Context::default()),
-                )
-                .await
-                .unwrap();
-                assert!(response.batch_item_failures.is_empty());
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(message.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
+                deliver_message(&self.service, &self.sqs, &self.queue_url, &message).await;
             }
         }
     }

@@ -296,18 +296,25 @@ impl Stack {
             .unwrap()
             .account
             .id;
-        self.service
-            .create_webhook(
-                &account,
-                NewWebhook {
-                    url: url.into(),
-                    event_type: Some("reading.weight".into()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        self.add_webhooks(&account, url, 1).await;
         account
+    }
+
+    /// `count` more webhooks of `account` to `url`, subscribed to `reading.weight`.
+    async fn add_webhooks(&self, account: &str, url: &str, count: usize) {
+        for _ in 0..count {
+            self.service
+                .create_webhook(
+                    account,
+                    NewWebhook {
+                        url: url.into(),
+                        event_type: Some("reading.weight".into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
     }
 
     async fn publish(&self, account_id: &str) -> String {
@@ -1061,20 +1068,7 @@ async fn a_fan_out_resumed_by_the_sweep_queues_only_the_deliveries_it_adds() {
     let stack = stack().await;
     let (url, hits) = flaky_receiver(0).await;
     let account = stack.account_with_webhook(&url).await;
-    for _ in 1..60 {
-        stack
-            .service
-            .create_webhook(
-                &account,
-                NewWebhook {
-                    url: url.clone(),
-                    event_type: Some("reading.weight".into()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-    }
+    stack.add_webhooks(&account, &url, 59).await;
     // A publish that died after storing 45 of its 60 deliveries.
     let now = Utc::now();
     let event = hookline_model::Event {
@@ -1151,20 +1145,7 @@ async fn a_fan_out_of_three_is_stored_without_a_transaction_and_finished() {
     assert_eq!(stack.ports.store.max_atomic_fan_out(), 2);
     let (url, hits) = flaky_receiver(0).await;
     let account = stack.account_with_webhook(&url).await;
-    for _ in 0..2 {
-        stack
-            .service
-            .create_webhook(
-                &account,
-                NewWebhook {
-                    url: url.clone(),
-                    event_type: Some("reading.weight".into()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-    }
+    stack.add_webhooks(&account, &url, 2).await;
     let event_id = stack.publish(&account).await;
     let stored = stack
         .ports

@@ -5,7 +5,6 @@
 //! on 127.0.0.1, signed over the body as received; and the organization-style
 //! `POST /webhook-events` create and ping (`{id, event, payload}` bodies).
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -18,7 +17,6 @@ use hookline_service::ports::Queue;
 use hookline_service::publish::NewEvent;
 use hookline_service::sealed_store::SealedStore;
 use hookline_service::{Ports, Service, SystemClock};
-use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +24,7 @@ use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 mod common;
-use common::{fixture, lambda_base, lambda_config, unique};
+use common::{deliver_message, fixture, lambda_base, lambda_config, unique};
 
 /// A receiver handing each request's headers and body bytes to the test.
 async fn receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
@@ -145,24 +143,7 @@ impl Stack {
                 .await
                 .unwrap();
             for message in out.messages.unwrap_or_default() {
-                let mut event: SqsEvent =
-                    serde_json::from_str(&fixture("sqs-deliver.json")).unwrap();
-                event.records.truncate(1);
-                event.records[0].body = Some(message.body().unwrap().to_string());
-                let response = hookline_fn_deliver::handle(
-                    &self.service,
-                    LambdaEvent::new(event, Context::default()),
-                )
-                .await
-                .unwrap();
-                assert!(response.batch_item_failures.is_empty());
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(message.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
+                deliver_message(&self.service, &self.sqs, &self.queue_url, &message).await;
                 delivered += 1;
             }
             if delivered >= 3 {

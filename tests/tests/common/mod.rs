@@ -99,3 +99,31 @@ pub fn lambda_config() -> Config {
     config.fan_out_queue = FanOutQueue::Stream;
     config
 }
+
+/// One SQS message through the deliver function (the `sam local` fixture with its body), then
+/// deleted, as the event source mapping does after a batch without failures.
+pub async fn deliver_message(
+    service: &hookline_service::Service,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    message: &aws_sdk_sqs::types::Message,
+) {
+    let mut event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&fixture("sqs-deliver.json")).unwrap();
+    event.records.truncate(1);
+    event.records[0].body = Some(message.body().unwrap().to_string());
+    event.records[0].receipt_handle = message.receipt_handle.clone();
+    let response = hookline_fn_deliver::handle(
+        service,
+        lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+    .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    sqs.delete_message()
+        .queue_url(queue_url)
+        .receipt_handle(message.receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+}
