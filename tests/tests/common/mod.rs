@@ -6,7 +6,6 @@
 
 use hookline_aws::env::emulator_config;
 use hookline_aws::sealing_keys::kms_key_ring;
-use hookline_aws::store::Counting;
 use hookline_aws::table::ensure_table_with;
 use hookline_aws::{DynamoStore, SqsQueue};
 use hookline_fn_stream::pump::StreamPump;
@@ -53,9 +52,10 @@ pub async fn lambda_base(prefix: &str) -> LambdaBase {
     let table = unique(prefix);
     ensure_table_with(&dynamodb, &table, true).await.unwrap();
     let stream = StreamPump::new(&aws, &dynamodb, &table).await;
-    let counted = DynamoStore::new(dynamodb.clone(), table.clone(), 30)
-        .with_counting(Counting::FromStream)
-        .with_fan_out_queue(FanOutQueue::Stream);
+    let counted =
+        hookline_aws::env::lambda_store(dynamodb.clone(), table.clone(), &lambda_config())
+            .await
+            .unwrap();
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let queue_url = sqs
         .create_queue()

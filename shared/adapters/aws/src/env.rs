@@ -41,10 +41,7 @@ pub async fn lambda_service_with_context_cache(
     config.portal_key = Some(hookline_service::config::PortalKey(
         ring.derive_key("portal links"),
     ));
-    // The stack's stream function keeps the status counters (template.yaml, StreamFunction).
-    let mut dynamo_store = DynamoStore::new(dynamodb, table, config.log_retention_days)
-        .with_counting(crate::store::Counting::FromStream)
-        .with_fan_out_queue(config.fan_out_queue);
+    let mut dynamo_store = lambda_store(dynamodb, table, &config).await?;
     if let Some(ttl) = ttl {
         dynamo_store = dynamo_store.with_context_cache(ttl);
     }
@@ -92,6 +89,23 @@ pub async fn lambda_service_with_context_cache(
         tracing::warn!(%error, "setting up the operational webhook failed");
     }
     Ok(service)
+}
+
+/// The stack's table as every function uses it: laid out as the table records
+/// ([`crate::table::log_shards_of`]), its status counters kept by the stream function
+/// (template.yaml, StreamFunction), new deliveries queued as `config` says.
+pub async fn lambda_store(
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    config: &Config,
+) -> Result<DynamoStore, String> {
+    let log_shards = crate::table::log_shards_of(&dynamodb, &table)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(DynamoStore::new(dynamodb, table, config.log_retention_days)
+        .with_counting(crate::store::Counting::FromStream)
+        .with_fan_out_queue(config.fan_out_queue)
+        .with_log_shards(log_shards))
 }
 
 /// SDK configuration for a DynamoDB-compatible (or SQS/Scheduler) emulator on `endpoint`:

@@ -15,8 +15,10 @@
 //! | account list entry | `ACCOUNTS` | `ACCT#<id>` |
 //! | number of accounts | `ACCOUNTS` | `COUNT` |
 //! | registered event type | `EVENT_TYPES` | `TYPE#<name>` |
+//! | the table's layout: its log shards ([`log_shards_of`]) | `LAYOUT` | `LAYOUT` |
 //!
-//! An account's events and deliveries are spread over [`LOG_SHARDS`] partition keys by a hash
+//! An account's events and deliveries are spread over [`LOG_SHARDS`] partition keys (in a table
+//! laid out by this version; the table records its own count) by a hash
 //! of their id: DynamoDB cannot split one key whose writes all land at the end of its range, so
 //! one key per account would cap an account near 1,000 write units a second. A log query reads
 //! every shard of the account and merges them, newest first.
@@ -32,6 +34,8 @@
 //! `expiresAt` (epoch s) is the TTL of events, deliveries and counters.
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
@@ -62,10 +66,20 @@ const OLD_INDEXES: [&str; 2] = ["byType", "byLastAttempt"];
 /// raising this needs no migration: the sweep reads every shard below it.
 pub const DUE_SHARDS: u32 = 256;
 /// Partition keys per account for its events and deliveries (and per webhook or status in
-/// the log indexes). At 10,000 deliveries a second for one account, each takes about 80
-/// deliveries a second: about 390 write units (the benchmark's 5 per delivery), under half of
-/// the 1,000 a partition key takes. 64 keys measured 781.
-pub const LOG_SHARDS: u32 = 128;
+/// the log indexes), in a table laid out by this version. At 10,000 deliveries a second for
+/// one account, each key takes about 40 deliveries a second: about 200 write units at the
+/// benchmark's 5 per delivery, and about 470 when the webhook fails every attempt (12 per
+/// delivery in its first hour), under half of the 1,000 a partition key takes. 128 keys took
+/// 391 and 938.
+pub const LOG_SHARDS: u32 = 256;
+/// The log shards of a table that held accounts before it recorded its layout (every item's
+/// key was computed with 128).
+pub const LOG_SHARDS_BEFORE_LAYOUT: u32 = 128;
+/// The account list's partition key (`ACCT#<id>` entries and `COUNT`).
+pub const ACCOUNTS_PK: &str = "ACCOUNTS";
+/// The table's layout item (`pk` = `sk` = `LAYOUT`): its log shards (`logShards`).
+pub const LAYOUT_KEY: &str = "LAYOUT";
+const LOG_SHARDS_ATTRIBUTE: &str = "logShards";
 
 pub fn account_pk(account_id: &str) -> String {
     format!("ACCT#{account_id}")
@@ -88,9 +102,93 @@ fn id_hash(id: &str) -> u32 {
         .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619))
 }
 
-/// The log shard of an event or delivery id.
-pub fn log_shard(id: &str) -> u32 {
-    id_hash(id) % LOG_SHARDS
+/// The log shard of an event or delivery id in a table of `shards` log shards.
+pub fn log_shard(id: &str, shards: u32) -> u32 {
+    id_hash(id) % shards
+}
+
+/// The table's log shards, as recorded in its layout item. The first function to start on a
+/// table records them: [`LOG_SHARDS`] when the table has no account yet, else
+/// [`LOG_SHARDS_BEFORE_LAYOUT`] (the items were written with that). Every function keeps what
+/// is recorded, so a later change of [`LOG_SHARDS`] moves no item of an existing table. One
+/// consistent read per cold start; the first start also makes a Query and a conditional put.
+pub async fn log_shards_of(client: &Client, table: &str) -> Result<u32, PortError> {
+    if let Some(shards) = recorded_log_shards(client, table).await? {
+        return Ok(shards);
+    }
+    let accounts = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("#pk = :pk AND begins_with(#sk, :account)")
+        .expression_attribute_names("#pk", PK)
+        .expression_attribute_names("#sk", SK)
+        .expression_attribute_values(":pk", AttributeValue::S(ACCOUNTS_PK.into()))
+        .expression_attribute_values(":account", AttributeValue::S("ACCT#".into()))
+        .consistent_read(true)
+        .limit(1)
+        .send()
+        .await
+        .map_err(|e| PortError::new("Query (accounts, for the layout)", DisplayErrorContext(e)))?;
+    let shards = if accounts.count > 0 {
+        LOG_SHARDS_BEFORE_LAYOUT
+    } else {
+        LOG_SHARDS
+    };
+    let recorded = client
+        .put_item()
+        .table_name(table)
+        .item(PK, AttributeValue::S(LAYOUT_KEY.into()))
+        .item(SK, AttributeValue::S(LAYOUT_KEY.into()))
+        .item(KIND, AttributeValue::S("layout".into()))
+        .item(LOG_SHARDS_ATTRIBUTE, AttributeValue::N(shards.to_string()))
+        .condition_expression("attribute_not_exists(#pk)")
+        .expression_attribute_names("#pk", PK)
+        .send()
+        .await;
+    match recorded {
+        Ok(_) => {
+            tracing::info!(log_shards = shards, "recorded the table's layout");
+            Ok(shards)
+        }
+        // Another function recorded it first: its answer holds.
+        Err(error)
+            if error.as_service_error().and_then(|e| e.meta().code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            recorded_log_shards(client, table)
+                .await?
+                .ok_or_else(|| PortError("the table's layout item vanished".into()))
+        }
+        Err(error) => Err(PortError::new(
+            "PutItem (the table's layout)",
+            DisplayErrorContext(error),
+        )),
+    }
+}
+
+async fn recorded_log_shards(client: &Client, table: &str) -> Result<Option<u32>, PortError> {
+    let item = client
+        .get_item()
+        .table_name(table)
+        .key(PK, AttributeValue::S(LAYOUT_KEY.into()))
+        .key(SK, AttributeValue::S(LAYOUT_KEY.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| PortError::new("GetItem (the table's layout)", DisplayErrorContext(e)))?
+        .item;
+    let Some(item) = item else {
+        return Ok(None);
+    };
+    match item.get(LOG_SHARDS_ATTRIBUTE) {
+        Some(AttributeValue::N(n)) => n
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| PortError(format!("the table's layout has logShards '{n}'"))),
+        _ => Err(PortError("the table's layout item has no logShards".into())),
+    }
 }
 
 /// How many partition keys share the writes of keys shaped like `key`: the shard count of a

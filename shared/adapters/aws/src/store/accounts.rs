@@ -3,7 +3,6 @@
 use super::*;
 use aws_sdk_dynamodb::types::{Delete, Update};
 
-const ACCOUNTS_PK: &str = "ACCOUNTS";
 const EVENT_TYPES_PK: &str = "EVENT_TYPES";
 
 fn account_entry_key(id: &str) -> Item {

@@ -29,19 +29,23 @@ fn counter_sk(created_at: DateTime<Utc>, delivery_id: &str) -> String {
     )
 }
 
-/// A delivery's key in the `byStatus` index: only failures are indexed (they are few, and
-/// the portal lists them); `None` for the other statuses.
-pub(super) fn status_key(delivery: &Delivery, status: DeliveryStatus) -> Option<AttributeValue> {
-    matches!(status, DeliveryStatus::Retrying | DeliveryStatus::Failed).then(|| {
-        s(log_index_key(
-            &delivery.account_id,
-            status.as_str(),
-            log_shard(&delivery.id),
-        ))
-    })
-}
-
 impl DynamoStore {
+    /// A delivery's key in the `byStatus` index: only failures are indexed (they are few, and
+    /// the portal lists them); `None` for the other statuses.
+    pub(super) fn status_key(
+        &self,
+        delivery: &Delivery,
+        status: DeliveryStatus,
+    ) -> Option<AttributeValue> {
+        matches!(status, DeliveryStatus::Retrying | DeliveryStatus::Failed).then(|| {
+            s(log_index_key(
+                &delivery.account_id,
+                status.as_str(),
+                self.shard_of(&delivery.id),
+            ))
+        })
+    }
+
     /// An update adding `deltas` (status, change) to one counter item.
     pub(super) fn counter_action(
         &self,
@@ -94,7 +98,7 @@ impl DynamoStore {
     fn delivery_item(&self, delivery: &Delivery, sweep_at: DateTime<Utc>) -> PortResult<Item> {
         let mut item = to_item(
             delivery,
-            delivery_key(&delivery.account_id, &delivery.id),
+            self.delivery_key(&delivery.account_id, &delivery.id),
             KIND_DELIVERY,
         )?;
         // Queued by the api: due a lease later in case the enqueue is lost. Queued by the
@@ -109,10 +113,10 @@ impl DynamoStore {
             s(log_index_key(
                 &delivery.account_id,
                 &delivery.webhook_id,
-                log_shard(&delivery.id),
+                self.shard_of(&delivery.id),
             )),
         );
-        if let Some(key) = status_key(delivery, delivery.status) {
+        if let Some(key) = self.status_key(delivery, delivery.status) {
             item.insert(STATUS_KEY.into(), key);
         }
         Ok(item)
@@ -190,7 +194,7 @@ pub(super) async fn insert_deliveries(
         for _ in 0..5 {
             let keys = chunk
                 .iter()
-                .map(|d| delivery_key(&d.account_id, &d.id))
+                .map(|d| store.delivery_key(&d.account_id, &d.id))
                 .collect();
             let existing: HashSet<String> = store
                 .batch_get_with(keys, true, Some("sk"))
@@ -508,7 +512,7 @@ fn attempt_update(
     ]);
     // The failure index key moves only when the status does (and only failures have one).
     if record.status != delivery.status {
-        match status_key(delivery, record.status) {
+        match store.status_key(delivery, record.status) {
             Some(key) => {
                 set.push("statusKey = :statusKey");
                 values.insert(":statusKey".into(), key);
@@ -545,7 +549,7 @@ fn attempt_update(
     }
     Update::builder()
         .table_name(&store.table)
-        .set_key(Some(delivery_key(&delivery.account_id, &delivery.id)))
+        .set_key(Some(store.delivery_key(&delivery.account_id, &delivery.id)))
         .update_expression(expression)
         // Only from the state it was loaded in (status and number of attempts): a concurrent
         // duplicate records nothing, and one that loaded it before an attempt of the same
@@ -565,7 +569,7 @@ pub(super) async fn requeue_delivery(
     let requeued = delivery.requeued();
     let update = Update::builder()
         .table_name(&store.table)
-        .set_key(Some(delivery_key(&delivery.account_id, &delivery.id)))
+        .set_key(Some(store.delivery_key(&delivery.account_id, &delivery.id)))
         .update_expression(
             "SET #status = :pending, roundStart = :round, dueShard = :shard, dueAt = :due \
              REMOVE nextAttemptAt, statusKey",

@@ -46,6 +46,9 @@ pub struct DynamoStore {
     fan_out_queue: FanOutQueue,
     /// Webhooks and accounts read by `load_delivery`, kept a few seconds (deliver on Lambda).
     context_cache: Option<std::sync::Arc<context_cache::ContextCache>>,
+    /// Partition keys per account for events and deliveries: the table's own
+    /// ([`crate::table::log_shards_of`]).
+    log_shards: u32,
 }
 
 /// Who keeps the per-status counters.
@@ -92,12 +95,6 @@ fn api_key_key(hash: &str) -> Item {
 fn webhook_key(account_id: &str, id: &str) -> Item {
     key(account_pk(account_id), format!("WH#{id}"))
 }
-fn event_key(account_id: &str, id: &str) -> Item {
-    key(log_pk(account_id, log_shard(id)), format!("EVT#{id}"))
-}
-fn delivery_key(account_id: &str, id: &str) -> Item {
-    key(log_pk(account_id, log_shard(id)), format!("DLV#{id}"))
-}
 fn names(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()
@@ -138,7 +135,33 @@ impl DynamoStore {
             counting: Counting::InTransaction,
             fan_out_queue: FanOutQueue::Api,
             context_cache: None,
+            log_shards: LOG_SHARDS,
         }
+    }
+
+    /// Spreads each account's events and deliveries over `shards` partition keys: what the
+    /// table was laid out with ([`crate::table::log_shards_of`]; a new table's is
+    /// [`LOG_SHARDS`]).
+    pub fn with_log_shards(mut self, shards: u32) -> Self {
+        self.log_shards = shards.max(1);
+        self
+    }
+
+    pub fn log_shards(&self) -> u32 {
+        self.log_shards
+    }
+
+    /// The log shard of an event or delivery id in this table.
+    fn shard_of(&self, id: &str) -> u32 {
+        log_shard(id, self.log_shards)
+    }
+
+    fn event_key(&self, account_id: &str, id: &str) -> Item {
+        key(log_pk(account_id, self.shard_of(id)), format!("EVT#{id}"))
+    }
+
+    fn delivery_key(&self, account_id: &str, id: &str) -> Item {
+        key(log_pk(account_id, self.shard_of(id)), format!("DLV#{id}"))
     }
 
     /// Leaves the counters to the table's stream (see [`Counting::FromStream`]).
@@ -675,7 +698,11 @@ impl Store for DynamoStore {
         event: &Event,
         sweep_at: DateTime<Utc>,
     ) -> PortResult<Option<Event>> {
-        let mut item = to_item(event, event_key(&event.account_id, &event.id), KIND_EVENT)?;
+        let mut item = to_item(
+            event,
+            self.event_key(&event.account_id, &event.id),
+            KIND_EVENT,
+        )?;
         item.insert(DUE_SHARD.into(), due_shard(&event.id));
         item.insert(DUE_AT.into(), n(sweep_at.timestamp_millis()));
         item.insert(EXPIRES_AT.into(), self.expires_at(event.created_at));
@@ -719,7 +746,11 @@ impl Store for DynamoStore {
             ..event.clone()
         };
         // Fanned out already, so never in the due index; its deliveries are.
-        let mut item = to_item(&stored, event_key(&event.account_id, &event.id), KIND_EVENT)?;
+        let mut item = to_item(
+            &stored,
+            self.event_key(&event.account_id, &event.id),
+            KIND_EVENT,
+        )?;
         item.insert(EXPIRES_AT.into(), self.expires_at(event.created_at));
         let mut actions = vec![put_action(
             &self.table,
@@ -742,13 +773,13 @@ impl Store for DynamoStore {
     }
 
     async fn get_event(&self, account_id: &str, event_id: &str) -> PortResult<Option<Event>> {
-        self.get_as(event_key(account_id, event_id)).await
+        self.get_as(self.event_key(account_id, event_id)).await
     }
 
     async fn get_events(&self, account_id: &str, event_ids: &[String]) -> PortResult<Vec<Event>> {
         let keys = event_ids
             .iter()
-            .map(|id| event_key(account_id, id))
+            .map(|id| self.event_key(account_id, id))
             .collect();
         self.batch_get(keys)
             .await?
@@ -770,7 +801,7 @@ impl Store for DynamoStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(event_key(&event.account_id, &event.id)))
+            .set_key(Some(self.event_key(&event.account_id, &event.id)))
             .update_expression("SET fannedOut = :true, deliveries = :count REMOVE dueShard, dueAt")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":count", n(deliveries as i64))
@@ -786,8 +817,8 @@ impl Store for DynamoStore {
         // end on a missing event it has).
         // Webhook and account from the cache while fresh; the delivery and its event always.
         let mut keys = vec![
-            delivery_key(&job.account_id, &job.delivery_id),
-            event_key(&job.account_id, &job.event_id),
+            self.delivery_key(&job.account_id, &job.delivery_id),
+            self.event_key(&job.account_id, &job.event_id),
         ];
         let mut cached = Vec::new();
         for key in [
@@ -887,7 +918,7 @@ impl Store for DynamoStore {
         delivery_id: &str,
     ) -> PortResult<Option<Delivery>> {
         let Some(mut delivery) = self
-            .get_as::<Delivery>(delivery_key(account_id, delivery_id))
+            .get_as::<Delivery>(self.delivery_key(account_id, delivery_id))
             .await?
         else {
             return Ok(None);
@@ -919,8 +950,8 @@ impl Store for DynamoStore {
             DueItem::FanOut {
                 account_id,
                 event_id,
-            } => event_key(account_id, event_id),
-            DueItem::Delivery { job, .. } => delivery_key(&job.account_id, &job.delivery_id),
+            } => self.event_key(account_id, event_id),
+            DueItem::Delivery { job, .. } => self.delivery_key(&job.account_id, &job.delivery_id),
         };
         let result = self
             .client
