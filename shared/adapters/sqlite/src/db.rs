@@ -185,7 +185,10 @@ fn configure(conn: &Connection) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     // Checkpoints stay at SQLite's default (every 1,000 WAL pages, in the writer): one every
     // 4,000 pages copied hot pages back less often, but each stalled the writer four times as
-    // long: the p99 at half load went from 23 ms to 49-71 ms. The page cache stays at its
+    // long: the p99 at half load went from 23 ms to 49-71 ms. A checkpointer thread of its own
+    // (PASSIVE, every 100 ms) gave 10-25 % more throughput but doubled that p99, and every
+    // second made it 200 ms: the checkpoint's writes and fsyncs stall commits whichever thread
+    // runs them (docs/BENCHMARKS.md, "Checkpoints off the writer"). The page cache stays at its
     // default too: a 16 MiB one raised the peak RSS of a 10,000-webhook fan-out to 137 MB.
     conn.set_prepared_statement_cache_capacity(128);
     Ok(())
