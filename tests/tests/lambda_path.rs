@@ -11,9 +11,7 @@ use chrono::{DateTime, Utc};
 use hookline_aws::env::emulator_config;
 use hookline_aws::sealing_keys::kms_key_ring;
 use hookline_aws::store::Counting;
-use hookline_aws::table::{
-    LOG_SHARDS, ensure_table, ensure_table_with, log_index_key, log_pk, log_shard,
-};
+use hookline_aws::table::{ensure_table, ensure_table_with, log_index_key, log_pk, log_shard};
 use hookline_aws::{DynamoStore, EventBridgeScheduler, SqsQueue, SweepRetries};
 use hookline_fn_stream::pump::StreamPump;
 use hookline_http::ReqwestSender;
@@ -1199,7 +1197,10 @@ async fn a_delivery_whose_event_cannot_be_read_is_retried_not_failed() {
         .table_name(&stack.table)
         .key(
             "pk",
-            AttributeValue::S(log_pk(&account, log_shard(&event_id, LOG_SHARDS))),
+            AttributeValue::S(log_pk(
+                &account,
+                log_shard(&event_id, stack.counted.log_shards()),
+            )),
         )
         .key("sk", AttributeValue::S(format!("EVT#{event_id}")))
         .send()
@@ -1235,7 +1236,10 @@ async fn bulk_retry_requeues_only_failed_deliveries() {
         .table_name(&stack.table)
         .key(
             "pk",
-            AttributeValue::S(log_pk(&account, log_shard(&delivery.id, LOG_SHARDS))),
+            AttributeValue::S(log_pk(
+                &account,
+                log_shard(&delivery.id, stack.counted.log_shards()),
+            )),
         )
         .key("sk", AttributeValue::S(format!("DLV#{}", delivery.id)))
         // Only an existing delivery: a wrong key must not pass by writing a new item.
@@ -1246,7 +1250,7 @@ async fn bulk_retry_requeues_only_failed_deliveries() {
             AttributeValue::S(log_index_key(
                 &account,
                 "failed",
-                log_shard(&delivery.id, LOG_SHARDS),
+                log_shard(&delivery.id, stack.counted.log_shards()),
             )),
         )
         .send()

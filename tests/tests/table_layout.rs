@@ -17,7 +17,8 @@ use hookline_service::{Ports, Service, ServiceError, SystemClock};
 use std::sync::Arc;
 
 mod common;
-use common::{LambdaBase, lambda_base, lambda_config};
+use common::{LambdaBase, deliver_message, lambda_base, lambda_config};
+use hookline_model::DeliveryStatus;
 
 fn service(base: &LambdaBase, store: DynamoStore) -> Service {
     let config = lambda_config();
@@ -142,7 +143,53 @@ async fn a_table_from_before_the_layout_keeps_128_log_shards_and_its_deliveries(
     .await
     .unwrap();
     assert_eq!(upgraded.log_shards(), LOG_SHARDS_BEFORE_LAYOUT);
-    assert_found(&service(&base, upgraded), &account, &webhook, &deliveries).await;
+    let upgraded = service(&base, upgraded);
+    assert_found(&upgraded, &account, &webhook, &deliveries).await;
+
+    // The upgraded deliver function attempts them (nothing listens on port 9): each failed
+    // attempt is recorded on the delivery and in the `retrying` index under the old keys.
+    let mut base = base;
+    base.stream
+        .pump(&base.counted, Some(&base.queue), 1000)
+        .await
+        .unwrap();
+    let mut attempted = 0;
+    while attempted < deliveries.len() {
+        let received = base
+            .sqs
+            .receive_message()
+            .queue_url(&base.queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        assert!(
+            !messages.is_empty(),
+            "{attempted} of {} jobs queued",
+            deliveries.len()
+        );
+        for message in &messages {
+            deliver_message(&upgraded, &base.sqs, &base.queue_url, message).await;
+            attempted += 1;
+        }
+    }
+    let retrying = upgraded
+        .list_logs(
+            &account,
+            DeliveryQuery {
+                size: 100,
+                status: Some(DeliveryStatus::Retrying),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let retrying: Vec<String> = retrying.items.into_iter().map(|(d, _)| d.id).collect();
+    assert_eq!(retrying, deliveries);
+    let (found, _) = upgraded.get_log(&account, &moved).await.unwrap();
+    assert_eq!(found.status, DeliveryStatus::Retrying);
+    assert_eq!(found.attempts.len(), 1);
 
     // What an upgrade that ignored the layout would have done: a delivery whose key moved is
     // lost to it.
