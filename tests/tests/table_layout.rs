@@ -199,3 +199,18 @@ async fn a_table_from_before_the_layout_keeps_128_log_shards_and_its_deliveries(
         Err(ServiceError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn functions_starting_together_on_a_new_table_agree_on_its_layout() {
+    let aws = hookline_aws::env::emulator_config(&common::moto()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let table = common::unique("layout-race");
+    hookline_aws::table::ensure_table(&dynamodb, &table)
+        .await
+        .unwrap();
+    // Every one reads no layout; one records it, the others lose the put and read it.
+    let answers = futures::future::join_all((0..8).map(|_| log_shards_of(&dynamodb, &table))).await;
+    for answer in answers {
+        assert_eq!(answer.unwrap(), LOG_SHARDS);
+    }
+}
