@@ -35,10 +35,9 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
     TimeToLiveSpecification,
 };
 use hookline_service::PortError;
@@ -151,10 +150,7 @@ pub async fn log_shards_of(client: &Client, table: &str) -> Result<u32, PortErro
             Ok(shards)
         }
         // Another function recorded it first: its answer holds.
-        Err(error)
-            if error.as_service_error().and_then(|e| e.meta().code())
-                == Some("ConditionalCheckFailedException") =>
-        {
+        Err(error) if crate::store::is_conditional_failure(&error) => {
             recorded_log_shards(client, table)
                 .await?
                 .ok_or_else(|| PortError("the table's layout item vanished".into()))

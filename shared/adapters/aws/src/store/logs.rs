@@ -1,5 +1,5 @@
-//! Delivery-log queries. An account's deliveries are spread over the table's log shards (`LOG_SHARDS` in a new table);
-//! a query reads each shard of the narrowest source for its filters (one webhook's deliveries
+//! Delivery-log queries. An account's deliveries are spread over the table's log shards
+//! (`LOG_SHARDS` in a new table); a query reads each shard of the narrowest source for its filters (one webhook's deliveries
 //! in `byWebhook`, the failures in `byStatus`, or else all of the account's), newest first,
 //! and merges them. The creation-time filters are the range of every key (ids are ULIDs); the
 //! other filters are applied to what the key reads. `total` comes from the status counters

@@ -556,7 +556,7 @@ fn number_of(item: &Item, name: &str) -> u64 {
         .map_or(0, |v| v.max(0) as u64)
 }
 
-fn is_conditional_failure<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+pub(crate) fn is_conditional_failure<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {
