@@ -25,7 +25,8 @@ ADMIN_KEY = "browser-tests-admin-" + secrets.token_hex(12)
 
 class Receiver:
     """A webhook receiver: answers 200 (and pongs) while `failing` is false, else 500 with an
-    HTML body that would run script if the portal rendered it as HTML."""
+    HTML body that would run script if the portal rendered it as HTML; 410 on a path ending
+    in /gone."""
 
     FAILURE_BODY = "<html><body><script>window.__receiverRan = 1</script><h1>boom</h1></body></html>"
 
@@ -40,7 +41,9 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
-                if receiver.failing:
+                if self.path.endswith("/gone"):
+                    answer, status, kind = b"gone", 410, "text/plain"
+                elif receiver.failing:
                     answer, status, kind = receiver.FAILURE_BODY.encode(), 500, "text/html"
                 else:
                     try:

@@ -126,6 +126,9 @@ def test_a_failed_delivery_is_retried_once_the_receiver_is_fixed(hookline, recei
         assert portal.evaluate("window.__receiverRan") is None
         shot(portal, "portal-failed-delivery")
         portal.keyboard.press("Escape")
+        # The webhook shows since when its endpoint has been failing.
+        portal.goto(portal.url.split("#")[0] + "#webhooks")
+        expect(portal.locator(".webhook", has_text=hook).locator(".health")).to_contain_text("Every attempt has failed since")
     finally:
         receiver.failing = False
 
@@ -138,6 +141,28 @@ def test_a_failed_delivery_is_retried_once_the_receiver_is_fixed(hookline, recei
     expect(portal.locator("#count-failed")).to_have_text("0")
     assert len(receiver.deliveries("/failing")) == 3
     shot(portal, "portal-retried")
+    # The success ended the run of failures.
+    portal.goto(portal.url.split("#")[0] + "#webhooks")
+    expect(portal.locator(".webhook", has_text=hook)).to_be_visible()
+    expect(portal.locator(".webhook", has_text=hook).locator(".health")).to_have_count(0)
+
+
+def test_a_webhook_switched_off_by_a_410_says_why_and_activates_again(hookline, receiver, context):
+    account_id, _ = new_account(hookline, "Gone Clinic")
+    portal = open_portal(context, portal_link(hookline, account_id))
+    hook = f"{receiver.base}/gone"
+    create_webhook(portal, hook, "reading.weight")
+    fire_test_event(portal, "reading.weight")
+    wait_for_row(portal, "failed")
+    portal.goto(portal.url.split("#")[0] + "#webhooks")
+    card = portal.locator(".webhook", has_text=hook)
+    expect(card.locator(".badge").first).to_have_text("inactive")
+    expect(card.locator(".health")).to_contain_text("Switched off")
+    expect(card.locator(".health")).to_contain_text("the endpoint answered 410 Gone")
+    shot(portal, "portal-webhook-switched-off")
+    card.get_by_role("button", name="Activate").click()
+    expect(card.locator(".badge").first).to_have_text("active")
+    expect(card.locator(".health")).to_have_count(0)
 
 
 def test_one_failed_delivery_is_retried_from_its_row(hookline, receiver, context):

@@ -1,7 +1,8 @@
-//! Operational events on the Lambda path, on moto: the deliver handler publishes
-//! `hookline.delivery.exhausted` and `hookline.webhook.disabled` through the same publish use
-//! case (the table's stream queues their deliveries, as on Lambda), and the platform's
-//! operational webhook, ensured as at a cold start, receives them signed with its own secret.
+//! Operational events and endpoint health on the Lambda path, on moto: the deliver handler
+//! publishes `hookline.delivery.exhausted` and `hookline.webhook.disabled` through the same
+//! publish use case (the table's stream queues their deliveries, as on Lambda), and the
+//! platform's operational webhook, ensured as at a cold start, receives them signed with its
+//! own secret; a webhook failing long enough is switched off.
 
 use axum::Router;
 use axum::extract::State;
@@ -12,7 +13,7 @@ use hookline_fn_stream::pump::StreamPump;
 use hookline_http::ReqwestSender;
 use hookline_model::RetryTrigger;
 use hookline_model::retry::RetryPolicy;
-use hookline_service::config::OperationalWebhook;
+use hookline_service::config::{AutoDisable, OperationalWebhook};
 use hookline_service::operational::{OPERATIONAL_WEBHOOK_ID, PLATFORM_ACCOUNT_ID};
 use hookline_service::ports::Queue;
 use hookline_service::publish::NewEvent;
@@ -21,6 +22,7 @@ use hookline_service::webhooks::NewWebhook;
 use hookline_service::{Ports, Service, SystemClock};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,25 +34,32 @@ type Hits = Arc<Mutex<Vec<(HeaderMap, Value, String)>>>;
 
 /// A receiver on 127.0.0.1 answering `status`, keeping what it was sent.
 async fn receiver(status: StatusCode) -> (String, Hits) {
+    let (url, hits, _) = switchable(status).await;
+    (url, hits)
+}
+
+/// A receiver answering the status the test sets (starting with `status`).
+async fn switchable(status: StatusCode) -> (String, Hits, Arc<AtomicU16>) {
     let hits: Hits = Arc::default();
+    let status = Arc::new(AtomicU16::new(status.as_u16()));
     let app = Router::new()
         .route(
             "/hook",
             post(
-                |State((hits, status)): State<(Hits, StatusCode)>,
+                |State((hits, status)): State<(Hits, Arc<AtomicU16>)>,
                  headers: HeaderMap,
                  body: String| async move {
                     let parsed = serde_json::from_str(&body).unwrap();
                     hits.lock().unwrap().push((headers, parsed, body));
-                    status
+                    StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap()
                 },
             ),
         )
-        .with_state((hits.clone(), status));
+        .with_state((hits.clone(), status.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, hits)
+    (url, hits, status)
 }
 
 fn types(hits: &Hits) -> Vec<String> {
@@ -70,11 +79,12 @@ struct Stack {
     stream: tokio::sync::Mutex<StreamPump>,
 }
 
-async fn stack(operational: OperationalWebhook) -> Stack {
+async fn stack(operational: OperationalWebhook, auto_disable: Option<AutoDisable>) -> Stack {
     let base = lambda_base("hookline-ops").await;
     let mut config = lambda_config();
     config.retry_policy = RetryPolicy::parse("1s").unwrap();
     config.operational_webhook = Some(operational);
+    config.auto_disable = auto_disable;
     let service = Service::new(
         Ports {
             store: Arc::new(SealedStore::new(
@@ -171,10 +181,13 @@ impl Stack {
 async fn the_deliver_function_tells_the_platform_and_the_account() {
     let (ops_url, ops_hits) = receiver(StatusCode::OK).await;
     let secret = hookline_model::signing::generate_signing_secret();
-    let stack = stack(OperationalWebhook {
-        url: ops_url.clone(),
-        secret: secret.clone(),
-    })
+    let stack = stack(
+        OperationalWebhook {
+            url: ops_url.clone(),
+            secret: secret.clone(),
+        },
+        None,
+    )
     .await;
     // Cold starts ensure the platform's webhook; a second one finds it as configured.
     stack.service.ensure_operational_webhook().await.unwrap();
@@ -266,4 +279,87 @@ async fn the_deliver_function_tells_the_platform_and_the_account() {
             .unwrap()
             .active
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deliver_function_switches_off_a_webhook_failing_long_enough() {
+    let (ops_url, ops_hits) = receiver(StatusCode::OK).await;
+    let after = Duration::from_secs(2);
+    let stack = stack(
+        OperationalWebhook {
+            url: ops_url,
+            secret: hookline_model::signing::generate_signing_secret(),
+        },
+        Some(AutoDisable {
+            after,
+            min_failures: 2,
+        }),
+    )
+    .await;
+    stack.service.ensure_operational_webhook().await.unwrap();
+    let store = &stack.service.ports().store;
+    let account = stack
+        .service
+        .create_account("Health on Lambda")
+        .await
+        .unwrap()
+        .account
+        .id;
+    let (url, _, status) = switchable(StatusCode::INTERNAL_SERVER_ERROR).await;
+    let flaky = stack.webhook(&account, &url, &["reading.weight"]).await;
+    let health = || async { store.get_webhook(&account, &flaky).await.unwrap().unwrap() };
+
+    // A failure starts a run; a success ends it; failing again starts another.
+    stack.publish(&account, "reading.weight").await;
+    stack.deliver_all().await;
+    let first_run = health()
+        .await
+        .health
+        .failing_since
+        .expect("a run of failures");
+    status.store(200, Ordering::SeqCst);
+    stack.publish(&account, "reading.weight").await;
+    stack.deliver_all().await;
+    assert_eq!(health().await.health.failing_since, None);
+    status.store(500, Ordering::SeqCst);
+    // Past the one-a-second spacing of marks, so this failure starts the run.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    stack.publish(&account, "reading.weight").await;
+    stack.deliver_all().await;
+    let run = health().await.health.failing_since.expect("a new run");
+    assert!(run > first_run);
+    assert!(health().await.active, "not before HOOKLINE_DISABLE_AFTER");
+
+    // Past it, the next failure switches the webhook off and tells the platform.
+    tokio::time::sleep(after).await;
+    stack.publish(&account, "reading.weight").await;
+    stack.deliver_all().await;
+    let off = health().await;
+    assert!(!off.active);
+    let reason = off.health.disabled_reason.clone().unwrap();
+    assert!(reason.starts_with("every attempt failed since"), "{reason}");
+    assert!(off.health.disabled_at.unwrap() - run >= chrono::Duration::from_std(after).unwrap());
+    let told: Vec<Value> = ops_hits
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body, _)| body.clone())
+        .filter(|body| body["type"] == "hookline.webhook.disabled")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["payload"]["webhookId"], json!(flaky));
+    assert_eq!(told[0]["payload"]["reason"], json!(reason));
+
+    // Switched on by PATCH, it starts afresh.
+    let on = stack
+        .service
+        .update_webhook(
+            &account,
+            &flaky,
+            serde_json::from_value(json!({"active": true})).unwrap(),
+        )
+        .await
+        .unwrap()
+        .0;
+    assert!(on.active && on.health.is_healthy(), "{:?}", on.health);
 }

@@ -179,6 +179,18 @@ async function refreshWebhooks() {
   }
 }
 
+/** Why Hookline switched the webhook off, or since when its endpoint has been failing. */
+function health(w) {
+  if (!w.active && w.disabledReason) {
+    return h("p", { class: "health bad" }, "Switched off ", time(w.disabledAt), ": ", w.disabledReason,
+      ". Fix the endpoint, then activate the webhook.");
+  }
+  if (w.active && w.failingSince) {
+    return h("p", { class: "health warn" }, badge("failing"), " Every attempt has failed since ", time(w.failingSince), ".");
+  }
+  return null;
+}
+
 function webhookItem(w) {
   const result = h("div", { class: "ping-result", role: "status" });
   return h("li", { class: "card webhook", "data-id": w.id },
@@ -186,6 +198,7 @@ function webhookItem(w) {
       h("div", { class: "webhook-url mono" }, w.url),
       badge(w.active ? "active" : "inactive")),
     w.description ? h("p", { class: "muted" }, w.description) : null,
+    health(w),
     h("div", { class: "tags" }, w.events.map((e) => h("span", { class: "tag mono" }, e))),
     h("div", { class: "muted small" }, h("span", { class: "mono" }, w.id), " · created ", time(w.createdAt)),
     h("div", { class: "actions" },

@@ -101,7 +101,7 @@ export function time(iso) {
 
 const STATUS_CLASS = {
   delivered: "ok", failed: "bad", retrying: "warn", pending: "info",
-  active: "ok", inactive: "muted",
+  active: "ok", inactive: "muted", failing: "warn",
 };
 
 export function badge(status) {

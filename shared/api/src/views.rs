@@ -51,6 +51,18 @@ pub struct WebhookView {
     pub filter: Option<serde_json::Value>,
     pub created_at: String,
     pub updated_at: String,
+    /// When its endpoint's current run of failed attempts began; absent while its last
+    /// attempt succeeded (or none was made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    /// Why Hookline switched it off (its endpoint answered 410, or kept failing); cleared
+    /// when it is switched on again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "every attempt failed since 2026-11-26T09:00:00Z (10 or more in a row)")]
+    pub disabled_reason: Option<String>,
+    /// When Hookline switched it off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<String>,
 }
 
 impl WebhookView {
@@ -72,6 +84,9 @@ impl WebhookView {
             filter: webhook.filter,
             created_at: timestamp(webhook.created_at),
             updated_at: timestamp(webhook.updated_at),
+            failing_since: webhook.health.failing_since.map(timestamp),
+            disabled_reason: webhook.health.disabled_reason,
+            disabled_at: webhook.health.disabled_at.map(timestamp),
         }
     }
 

@@ -22,4 +22,6 @@ pub use delivery::{Attempt, Delivery, DeliveryJob, DeliveryStatus, RetryTrigger,
 pub use envelope::PayloadFormat;
 pub use error::ValidationError;
 pub use request_options::RequestOptions;
-pub use types::{Account, ApiKeyRecord, Event, Principal, Webhook};
+pub use types::{
+    Account, ApiKeyRecord, Event, GONE_DISABLED_REASON, Principal, Webhook, WebhookHealth,
+};

@@ -60,13 +60,14 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let (number, unit) = raw.split_at(split);
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("'{raw}' is not a duration like 15s, 30m or 1h"))?;
+        .map_err(|_| format!("'{raw}' is not a duration like 15s, 30m, 1h or 5d"))?;
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => Some(n),
         "m" => n.checked_mul(60),
         "h" => n.checked_mul(3600),
-        _ => return Err(format!("'{raw}' has no unit: use s, m or h")),
+        "d" => n.checked_mul(86_400),
+        _ => return Err(format!("'{raw}' has no unit: use s, m, h or d")),
     };
     // An overflow would panic (debug) or wrap (release).
     secs.map(Duration::from_secs)
@@ -100,7 +101,11 @@ mod tests {
         );
         assert!(RetryPolicy::parse("5").is_err());
         assert!(RetryPolicy::parse("m").is_err());
-        assert!(RetryPolicy::parse("1d").is_err());
+        assert!(RetryPolicy::parse("1w").is_err());
+        assert_eq!(
+            RetryPolicy::parse("1d").unwrap().delays(),
+            &[Duration::from_secs(86_400)]
+        );
         assert_eq!(RetryPolicy::parse("").unwrap().max_attempts(), 1);
     }
 }

@@ -63,7 +63,36 @@ pub struct Webhook {
     /// two concurrent changes (a PATCH and a 410's deactivation, two rotations) never lose one.
     #[serde(default)]
     pub version: u64,
+    /// Its endpoint's failures as Hookline tracks them, and why Hookline switched it off;
+    /// absent (not written) while healthy.
+    #[serde(default, skip_serializing_if = "WebhookHealth::is_healthy")]
+    pub health: WebhookHealth,
 }
+
+/// What auto-disable knows of a webhook (issue 15 item 1). Written only when it changes (the
+/// first failure after a success, the first success after failures, a switch-off), never per
+/// attempt, so a busy webhook's item is not a hot key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookHealth {
+    /// When its current run of failed attempts began: no attempt has succeeded since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Why Hookline switched it off (a 410, or failing too long); cleared when switched on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+impl WebhookHealth {
+    pub fn is_healthy(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `disabledReason` of a webhook switched off because its endpoint answered 410 Gone.
+pub const GONE_DISABLED_REASON: &str = "the endpoint answered 410 Gone";
 
 /// How many replaced signing secrets keep signing during their grace period, besides the
 /// current one. Each valid secret adds a signature to every delivery's `webhook-signature`

@@ -58,6 +58,28 @@ pub struct Config {
     /// The platform's operational webhook (`HOOKLINE_OPERATIONAL_WEBHOOK_URL` and
     /// `HOOKLINE_OPERATIONAL_WEBHOOK_SECRET`): where `hookline.*` events go; `None` is off.
     pub operational_webhook: Option<OperationalWebhook>,
+    /// When Hookline switches off a webhook whose endpoint keeps failing
+    /// (`HOOKLINE_DISABLE_AFTER`, `HOOKLINE_DISABLE_MIN_FAILURES`); `None` is off.
+    pub auto_disable: Option<AutoDisable>,
+}
+
+/// A webhook is switched off once every attempt to it has failed for `after` and it has
+/// failed at least `min_failures` attempts in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoDisable {
+    pub after: Duration,
+    pub min_failures: u32,
+}
+
+impl Default for AutoDisable {
+    /// Svix's rule: five days of nothing but failures; and at least ten failed attempts, so a
+    /// webhook that sees one event a week is not switched off by two failures.
+    fn default() -> Self {
+        Self {
+            after: Duration::from_secs(5 * 86_400),
+            min_failures: 10,
+        }
+    }
 }
 
 /// Where the platform gets Hookline's operational events, and the `whsec_` secret they are
@@ -164,6 +186,7 @@ impl Config {
             frame_ancestors: "'self'".into(),
             public_url: None,
             operational_webhook: None,
+            auto_disable: Some(AutoDisable::default()),
         }
     }
 
@@ -264,6 +287,23 @@ impl Config {
                 ));
             }
             config.admin_key_hash = Some(hookline_model::keys::hash_api_key(key));
+        }
+        // Set but empty switches it off (as documented); unset keeps the default.
+        if let Some(v) = lookup("HOOKLINE_DISABLE_AFTER") {
+            config.auto_disable = match v.trim() {
+                "" | "off" => None,
+                after => Some(AutoDisable {
+                    after: parse_duration(after)
+                        .map_err(|e| format!("HOOKLINE_DISABLE_AFTER: {e}"))?,
+                    ..AutoDisable::default()
+                }),
+            };
+        }
+        if let Some(v) = get("HOOKLINE_DISABLE_MIN_FAILURES") {
+            let min_failures = positive("HOOKLINE_DISABLE_MIN_FAILURES", &v)? as u32;
+            if let Some(auto_disable) = &mut config.auto_disable {
+                auto_disable.min_failures = min_failures;
+            }
         }
         // After the target policy: the operational webhook is held to it like any other.
         config.operational_webhook = operational_webhook(
@@ -375,6 +415,40 @@ mod tests {
         assert!(!lambda.targets.allow_http && !lambda.targets.allow_private_targets);
         assert_eq!(local.api_key_header, "X-Api-Key");
         assert_eq!(lambda.retry_policy.max_attempts(), 4);
+    }
+
+    #[test]
+    fn auto_disable_is_on_by_default_off_when_empty_and_checked() {
+        let five_days = Duration::from_secs(5 * 86_400);
+        let default = config(Mode::Lambda, &[]).unwrap().auto_disable.unwrap();
+        assert_eq!((default.after, default.min_failures), (five_days, 10));
+        for off in ["", " ", "off"] {
+            let c = config(Mode::Local, &[("HOOKLINE_DISABLE_AFTER", off)]).unwrap();
+            assert_eq!(c.auto_disable, None, "{off:?}");
+        }
+        let c = config(
+            Mode::Local,
+            &[
+                ("HOOKLINE_DISABLE_AFTER", "2d"),
+                ("HOOKLINE_DISABLE_MIN_FAILURES", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.auto_disable,
+            Some(AutoDisable {
+                after: Duration::from_secs(2 * 86_400),
+                min_failures: 3
+            })
+        );
+        for (var, bad) in [
+            ("HOOKLINE_DISABLE_AFTER", "5 days"),
+            ("HOOKLINE_DISABLE_MIN_FAILURES", "0"),
+            ("HOOKLINE_DISABLE_MIN_FAILURES", "many"),
+        ] {
+            let error = config(Mode::Local, &[(var, bad)]).unwrap_err();
+            assert!(error.starts_with(var), "{error}");
+        }
     }
 
     #[test]

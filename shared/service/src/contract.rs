@@ -56,6 +56,7 @@ fn webhook(account_id: &str, now: DateTime<Utc>, events: &[&str]) -> Webhook {
         created_at: now,
         updated_at: now,
         version: 0,
+        health: Default::default(),
     }
 }
 
@@ -806,7 +807,14 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
             })
     );
 
-    // Deactivation (410 Gone).
+    // Health is stored with the webhook: a run of failures, then a 410 that ends it.
+    let mut failing = store.get_webhook(&acct.id, &wh2.id).await.unwrap().unwrap();
+    failing.health.failing_since = Some(now);
+    assert!(store.update_webhook(&failing).await.unwrap());
+    let failing = store.get_webhook(&acct.id, &wh2.id).await.unwrap().unwrap();
+    assert_eq!(failing.health.failing_since, Some(now));
+
+    // Deactivation (410 Gone), with its reason and time.
     assert!(
         store
             .deactivate_webhook(&acct.id, &wh2.id, later)
@@ -816,6 +824,11 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
     let gone = store.get_webhook(&acct.id, &wh2.id).await.unwrap().unwrap();
     assert!(!gone.active);
     assert_eq!(gone.updated_at, later);
+    assert_eq!(
+        gone.health.disabled_reason.as_deref(),
+        Some(hookline_model::GONE_DISABLED_REASON)
+    );
+    assert_eq!(gone.health.disabled_at, Some(later));
     assert!(
         !store
             .deactivate_webhook(&other.id, &wh2.id, later)
@@ -932,6 +945,10 @@ async fn attempt_rules(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_>
         .unwrap();
     assert!(!hook_now.active);
     assert_eq!(hook_now.version, hook.version + 1);
+    assert_eq!(
+        hook_now.health.disabled_reason.as_deref(),
+        Some(hookline_model::GONE_DISABLED_REASON)
+    );
     assert!(
         !store.update_webhook(&hook).await.unwrap(),
         "a change read before the deactivation cannot write active back"

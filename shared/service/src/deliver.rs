@@ -1,5 +1,6 @@
 //! Delivering one delivery: one signed POST, its outcome recorded, the next attempt scheduled.
 
+use crate::health::Health;
 use crate::operational::{Emission, OperationalEvent};
 use crate::ports::{
     AttemptRecord, DeliveryContext, OutboundRequest, PortError, PortResult, SendErrorKind,
@@ -12,7 +13,9 @@ use hookline_model::catalog::is_operational;
 use hookline_model::envelope::delivery_body;
 use hookline_model::limits::{MAX_RESPONSE_SNIPPET_BYTES, MAX_SUCCESS_SNIPPET_BYTES, snippet};
 use hookline_model::signing::signature_header;
-use hookline_model::{Account, Attempt, DeliveryJob, DeliveryStatus, Webhook};
+use hookline_model::{
+    Account, Attempt, DeliveryJob, DeliveryStatus, GONE_DISABLED_REASON, Webhook,
+};
 use std::time::Duration;
 
 /// What became of a job.
@@ -137,6 +140,16 @@ impl Service {
             return Ok(DeliverOutcome::Skipped);
         }
         telemetry::attempt_recorded(result, sent);
+        // Only attempts that reached for the endpoint say anything of its health; a 410 has
+        // switched the webhook off already.
+        if sent.is_some() && !gone {
+            let health = if succeeded {
+                Health::Succeeded
+            } else {
+                Health::Failed
+            };
+            self.track_health(&context, health, now).await;
+        }
         // No URL, error detail, header or body: they may carry credentials or patient data.
         tracing::info!(
             target: "hookline::attempt",
@@ -179,7 +192,7 @@ impl Service {
                 account_id: &delivery.account_id,
                 webhook_id: &delivery.webhook_id,
                 delivery_id: Some(&delivery.id),
-                reason: "the endpoint answered 410 Gone".into(),
+                reason: GONE_DISABLED_REASON.into(),
                 // Once per deactivation: deliveries that meet the 410 together read one version.
                 occurrence: format!("{}:{}", webhook.id, webhook.version),
             })

@@ -8,6 +8,7 @@ pub mod contract;
 pub mod deliver;
 pub mod error;
 pub mod event_types;
+mod health;
 pub mod logs;
 pub mod operational;
 pub mod ping;
@@ -43,6 +44,7 @@ pub struct Service {
     ports: Ports,
     config: Arc<Config>,
     recorder: Arc<recorder::AttemptRecorder>,
+    health_gate: Arc<health::HealthGate>,
 }
 
 impl Service {
@@ -51,6 +53,7 @@ impl Service {
             recorder: Arc::new(recorder::AttemptRecorder::new(ports.store.clone())),
             ports,
             config: Arc::new(config),
+            health_gate: Arc::default(),
         }
     }
 

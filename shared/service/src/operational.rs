@@ -104,6 +104,7 @@ impl Service {
                     created_at: now,
                     updated_at: now,
                     version: 0,
+                    health: Default::default(),
                 };
                 if let Err(error) = store.insert_webhook(&webhook, u32::MAX).await
                     && store

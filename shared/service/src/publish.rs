@@ -536,6 +536,7 @@ mod tests {
                     created_at: now,
                     updated_at: now,
                     version: 0,
+                    health: Default::default(),
                 })
                 .collect();
             self.accounts.lock().unwrap().insert(account.into(), hooks);

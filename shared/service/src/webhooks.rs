@@ -192,6 +192,7 @@ impl Service {
             created_at: now,
             updated_at: now,
             version: 0,
+            health: Default::default(),
         };
         let quota = self.config.max_webhooks_per_account;
         if !self.ports.store.insert_webhook(&webhook, quota).await? {
@@ -254,13 +255,21 @@ impl Service {
             .modify_webhook(account_id, webhook_id, |webhook, _| {
                 // As of the version written (the closure runs again after a conflict).
                 enabled = active == Some(true) && !webhook.active;
-                if let Some(url) = &url {
+                if let Some(url) = &url
+                    && *url != webhook.url
+                {
+                    // A new endpoint starts with no failures.
+                    webhook.health.failing_since = None;
                     webhook.url = url.clone();
                 }
                 if let Some(events) = &events {
                     webhook.events = events.clone();
                 }
                 if let Some(active) = active {
+                    if active && !webhook.active {
+                        // Switched on afresh: its failures so far and why it went off are over.
+                        webhook.health = Default::default();
+                    }
                     webhook.active = active;
                 }
                 if let Some(description) = &patch.description {

@@ -102,6 +102,7 @@ async fn a_fan_out_re_run_never_caches_a_delivery_that_moved_on() {
         created_at: now,
         updated_at: now,
         version: 0,
+        health: Default::default(),
     };
     assert!(store.insert_webhook(&webhook, 10).await.unwrap());
     let event = Event {
@@ -213,6 +214,7 @@ async fn legacy_plaintext_secrets_read_as_they_are_and_are_sealed_again_on_rotat
         created_at: now,
         updated_at: now,
         version: 0,
+        health: Default::default(),
     };
     // Written in plaintext, as before sealing existed.
     raw.insert_account(&account, &key).await.unwrap();

@@ -103,6 +103,7 @@ async fn expired_logs_are_deleted_with_their_counts() {
         created_at: now,
         updated_at: now,
         version: 0,
+        health: Default::default(),
     };
     let event_at = |id: &str, at| Event {
         id: id.into(),
@@ -178,6 +179,7 @@ async fn a_version_1_store_is_migrated_and_keeps_its_data() {
         created_at: now,
         updated_at: now,
         version: 0,
+        health: Default::default(),
     };
     let event = Event {
         id: "evt_v1".into(),

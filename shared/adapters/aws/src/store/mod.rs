@@ -644,6 +644,8 @@ impl Store for DynamoStore {
     }
 
     async fn update_webhook(&self, webhook: &Webhook) -> PortResult<bool> {
+        // Written or lost to a newer version: either way the cached copy is old.
+        self.forget_cached(webhook_key(&webhook.account_id, &webhook.id));
         webhooks::update_webhook(self, webhook).await
     }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use aws_sdk_dynamodb::types::{Delete, Update};
+use hookline_model::{GONE_DISABLED_REASON, WebhookHealth};
 
 /// The account item's count of webhooks, moved by `delta` (the account must exist).
 fn count_action(table: &str, account_id: &str, delta: i64) -> PortResult<TransactWriteItem> {
@@ -106,13 +107,27 @@ pub(super) fn deactivate_update(
     Update::builder()
         .table_name(&store.table)
         .set_key(Some(webhook_key(account_id, webhook_id)))
-        .update_expression("SET active = :false, updatedAt = :at ADD version :one")
+        .update_expression(
+            "SET active = :false, updatedAt = :at, health = :health ADD version :one",
+        )
         .condition_expression("attribute_exists(pk)")
         .expression_attribute_values(":false", AttributeValue::Bool(false))
         .expression_attribute_values(":at", s(at.to_rfc3339()))
+        .expression_attribute_values(":health", gone_health(at)?)
         .expression_attribute_values(":one", n(1))
         .build()
         .map_err(sdk("UpdateItem"))
+}
+
+/// A 410's `health`: why and when, with the run of failures it ends.
+fn gone_health(at: DateTime<Utc>) -> PortResult<AttributeValue> {
+    let health = WebhookHealth {
+        failing_since: None,
+        disabled_reason: Some(GONE_DISABLED_REASON.into()),
+        disabled_at: Some(at),
+    };
+    serde_dynamo::to_attribute_value(health)
+        .map_err(|e| PortError::new("encoding a webhook's health", e))
 }
 
 pub(super) async fn deactivate_webhook(
