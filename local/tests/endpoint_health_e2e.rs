@@ -42,6 +42,15 @@ async fn switchable(status: u16) -> Switchable {
     Switchable { url, status, hits }
 }
 
+/// A new webhook of `reading.weight` events to `url`; its id.
+async fn weight_webhook(http: &reqwest::Client, server: &Server, key: &str, url: &str) -> String {
+    let body = json!({"url": url, "type": "reading.weight"});
+    new_webhook(http, server, key, body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 async fn webhook(http: &reqwest::Client, server: &Server, key: &str, id: &str) -> Value {
     let (status, body) = call(
         http,
@@ -111,26 +120,8 @@ async fn a_webhook_failing_long_enough_is_switched_off_with_its_reason_and_on_ag
     let (account, key) = new_account(&http, &server, "Health Clinic").await;
     let flaky = switchable(500).await;
     let healthy = switchable(200).await;
-    let flaky_id = new_webhook(
-        &http,
-        &server,
-        &key,
-        json!({"url": flaky.url, "type": "reading.weight"}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let healthy_id = new_webhook(
-        &http,
-        &server,
-        &key,
-        json!({"url": healthy.url, "type": "reading.weight"}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let flaky_id = weight_webhook(&http, &server, &key, &flaky.url).await;
+    let healthy_id = weight_webhook(&http, &server, &key, &healthy.url).await;
     let fresh = webhook(&http, &server, &key, &flaky_id).await;
     for field in ["failingSince", "disabledReason", "disabledAt"] {
         assert!(
@@ -151,6 +142,30 @@ async fn a_webhook_failing_long_enough_is_switched_off_with_its_reason_and_on_ag
     )
     .await;
     assert!(failing.get("failingSince").is_some(), "{failing}");
+    // A new URL is a new endpoint: its run starts afresh.
+    let (status, moved) = call(
+        &http,
+        "PATCH",
+        server.api(&format!("/webhook/{flaky_id}")),
+        Some(&key),
+        Some(json!({"url": format!("{}?moved=1", flaky.url)})),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert!(moved.get("failingSince").is_none(), "{moved}");
+    publish(&http, &server, &account).await;
+    let failing = webhook_until(
+        &http,
+        &server,
+        &key,
+        &flaky_id,
+        Duration::from_secs(10),
+        |w| w.get("failingSince").is_some(),
+    )
+    .await;
+    assert!(failing.get("failingSince").is_some(), "{failing}");
+    // Past the interval between two looks at one webhook (a tenth of the limit here).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     flaky.status.store(200, Ordering::SeqCst);
     publish(&http, &server, &account).await;
     let recovered = webhook_until(
@@ -165,14 +180,20 @@ async fn a_webhook_failing_long_enough_is_switched_off_with_its_reason_and_on_ag
     assert!(recovered.get("failingSince").is_none(), "{recovered}");
     assert_eq!(recovered["active"], true);
 
-    // Failing again: switched off once every attempt has failed for 2 s, 3 or more of them.
+    // Failing again (a second later: the API shows whole seconds): switched off once every
+    // attempt has failed for 2 s, 3 or more of them.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     flaky.status.store(500, Ordering::SeqCst);
     let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut since = None;
     let disabled = loop {
         publish(&http, &server, &account).await;
         let now = webhook(&http, &server, &key, &flaky_id).await;
         if now["active"] == false {
             break now;
+        }
+        if now.get("failingSince").is_some() {
+            since = Some(time_of(&now, "failingSince"));
         }
         assert!(
             tokio::time::Instant::now() < end,
@@ -180,7 +201,8 @@ async fn a_webhook_failing_long_enough_is_switched_off_with_its_reason_and_on_ag
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let since = time_of(&disabled, "failingSince");
+    let since = since.expect("the run showed before the switch-off");
+    assert!(disabled.get("failingSince").is_none(), "{disabled}");
     let at = time_of(&disabled, "disabledAt");
     assert!(
         at - since >= chrono::Duration::seconds(2),
@@ -254,16 +276,7 @@ async fn a_410_switches_a_webhook_off_with_its_own_reason() {
     let http = reqwest::Client::new();
     let (account, key) = new_account(&http, &server, "Gone Clinic").await;
     let gone = switchable(410).await;
-    let id = new_webhook(
-        &http,
-        &server,
-        &key,
-        json!({"url": gone.url, "type": "reading.weight"}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = weight_webhook(&http, &server, &key, &gone.url).await;
     publish(&http, &server, &account).await;
     let off = webhook_until(&http, &server, &key, &id, Duration::from_secs(10), |w| {
         w["active"] == false

@@ -87,8 +87,13 @@ async fn stack(operational: OperationalWebhook, auto_disable: Option<AutoDisable
     config.auto_disable = auto_disable;
     let service = Service::new(
         Ports {
+            // As the deliver function keeps webhooks and accounts for 5 s.
             store: Arc::new(SealedStore::new(
-                Arc::new(base.counted.clone()),
+                Arc::new(
+                    base.counted
+                        .clone()
+                        .with_context_cache(Duration::from_secs(5)),
+                ),
                 Arc::new(base.ring),
             )),
             queue: Arc::new(base.queue.clone()),
@@ -113,6 +118,11 @@ impl Stack {
     /// The stream function, then the deliver function on every message, until the queue
     /// stays empty: what Lambda does between two sweeps.
     async fn deliver_all(&self) {
+        self.deliver_all_in(&self.service).await
+    }
+
+    /// [`Stack::deliver_all`] with the deliver function of another container.
+    async fn deliver_all_in(&self, service: &Service) {
         loop {
             self.stream
                 .lock()
@@ -134,7 +144,7 @@ impl Stack {
                 return;
             }
             for message in messages {
-                deliver_message(&self.service, &self.sqs, &self.queue_url, &message).await;
+                deliver_message(service, &self.sqs, &self.queue_url, &message).await;
             }
         }
     }
@@ -285,15 +295,16 @@ async fn the_deliver_function_tells_the_platform_and_the_account() {
 async fn the_deliver_function_switches_off_a_webhook_failing_long_enough() {
     let (ops_url, ops_hits) = receiver(StatusCode::OK).await;
     let after = Duration::from_secs(2);
+    let auto_disable = AutoDisable {
+        after,
+        min_failures: 3,
+    };
     let stack = stack(
         OperationalWebhook {
             url: ops_url,
             secret: hookline_model::signing::generate_signing_secret(),
         },
-        Some(AutoDisable {
-            after,
-            min_failures: 2,
-        }),
+        Some(auto_disable),
     )
     .await;
     stack.service.ensure_operational_webhook().await.unwrap();
@@ -308,37 +319,51 @@ async fn the_deliver_function_switches_off_a_webhook_failing_long_enough() {
     let (url, _, status) = switchable(StatusCode::INTERNAL_SERVER_ERROR).await;
     let flaky = stack.webhook(&account, &url, &["reading.weight"]).await;
     let health = || async { store.get_webhook(&account, &flaky).await.unwrap().unwrap() };
+    let attempt_one = || async {
+        stack.publish(&account, "reading.weight").await;
+        stack.deliver_all().await;
+    };
 
     // A failure starts a run; a success ends it; failing again starts another.
-    stack.publish(&account, "reading.weight").await;
-    stack.deliver_all().await;
+    attempt_one().await;
     let first_run = health()
         .await
         .health
         .failing_since
         .expect("a run of failures");
     status.store(200, Ordering::SeqCst);
-    stack.publish(&account, "reading.weight").await;
-    stack.deliver_all().await;
+    attempt_one().await;
     assert_eq!(health().await.health.failing_since, None);
     status.store(500, Ordering::SeqCst);
-    // Past the one-a-second spacing of marks, so this failure starts the run.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    stack.publish(&account, "reading.weight").await;
-    stack.deliver_all().await;
+    attempt_one().await;
     let run = health().await.health.failing_since.expect("a new run");
     assert!(run > first_run);
     assert!(health().await.active, "not before HOOKLINE_DISABLE_AFTER");
 
-    // Past it, the next failure switches the webhook off and tells the platform.
+    // Past the limit with 2 failures in a row: not enough.
     tokio::time::sleep(after).await;
+    attempt_one().await;
+    assert!(
+        health().await.active,
+        "2 of HOOKLINE_DISABLE_MIN_FAILURES=3 in a row"
+    );
+    assert_eq!(health().await.health.failing_since, Some(run));
+
+    // The third, in a new container (which has seen none of them: the log counts them),
+    // switches the webhook off and tells the platform.
+    let cold = Service::new(
+        stack.service.ports().clone(),
+        stack.service.config().clone(),
+    );
     stack.publish(&account, "reading.weight").await;
-    stack.deliver_all().await;
+    stack.deliver_all_in(&cold).await;
     let off = health().await;
     assert!(!off.active);
     let reason = off.health.disabled_reason.clone().unwrap();
     assert!(reason.starts_with("every attempt failed since"), "{reason}");
+    assert!(reason.contains("(3 or more in a row)"), "{reason}");
     assert!(off.health.disabled_at.unwrap() - run >= chrono::Duration::from_std(after).unwrap());
+    stack.deliver_all().await;
     let told: Vec<Value> = ops_hits
         .lock()
         .unwrap()

@@ -25,7 +25,7 @@ impl RetryPolicy {
         Self { delays }
     }
 
-    /// Parses `15m,30m,60m` (units `s`, `m`, `h`; an empty string means no retries).
+    /// Parses `15m,30m,60m` (units `ms`, `s`, `m`, `h`, `d`; an empty string means no retries).
     pub fn parse(raw: &str) -> Result<Self, String> {
         let raw = raw.trim();
         if raw.is_empty() {

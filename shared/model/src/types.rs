@@ -69,9 +69,9 @@ pub struct Webhook {
     pub health: WebhookHealth,
 }
 
-/// What auto-disable knows of a webhook (issue 15 item 1). Written only when it changes (the
-/// first failure after a success, the first success after failures, a switch-off), never per
-/// attempt, so a busy webhook's item is not a hot key.
+/// What auto-disable knows of a webhook (issue 15 item 1). Written only when it changes (a run
+/// of failures begins or ends, a switch-off), by each process at most once a minute per
+/// webhook, never per attempt (see `hookline_service::health`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookHealth {

@@ -634,6 +634,22 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
             .total,
         1
     );
+    // The first page without its total is the same page.
+    for first in [
+        by_webhook.clone(),
+        DeliveryQuery {
+            size: 1,
+            ..Default::default()
+        },
+    ] {
+        let store = settled().await;
+        let listed = store.list_deliveries(&acct.id, &first).await.unwrap().items;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            store.first_deliveries(&acct.id, &first).await.unwrap(),
+            listed
+        );
+    }
     let by_type = DeliveryQuery {
         size: 20,
         event_type: Some("reading.weight".into()),
@@ -829,6 +845,10 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
         Some(hookline_model::GONE_DISABLED_REASON)
     );
     assert_eq!(gone.health.disabled_at, Some(later));
+    assert_eq!(
+        gone.health.failing_since, None,
+        "the run is over once it is off"
+    );
     assert!(
         !store
             .deactivate_webhook(&other.id, &wh2.id, later)

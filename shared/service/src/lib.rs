@@ -44,7 +44,7 @@ pub struct Service {
     ports: Ports,
     config: Arc<Config>,
     recorder: Arc<recorder::AttemptRecorder>,
-    health_gate: Arc<health::HealthGate>,
+    health_views: Arc<health::HealthViews>,
 }
 
 impl Service {
@@ -53,7 +53,7 @@ impl Service {
             recorder: Arc::new(recorder::AttemptRecorder::new(ports.store.clone())),
             ports,
             config: Arc::new(config),
-            health_gate: Arc::default(),
+            health_views: Arc::default(),
         }
     }
 

@@ -208,6 +208,8 @@ fn configure(webhook: &mut Webhook, wanted: Option<&crate::config::OperationalWe
             webhook.url = wanted.url.clone();
             webhook.events = vec!["hookline.*".into()];
             webhook.active = true;
+            // On as configured: a 410's reason from before is over.
+            webhook.health = Default::default();
             webhook.filter = None;
             // A secret changed in the configuration replaces the old one at once: the operator
             // changed both ends.

@@ -244,6 +244,19 @@ pub trait Store: Send + Sync + 'static {
         account_id: &str,
         query: &DeliveryQuery,
     ) -> PortResult<DeliveryPage>;
+    /// The first page of `query` (newest first, `query.size` at most) without counting the
+    /// rest: for a caller that needs only a few, where a total could read a whole history.
+    async fn first_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+    ) -> PortResult<Vec<Delivery>> {
+        let first = DeliveryQuery {
+            page: 0,
+            ..query.clone()
+        };
+        Ok(self.list_deliveries(account_id, &first).await?.items)
+    }
     async fn get_delivery(
         &self,
         account_id: &str,

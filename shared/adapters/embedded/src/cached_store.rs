@@ -484,6 +484,13 @@ impl Store for CachedStore {
     ) -> PortResult<DeliveryPage> {
         self.inner.list_deliveries(account_id, query).await
     }
+    async fn first_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+    ) -> PortResult<Vec<Delivery>> {
+        self.inner.first_deliveries(account_id, query).await
+    }
 
     async fn get_delivery(
         &self,

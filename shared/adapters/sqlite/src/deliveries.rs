@@ -322,26 +322,36 @@ fn log_filter(account_id: &str, query: &DeliveryQuery) -> (String, Vec<Value>) {
     (clauses.join(" AND "), values)
 }
 
-pub(crate) fn list_deliveries(
+/// One page of `query`, newest first, without its total.
+pub(crate) fn page_of_deliveries(
     conn: &Connection,
     account_id: &str,
     query: &DeliveryQuery,
-) -> PortResult<DeliveryPage> {
-    let (filter, values) = log_filter(account_id, query);
+) -> PortResult<Vec<Delivery>> {
+    let (filter, mut values) = log_filter(account_id, query);
     let (limit, offset) = page_bounds(query.page, query.size);
-    let mut page_values = values.clone();
-    page_values.push(Value::Integer(limit));
-    page_values.push(Value::Integer(offset));
+    values.push(Value::Integer(limit));
+    values.push(Value::Integer(offset));
     let bodies = conn
         .prepare_cached(&format!(
             "SELECT body FROM deliveries WHERE {filter} \
              ORDER BY created_ms DESC, id DESC LIMIT ? OFFSET ?"
         ))
         .and_then(|mut s| {
-            s.query_map(params_from_iter(page_values), |row| row.get::<_, String>(0))?
+            s.query_map(params_from_iter(values), |row| row.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()
         })
         .map_err(sql("listing deliveries"))?;
+    bodies.iter().map(|b| decode(b)).collect()
+}
+
+pub(crate) fn list_deliveries(
+    conn: &Connection,
+    account_id: &str,
+    query: &DeliveryQuery,
+) -> PortResult<DeliveryPage> {
+    let items = page_of_deliveries(conn, account_id, query)?;
+    let (filter, values) = log_filter(account_id, query);
     let only_status = query.webhook_id.is_none()
         && query.event_type.is_none()
         && query.created_from.is_none()
@@ -360,11 +370,5 @@ pub(crate) fn list_deliveries(
             .and_then(|mut s| s.query_row(params_from_iter(values), |row| row.get::<_, i64>(0)))
             .map_err(sql("counting deliveries"))? as u64
     };
-    Ok(DeliveryPage {
-        items: bodies
-            .iter()
-            .map(|b| decode(b))
-            .collect::<PortResult<_>>()?,
-        total,
-    })
+    Ok(DeliveryPage { items, total })
 }

@@ -500,6 +500,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn first_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+    ) -> PortResult<Vec<Delivery>> {
+        let query = DeliveryQuery {
+            page: 0,
+            ..query.clone()
+        };
+        owned!(account_id);
+        self.db
+            .read(move |c| deliveries::page_of_deliveries(c, &account_id, &query))
+            .await
+    }
+
     async fn get_delivery(
         &self,
         account_id: &str,

@@ -3,7 +3,7 @@
 use crate::db::sql;
 use crate::{decode, encode, ms, page_bounds};
 use chrono::{DateTime, Utc};
-use hookline_model::{GONE_DISABLED_REASON, Webhook};
+use hookline_model::{GONE_DISABLED_REASON, Webhook, WebhookHealth};
 use hookline_service::ports::{Page, PortResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -73,8 +73,11 @@ pub(crate) fn deactivate_webhook(
     };
     webhook.active = false;
     webhook.updated_at = at;
-    webhook.health.disabled_reason = Some(GONE_DISABLED_REASON.into());
-    webhook.health.disabled_at = Some(at);
+    webhook.health = WebhookHealth {
+        failing_since: None,
+        disabled_reason: Some(GONE_DISABLED_REASON.into()),
+        disabled_at: Some(at),
+    };
     update_webhook(conn, &webhook)
 }
 

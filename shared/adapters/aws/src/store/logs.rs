@@ -219,6 +219,29 @@ impl DynamoStore {
     }
 }
 
+/// Page 0 of `query` without a total: each shard reads until it has `query.size` matches
+/// (a total would read every match: with a filter its key does not cover, a whole history).
+pub(super) async fn first_deliveries(
+    store: &DynamoStore,
+    account_id: &str,
+    query: &DeliveryQuery,
+) -> PortResult<Vec<Delivery>> {
+    let first = DeliveryQuery {
+        page: 0,
+        ..query.clone()
+    };
+    let mut all = store
+        .all_shards(
+            account_id,
+            &first,
+            source(&first),
+            Some(first.size as usize),
+        )
+        .await?;
+    all.truncate(first.size as usize);
+    Ok(all)
+}
+
 pub(super) async fn list_deliveries(
     store: &DynamoStore,
     account_id: &str,

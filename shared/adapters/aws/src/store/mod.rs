@@ -644,9 +644,13 @@ impl Store for DynamoStore {
     }
 
     async fn update_webhook(&self, webhook: &Webhook) -> PortResult<bool> {
-        // Written or lost to a newer version: either way the cached copy is old.
-        self.forget_cached(webhook_key(&webhook.account_id, &webhook.id));
-        webhooks::update_webhook(self, webhook).await
+        // Written or lost to a newer version: either way the cached copy is old (forgotten
+        // after the write too, in case a delivery read the old one back in meanwhile).
+        let key = || webhook_key(&webhook.account_id, &webhook.id);
+        self.forget_cached(key());
+        let written = webhooks::update_webhook(self, webhook).await;
+        self.forget_cached(key());
+        written
     }
 
     async fn deactivate_webhook(
@@ -908,6 +912,14 @@ impl Store for DynamoStore {
         query: &DeliveryQuery,
     ) -> PortResult<DeliveryPage> {
         logs::list_deliveries(self, account_id, query).await
+    }
+
+    async fn first_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+    ) -> PortResult<Vec<Delivery>> {
+        logs::first_deliveries(self, account_id, query).await
     }
 
     async fn status_counts(&self, account_id: &str) -> PortResult<StatusCounts> {
