@@ -10,6 +10,9 @@ use std::time::Duration;
 /// is checked by hash on every admin call, so it must not be guessable.
 pub const MIN_ADMIN_KEY_CHARS: usize = 32;
 
+/// The most failures in a row `HOOKLINE_DISABLE_MIN_FAILURES` may ask for.
+pub const MAX_DISABLE_MIN_FAILURES: u32 = 1_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Local,
@@ -301,6 +304,12 @@ impl Config {
         }
         if let Some(v) = get("HOOKLINE_DISABLE_MIN_FAILURES") {
             let min_failures = positive("HOOKLINE_DISABLE_MIN_FAILURES", &v)? as u32;
+            // The log check reads this many deliveries per shard at most.
+            if min_failures > MAX_DISABLE_MIN_FAILURES {
+                return Err(format!(
+                    "HOOKLINE_DISABLE_MIN_FAILURES: '{min_failures}' is above {MAX_DISABLE_MIN_FAILURES}"
+                ));
+            }
             if let Some(auto_disable) = &mut config.auto_disable {
                 auto_disable.min_failures = min_failures;
             }
@@ -445,6 +454,7 @@ mod tests {
             ("HOOKLINE_DISABLE_AFTER", "5 days"),
             ("HOOKLINE_DISABLE_MIN_FAILURES", "0"),
             ("HOOKLINE_DISABLE_MIN_FAILURES", "many"),
+            ("HOOKLINE_DISABLE_MIN_FAILURES", "1001"),
         ] {
             let error = config(Mode::Local, &[(var, bad)]).unwrap_err();
             assert!(error.starts_with(var), "{error}");

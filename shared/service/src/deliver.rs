@@ -140,16 +140,6 @@ impl Service {
             return Ok(DeliverOutcome::Skipped);
         }
         telemetry::attempt_recorded(result, sent);
-        // Only attempts that reached for the endpoint say anything of its health; a 410 has
-        // switched the webhook off already.
-        if sent.is_some() && !gone {
-            let health = if succeeded {
-                Health::Succeeded
-            } else {
-                Health::Failed
-            };
-            self.track_health(&context, health, now).await;
-        }
         // No URL, error detail, header or body: they may carry credentials or patient data.
         tracing::info!(
             target: "hookline::attempt",
@@ -171,6 +161,16 @@ impl Service {
         {
             // Recorded as due: the sweep enqueues it once its sweep time passes.
             tracing::warn!(delivery_id = %job.delivery_id, %error, "scheduling the retry failed; the sweep will retry");
+        }
+        // Last, once the outcome is safe: only attempts that reached for the endpoint say
+        // anything of its health; a 410 has switched the webhook off already.
+        if sent.is_some() && !gone {
+            let health = if succeeded {
+                Health::Succeeded
+            } else {
+                Health::Failed
+            };
+            self.track_health(&context, health, now).await;
         }
         Ok(result)
     }

@@ -3,11 +3,11 @@
 //! switched off with its reason and time, and `hookline.webhook.disabled` is told.
 //!
 //! The webhook stores only when its current run of failures began (`failingSince`). Each
-//! process counts what it sees in memory (consecutive failures, its last success) and writes
-//! the webhook, or reads the log, only when its view and the stored one disagree, at most once
-//! per interval per webhook (a tenth of the limit, between 100 ms and a minute): a webhook
-//! taking thousands of deliveries a second, failing or flapping, costs each process at most
-//! one write a minute. A write that loses to another is dropped; a later attempt looks again.
+//! process notes what it sees in memory (its last success, the failures it saw while the store
+//! showed the current run) and, only when that and the stored run disagree, reads the webhook
+//! afresh and writes it, or reads the log, at most once per interval per webhook (a tenth of
+//! the limit, between 100 ms and a minute). A webhook taking thousands of deliveries a second,
+//! failing or flapping, costs each process at most one read and one write an interval.
 
 use crate::operational::{Emission, OperationalEvent, PLATFORM_ACCOUNT_ID};
 use crate::ports::{DeliveryContext, DeliveryQuery};
@@ -18,22 +18,22 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Webhooks one process keeps a view of; past it, it starts afresh (the views only save
-/// writes and reads: a lost one delays a switch-off, never causes one).
+/// Webhooks one process keeps a view of; past it, it starts afresh (a lost view delays a
+/// switch-off or a clear until the log or another process sees the same).
 const VIEWS_KEPT: usize = 10_000;
 
-/// What one process has seen of a webhook's attempts since it last agreed with the store.
+/// What one process has seen of a webhook's attempts.
 #[derive(Debug, Clone, Default)]
 struct View {
-    /// The webhook's `updatedAt` when this view began: a user's change (a new URL, switched
-    /// off and on) starts a new view, so an old run is not carried over.
+    /// The webhook's `updatedAt` this view is of: a user's change (a new URL, switched off and
+    /// on) starts a new view. An older copy (a delivery that read before) changes nothing.
     webhook_updated_at: Option<DateTime<Utc>>,
-    /// When this process last wrote the webhook's health or read its log for it.
+    /// When this process last read the webhook afresh or its log for it.
     last_look: Option<Instant>,
-    /// Failed attempts in a row, as this process saw them.
-    failures: u32,
-    /// The first of them.
-    run_began: Option<DateTime<Utc>>,
+    /// The run the store showed at this process's last attempt, and the failures this process
+    /// saw while it showed that run (so never a failure from before it).
+    stored_run: Option<DateTime<Utc>>,
+    failures_in_run: u32,
     /// The last success this process saw.
     last_success: Option<DateTime<Utc>>,
 }
@@ -55,8 +55,12 @@ pub(crate) enum Health {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Needed {
     Nothing,
-    /// `failingSince` should be this (a run began, ended, or began again after a success).
-    Write(Option<DateTime<Utc>>),
+    /// A run began (`Some`, now) or ended (`None`): checked against a fresh read, with the
+    /// last success this process saw, before it is written.
+    Write {
+        failing_since: Option<DateTime<Utc>>,
+        last_success: Option<DateTime<Utc>>,
+    },
     /// The run has lasted long enough: count its failures and maybe switch off.
     Check {
         since: DateTime<Utc>,
@@ -86,35 +90,42 @@ impl HealthViews {
             views.clear();
         }
         let view = views.entry(webhook.id.clone()).or_default();
-        if view.webhook_updated_at != Some(webhook.updated_at) {
+        if view
+            .webhook_updated_at
+            .is_none_or(|seen| webhook.updated_at > seen)
+        {
             *view = View {
                 webhook_updated_at: Some(webhook.updated_at),
                 ..View::default()
             };
         }
-        match health {
-            Health::Succeeded => {
-                view.failures = 0;
-                view.run_began = None;
-                view.last_success = Some(now);
-            }
-            Health::Failed => {
-                view.failures = view.failures.saturating_add(1);
-                view.run_began.get_or_insert(now);
-            }
+        if view.stored_run != stored {
+            view.stored_run = stored;
+            view.failures_in_run = 0;
         }
+        match health {
+            Health::Succeeded => view.last_success = Some(now),
+            Health::Failed if stored.is_some_and(|since| now >= since) => {
+                view.failures_in_run = view.failures_in_run.saturating_add(1);
+            }
+            Health::Failed => {}
+        }
+        let write = |failing_since| Needed::Write {
+            failing_since,
+            last_success: view.last_success,
+        };
         let needed = match (health, stored) {
             (Health::Succeeded, None) => Needed::Nothing,
-            (Health::Succeeded, Some(_)) => Needed::Write(None),
-            (Health::Failed, None) => Needed::Write(view.run_began),
+            (Health::Succeeded, Some(_)) => write(None),
+            (Health::Failed, None) => write(Some(now)),
             // A success after the stored run began: that run is over (its clear was held
-            // back or lost); this one began after the success.
+            // back, lost, or is still in flight); a new one begins.
             (Health::Failed, Some(since)) if view.last_success.is_some_and(|s| s >= since) => {
-                Needed::Write(view.run_began)
+                write(Some(now))
             }
             (Health::Failed, Some(since)) if now - since >= after => Needed::Check {
                 since,
-                seen: view.failures,
+                seen: view.failures_in_run,
             },
             (Health::Failed, Some(_)) => Needed::Nothing,
         };
@@ -133,37 +144,61 @@ impl HealthViews {
     }
 }
 
+/// Whether a fresh copy still needs `failing_since` written: a run begins when none is stored;
+/// a stored run is replaced or cleared only when this process saw a success since it began
+/// (a run another process began after that success stands).
+fn still_needed(
+    failing_since: Option<DateTime<Utc>>,
+    fresh: Option<DateTime<Utc>>,
+    last_success: Option<DateTime<Utc>>,
+) -> bool {
+    match (failing_since, fresh) {
+        (None, None) => false,
+        (Some(_), None) => true,
+        (_, Some(began)) => last_success.is_some_and(|s| s >= began),
+    }
+}
+
+/// The longest health tracking may take after an attempt (a log read on a slow store):
+/// past it, it is dropped and a later attempt looks again.
+const HEALTH_BUDGET: Duration = Duration::from_secs(5);
+
 impl Service {
     /// Notes an attempt's outcome on its webhook, switching the webhook off when it has failed
-    /// long enough. Called after the attempt is recorded; a failure here is logged, never the
-    /// delivery's (a later attempt looks again).
+    /// long enough. Called once the attempt is recorded and its retry scheduled; a failure
+    /// here is logged, never the delivery's (a later attempt looks again).
     pub(crate) async fn track_health(
         &self,
         context: &DeliveryContext,
         health: Health,
         now: DateTime<Utc>,
     ) {
-        if let Err(error) = self.try_track_health(context, health, now).await {
-            tracing::warn!(webhook_id = %context.delivery.webhook_id, %error, "tracking the webhook's health failed");
-        }
+        // Decided in memory first: most attempts need nothing and pay for no timer.
+        let Some((webhook, needed, min_failures)) = self.health_needs(context, health, now) else {
+            return;
+        };
+        let step = self.take_health_step(webhook, needed, min_failures, now);
+        let error = match tokio::time::timeout(HEALTH_BUDGET, step).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("took over {HEALTH_BUDGET:?}"),
+        };
+        tracing::warn!(webhook_id = %context.delivery.webhook_id, %error, "tracking the webhook's health failed");
     }
 
-    async fn try_track_health(
+    /// What the attempt asks of the stored health, if anything, and of which webhook.
+    fn health_needs<'c>(
         &self,
-        context: &DeliveryContext,
+        context: &'c DeliveryContext,
         health: Health,
         now: DateTime<Utc>,
-    ) -> ServiceResult<()> {
-        let Some(policy) = self.config.auto_disable else {
-            return Ok(());
-        };
-        let Some(webhook) = &context.webhook else {
-            return Ok(());
-        };
+    ) -> Option<(&'c Webhook, Needed, u32)> {
+        let policy = self.config.auto_disable?;
+        let webhook = context.webhook.as_ref()?;
         // The platform's own webhook is put back as configured at every start; nothing
         // reports on it.
         if !webhook.active || webhook.account_id == PLATFORM_ACCOUNT_ID {
-            return Ok(());
+            return None;
         }
         let after = chrono::Duration::from_std(policy.after).unwrap_or(chrono::Duration::MAX);
         let interval =
@@ -172,54 +207,88 @@ impl Service {
             .health_views
             .note(webhook, health, now, after, interval)
         {
+            Needed::Nothing => None,
+            needed => Some((webhook, needed, policy.min_failures)),
+        }
+    }
+
+    async fn take_health_step(
+        &self,
+        webhook: &Webhook,
+        needed: Needed,
+        min_failures: u32,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<()> {
+        match needed {
             Needed::Nothing => Ok(()),
-            Needed::Write(failing_since) => {
-                let mut next = webhook.clone();
-                next.health.failing_since = failing_since;
-                // Lost to another write: that one saw this or a later state, or a later
-                // attempt (reading the webhook afresh) looks again.
-                self.ports.store.update_webhook(&next).await?;
-                Ok(())
-            }
+            Needed::Write {
+                failing_since,
+                last_success,
+            } => self.write_run(webhook, failing_since, last_success).await,
             Needed::Check { since, seen } => {
-                let failures = if seen >= policy.min_failures {
+                let failures = if seen >= min_failures {
                     seen
                 } else {
                     // Fewer here than needed: this process is new, or the endpoint is quiet
                     // (so its log is short). The log says.
-                    match self
-                        .failures_since(webhook, since, policy.min_failures)
-                        .await?
-                    {
+                    match self.failures_since(webhook, since, min_failures).await? {
                         Some(failures) => failures,
-                        None => {
-                            // The log holds a success since the run began: it is over.
-                            let mut next = webhook.clone();
-                            next.health.failing_since = None;
-                            self.ports.store.update_webhook(&next).await?;
-                            return Ok(());
-                        }
+                        // The log holds a success since the run began: it is over.
+                        None => return self.write_run(webhook, None, Some(now)).await,
                     }
                 };
-                if failures >= policy.min_failures {
-                    self.auto_disable(webhook, since, failures, now).await?;
+                if failures >= min_failures {
+                    self.auto_disable(webhook, since, failures).await?;
                 }
                 Ok(())
             }
         }
     }
 
+    /// Writes `failing_since` over a fresh copy of the webhook when that copy still needs it:
+    /// the read spares the write when another process got there first (many processes can see
+    /// the same change within a cache's lifetime), and a write that loses anyway is dropped.
+    async fn write_run(
+        &self,
+        seen: &Webhook,
+        failing_since: Option<DateTime<Utc>>,
+        last_success: Option<DateTime<Utc>>,
+    ) -> ServiceResult<()> {
+        let store = &self.ports.store;
+        let Some(mut fresh) = store.get_webhook(&seen.account_id, &seen.id).await? else {
+            return Ok(());
+        };
+        if fresh.active && still_needed(failing_since, fresh.health.failing_since, last_success) {
+            fresh.health.failing_since = failing_since;
+            store.update_webhook(&fresh).await?;
+        }
+        Ok(())
+    }
+
     /// Failed attempts to `webhook` at or after `since` in its newest `enough` deliveries
-    /// attempted since then, or `None` when one of those attempts succeeded. Reads those few,
-    /// never the webhook's whole history.
+    /// attempted since then, or `None` when one of those attempts succeeded. Only deliveries
+    /// created late enough to be attempted since (their retry schedule and a sweep lease
+    /// before `since`) are read, so a store reads no further back than that.
     async fn failures_since(
         &self,
         webhook: &Webhook,
         since: DateTime<Utc>,
         enough: u32,
     ) -> ServiceResult<Option<u32>> {
+        let schedule = self
+            .config
+            .retry_policy
+            .delays()
+            .iter()
+            .try_fold(self.config.sweep_lease, |sum, delay| {
+                sum.checked_add(*delay)
+            });
+        let reach = schedule
+            .and_then(|reach| chrono::Duration::from_std(reach).ok())
+            .unwrap_or(chrono::Duration::MAX);
         let query = DeliveryQuery {
             webhook_id: Some(webhook.id.clone()),
+            created_from: since.checked_sub_signed(reach),
             last_attempt_from: Some(since),
             page: 0,
             size: enough,
@@ -244,17 +313,17 @@ impl Service {
         Ok(Some(failures))
     }
 
-    /// Switches `webhook` off. Read afresh first (a delivery's copy may be seconds old), then
-    /// `hookline.webhook.disabled` is told under that version, so deliveries deciding together
-    /// tell it once and a failure to tell leaves the webhook on for a later attempt to try
-    /// again (nothing is lost). The cost: when a PATCH lands between the telling and the
-    /// write, the event was told and the webhook stays on.
+    /// Switches the webhook off. Read afresh first (a delivery's copy may be seconds old),
+    /// then `hookline.webhook.disabled` is told under that version, so deliveries deciding
+    /// together tell it once and a failure to tell leaves the webhook on for a later attempt
+    /// to try again (nothing is lost). The cost: when another write (a PATCH, a health write)
+    /// lands between the telling and the switch-off, the event was told and the webhook stays
+    /// on.
     async fn auto_disable(
         &self,
         seen: &Webhook,
         since: DateTime<Utc>,
         failures: u32,
-        now: DateTime<Utc>,
     ) -> ServiceResult<()> {
         let Some(webhook) = self
             .ports
@@ -282,6 +351,7 @@ impl Service {
             occurrence: format!("{}:{}:failing", webhook.id, webhook.version),
         })
         .await?;
+        let now = self.ports.clock.now();
         let mut disabled = webhook.clone();
         disabled.active = false;
         disabled.updated_at = now;
@@ -314,6 +384,13 @@ mod tests {
     const AFTER: chrono::Duration = chrono::Duration::seconds(100);
     const INTERVAL: Duration = Duration::from_secs(60);
 
+    fn write(failing_since: Option<DateTime<Utc>>, last_success: Option<DateTime<Utc>>) -> Needed {
+        Needed::Write {
+            failing_since,
+            last_success,
+        }
+    }
+
     #[test]
     fn a_busy_healthy_webhook_leaves_no_view_and_needs_nothing() {
         let views = HealthViews::default();
@@ -326,20 +403,18 @@ mod tests {
     }
 
     #[test]
-    fn one_process_writes_a_failing_webhook_once_an_interval() {
+    fn one_process_looks_at_a_failing_webhook_once_an_interval() {
         let views = HealthViews::default();
         let t0 = Utc::now();
-        // The first failure marks the run; the thousand after it, read before the mark
+        // The first failure begins the run; the thousand after it, read before the mark
         // lands, are held back by the interval.
         assert_eq!(
             views.note(&webhook(None), Health::Failed, t0, AFTER, INTERVAL),
-            Needed::Write(Some(t0))
+            write(Some(t0), None)
         );
         for _ in 0..1000 {
-            assert_eq!(
-                views.note(&webhook(None), Health::Failed, t0, AFTER, INTERVAL),
-                Needed::Nothing
-            );
+            let needed = views.note(&webhook(None), Health::Failed, t0, AFTER, INTERVAL);
+            assert_eq!(needed, Needed::Nothing);
         }
         // Marked, and within the limit: nothing, at no cost.
         let marked = webhook(Some(t0));
@@ -348,30 +423,11 @@ mod tests {
             views.note(&marked, Health::Failed, later, AFTER, Duration::ZERO),
             Needed::Nothing
         );
-        // Past the limit: a check, with the failures this process saw in a row.
+        // Past the limit: a check, counting only the failures seen while the run was stored.
         let past = t0 + AFTER;
         assert_eq!(
             views.note(&marked, Health::Failed, past, AFTER, Duration::ZERO),
-            Needed::Check {
-                since: t0,
-                seen: 1003
-            }
-        );
-    }
-
-    #[test]
-    fn a_webhook_changed_by_its_user_starts_a_new_view() {
-        let views = HealthViews::default();
-        let t0 = Utc::now();
-        views.note(&webhook(None), Health::Failed, t0, AFTER, INTERVAL);
-        // Switched off, and on again days later by PATCH (which clears the stored run).
-        let mut patched = webhook(None);
-        patched.updated_at = t0 + chrono::Duration::days(6);
-        let t1 = t0 + chrono::Duration::days(6) + chrono::Duration::seconds(1);
-        assert_eq!(
-            views.note(&patched, Health::Failed, t1, AFTER, INTERVAL),
-            Needed::Write(Some(t1)),
-            "the run begins now, not at the failure before the change"
+            Needed::Check { since: t0, seen: 2 }
         );
     }
 
@@ -380,29 +436,89 @@ mod tests {
         let views = HealthViews::default();
         let t0 = Utc::now();
         let marked = webhook(Some(t0));
-        let t1 = t0 + chrono::Duration::seconds(1);
+        let at = |s| t0 + chrono::Duration::seconds(s);
+        let note = |health, t, interval| views.note(&marked, health, t, AFTER, interval);
+        assert_eq!(note(Health::Failed, t0, INTERVAL), Needed::Nothing);
         assert_eq!(
-            views.note(&marked, Health::Failed, t0, AFTER, INTERVAL),
-            Needed::Nothing,
-            "already marked, within the limit"
-        );
-        // The success's clear is due; this process looked too recently? Not yet: it clears.
-        assert_eq!(
-            views.note(&marked, Health::Succeeded, t1, AFTER, INTERVAL),
-            Needed::Write(None)
+            note(Health::Succeeded, at(1), INTERVAL),
+            write(None, Some(at(1)))
         );
         // A second success right after is held back (the interval)...
+        assert_eq!(note(Health::Succeeded, at(2), INTERVAL), Needed::Nothing);
+        // ...and if the clear was lost and the endpoint fails again past the limit, this
+        // process knows of its success: a new run, not a check.
+        let t3 = at(105);
+        assert_eq!(
+            note(Health::Failed, t3, Duration::ZERO),
+            write(Some(t3), Some(at(2)))
+        );
+    }
+
+    #[test]
+    fn a_run_another_process_ended_is_not_carried_over() {
+        let views = HealthViews::default();
+        let t0 = Utc::now();
+        let at = |s| t0 + chrono::Duration::seconds(s);
+        // This process sees a dozen failures of the run begun at t0...
+        for s in 0..12 {
+            views.note(&webhook(Some(t0)), Health::Failed, at(s), AFTER, INTERVAL);
+        }
+        // ...another clears it (a success there); days later it fails here again: the run
+        // begins now, not at t0, and counts from zero.
+        let days = at(6 * 86_400);
+        assert_eq!(
+            views.note(&webhook(None), Health::Failed, days, AFTER, Duration::ZERO),
+            write(Some(days), None)
+        );
+        let past = days + AFTER;
+        assert_eq!(
+            views.note(
+                &webhook(Some(days)),
+                Health::Failed,
+                past,
+                AFTER,
+                Duration::ZERO
+            ),
+            Needed::Check {
+                since: days,
+                seen: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_webhook_changed_by_its_user_starts_a_new_view_and_an_older_copy_does_not() {
+        let views = HealthViews::default();
+        let t0 = Utc::now();
+        views.note(&webhook(None), Health::Succeeded, t0, AFTER, INTERVAL);
+        views.note(&webhook(Some(t0)), Health::Succeeded, t0, AFTER, INTERVAL);
+        // PATCHed (which clears the stored run): this process's success is forgotten.
+        let mut patched = webhook(None);
+        patched.updated_at = t0 + chrono::Duration::days(6);
+        let t1 = patched.updated_at + chrono::Duration::seconds(1);
+        assert_eq!(
+            views.note(&patched, Health::Failed, t1, AFTER, Duration::ZERO),
+            write(Some(t1), None)
+        );
+        // A delivery still holding the copy from before the PATCH resets nothing.
         let t2 = t1 + chrono::Duration::seconds(1);
         assert_eq!(
-            views.note(&marked, Health::Succeeded, t2, AFTER, INTERVAL),
-            Needed::Nothing
+            views.note(&webhook(None), Health::Failed, t2, AFTER, Duration::ZERO),
+            write(Some(t2), None)
         );
-        // ...and when the clear was lost and the endpoint fails again past the limit, the
-        // process knows of its success: it moves the run on instead of checking.
-        let t3 = t0 + AFTER + chrono::Duration::seconds(5);
-        assert_eq!(
-            views.note(&marked, Health::Failed, t3, AFTER, Duration::ZERO),
-            Needed::Write(Some(t3))
-        );
+    }
+
+    #[test]
+    fn a_write_is_spared_when_a_fresh_copy_has_it_already() {
+        let t0 = Utc::now();
+        let t1 = t0 + chrono::Duration::seconds(1);
+        // A run begins only where none is stored, or where this process saw it end.
+        assert!(still_needed(Some(t1), None, None));
+        assert!(!still_needed(Some(t1), Some(t0), None));
+        assert!(still_needed(Some(t1), Some(t0), Some(t0)));
+        // A clear only of a run that began before this process's success.
+        assert!(still_needed(None, Some(t0), Some(t1)));
+        assert!(!still_needed(None, Some(t1), Some(t0)));
+        assert!(!still_needed(None, None, Some(t1)));
     }
 }

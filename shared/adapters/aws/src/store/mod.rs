@@ -672,7 +672,18 @@ impl Store for DynamoStore {
     }
 
     async fn get_webhook(&self, account_id: &str, webhook_id: &str) -> PortResult<Option<Webhook>> {
-        self.get_as(webhook_key(account_id, webhook_id)).await
+        // Strongly consistent: a read before a write over its version (a PATCH, a health
+        // write, a switch-off) sees the last write.
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(webhook_key(account_id, webhook_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk("GetItem"))?;
+        out.item.map(from_item).transpose()
     }
 
     async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>> {
