@@ -5,9 +5,10 @@
 //! The webhook stores only when its current run of failures began (`failingSince`). Each
 //! process notes what it sees in memory (its last success, the failures it saw while the store
 //! showed the current run) and, only when that and the stored run disagree, reads the webhook
-//! afresh and writes it, or reads the log, at most once per interval per webhook (a tenth of
-//! the limit, between 100 ms and a minute). A webhook taking thousands of deliveries a second,
-//! failing or flapping, costs each process at most one read and one write an interval.
+//! afresh and writes it, or reads the log: to begin a run or decide, at most once per interval
+//! per webhook (a tenth of the limit, between 100 ms and a minute); to end one, at most once a
+//! second. A webhook taking thousands of deliveries a second, failing or flapping, costs each
+//! process at most that many reads, and writes only where a fresh copy still needs them.
 
 use crate::operational::{Emission, OperationalEvent, PLATFORM_ACCOUNT_ID};
 use crate::ports::{DeliveryContext, DeliveryQuery};
@@ -17,6 +18,10 @@ use hookline_model::Webhook;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The most often one process reads a webhook afresh to end its run: while a stale copy still
+/// shows the run (5 s on Lambda), each success would otherwise read it again.
+const MAX_CLEAR_SPACING: Duration = Duration::from_secs(1);
 
 /// Webhooks one process keeps a view of; past it, it starts afresh (a lost view delays a
 /// switch-off or a clear until the log or another process sees the same).
@@ -28,8 +33,11 @@ struct View {
     /// The webhook's `updatedAt` this view is of: a user's change (a new URL, switched off and
     /// on) starts a new view. An older copy (a delivery that read before) changes nothing.
     webhook_updated_at: Option<DateTime<Utc>>,
-    /// When this process last read the webhook afresh or its log for it.
+    /// When this process last read the webhook afresh or its log for it to begin a run or to
+    /// decide, and when to end a run (ends are not held back by the interval: an endpoint
+    /// fixed shows healthy at once).
     last_look: Option<Instant>,
+    last_clear: Option<Instant>,
     /// The run the store showed at this process's last attempt, and the failures this process
     /// saw while it showed that run (so never a failure from before it).
     stored_run: Option<DateTime<Utc>>,
@@ -136,10 +144,15 @@ impl HealthViews {
             }
             return Needed::Nothing;
         }
-        if view.last_look.is_some_and(|at| at.elapsed() < interval) {
+        let (last, spacing) = if health == Health::Succeeded {
+            (&mut view.last_clear, interval.min(MAX_CLEAR_SPACING))
+        } else {
+            (&mut view.last_look, interval)
+        };
+        if last.is_some_and(|at| at.elapsed() < spacing) {
             return Needed::Nothing;
         }
-        view.last_look = Some(Instant::now());
+        *last = Some(Instant::now());
         needed
     }
 }
@@ -451,6 +464,27 @@ mod tests {
         assert_eq!(
             note(Health::Failed, t3, Duration::ZERO),
             write(Some(t3), Some(at(2)))
+        );
+    }
+
+    #[test]
+    fn a_fixed_endpoint_ends_its_run_at_once() {
+        let views = HealthViews::default();
+        let t0 = Utc::now();
+        let t1 = t0 + chrono::Duration::seconds(1);
+        assert_eq!(
+            views.note(&webhook(None), Health::Failed, t0, AFTER, INTERVAL),
+            write(Some(t0), None)
+        );
+        // The run's start was just written; its end is not held back by the interval.
+        assert_eq!(
+            views.note(&webhook(Some(t0)), Health::Succeeded, t1, AFTER, INTERVAL),
+            write(None, Some(t1))
+        );
+        // Successes read with the stale copy right after: held back (a second).
+        assert_eq!(
+            views.note(&webhook(Some(t0)), Health::Succeeded, t1, AFTER, INTERVAL),
+            Needed::Nothing
         );
     }
 
