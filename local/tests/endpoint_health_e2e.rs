@@ -83,6 +83,23 @@ async fn webhook_until(
     }
 }
 
+/// Publishes one event (to a failing endpoint) and waits until its webhook shows a run.
+async fn fail_once(
+    http: &reqwest::Client,
+    server: &Server,
+    account: &str,
+    key: &str,
+    id: &str,
+) -> Value {
+    publish(http, server, account).await;
+    let failing = webhook_until(http, server, key, id, Duration::from_secs(10), |w| {
+        w.get("failingSince").is_some()
+    })
+    .await;
+    assert!(failing.get("failingSince").is_some(), "{failing}");
+    failing
+}
+
 async fn publish(http: &reqwest::Client, server: &Server, account: &str) {
     let (status, body) = call(
         http,
@@ -131,17 +148,7 @@ async fn a_webhook_failing_long_enough_is_switched_off_with_its_reason_and_on_ag
     }
 
     // A failure starts a run of failures; a success ends it.
-    publish(&http, &server, &account).await;
-    let failing = webhook_until(
-        &http,
-        &server,
-        &key,
-        &flaky_id,
-        Duration::from_secs(10),
-        |w| w.get("failingSince").is_some(),
-    )
-    .await;
-    assert!(failing.get("failingSince").is_some(), "{failing}");
+    fail_once(&http, &server, &account, &key, &flaky_id).await;
     // A new URL is a new endpoint: its run starts afresh.
     let (status, moved) = call(
         &http,
@@ -153,17 +160,7 @@ async fn a_webhook_failing_long_enough_is_switched_off_with_its_reason_and_on_ag
     .await;
     assert_eq!(status, 200, "{moved}");
     assert!(moved.get("failingSince").is_none(), "{moved}");
-    publish(&http, &server, &account).await;
-    let failing = webhook_until(
-        &http,
-        &server,
-        &key,
-        &flaky_id,
-        Duration::from_secs(10),
-        |w| w.get("failingSince").is_some(),
-    )
-    .await;
-    assert!(failing.get("failingSince").is_some(), "{failing}");
+    let failing = fail_once(&http, &server, &account, &key, &flaky_id).await;
     // Past the interval between two looks at one webhook (a tenth of the limit here).
     tokio::time::sleep(Duration::from_millis(300)).await;
     flaky.status.store(200, Ordering::SeqCst);
