@@ -323,6 +323,66 @@ async fn manages_accounts_keys_event_types_webhooks_and_deliveries() {
     assert_eq!(printed.trim(), "0 failed deliveries queued again.");
     fails(hookline(&url, &key, &["retry"]), 2);
 
+    // Replay: the one delivery of this webhook, sent again as a job that ends at once (once
+    // the retry above is recorded: a delivery still pending is not replayed); then what the
+    // webhook missed (nothing).
+    for _ in 0..100 {
+        let counts: serde_json::Value =
+            serde_json::from_str(&ok(hookline(&url, &key, &["status", "--json"]))).unwrap();
+        if counts["pending"] == 0 && counts["retrying"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let printed = ok(hookline(
+        &url,
+        &key,
+        &[
+            "replay",
+            "--since",
+            "2020-01-01T00:00:00Z",
+            "--webhook",
+            &webhook,
+            "--wait",
+        ],
+    ));
+    assert!(
+        printed.starts_with("Job job_")
+            && printed
+                .trim()
+                .ends_with("(replay): completed, 1 found, 1 sent."),
+        "{printed}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("replayed");
+    let printed = ok(hookline(
+        &url,
+        &key,
+        &[
+            "replay",
+            "--missing",
+            "--since",
+            "2020-01-01T00:00:00Z",
+            "--webhook",
+            &webhook,
+        ],
+    ));
+    assert!(
+        printed
+            .trim()
+            .ends_with("(replayMissing): completed, 1 found, 0 sent."),
+        "{printed}"
+    );
+    fails(
+        hookline(
+            &url,
+            &key,
+            &["replay", "--missing", "--since", "2020-01-01T00:00:00Z"],
+        ),
+        2,
+    );
+
     // This receiver answers "thanks", not the pong: the ping fails, and says why.
     let output = hookline(&url, &key, &["webhooks", "ping", &webhook]);
     assert!(

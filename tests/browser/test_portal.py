@@ -147,6 +147,54 @@ def test_a_failed_delivery_is_retried_once_the_receiver_is_fixed(hookline, recei
     expect(portal.locator(".webhook", has_text=hook).locator(".health")).to_have_count(0)
 
 
+LOCAL_AN_HOUR_AGO = """() => {
+  const d = new Date(Date.now() - 3600e3);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}"""
+
+
+def test_replay_a_delivery_and_send_a_new_webhook_what_it_missed(hookline, receiver, context):
+    account_id, _ = new_account(hookline, "Replay Clinic")
+    portal = open_portal(context, portal_link(hookline, account_id))
+    create_webhook(portal, f"{receiver.base}/replayed", "reading.weight")
+    fire_test_event(portal, "reading.weight")
+    wait_for_row(portal, "delivered")
+    first = receiver.deliveries("/replayed")
+    assert len(first) == 1
+
+    portal.goto(portal.url.split("#")[0] + "#overview")
+    portal.fill("#replay-since", portal.evaluate(LOCAL_AN_HOUR_AGO))
+    portal.click("#replay-button")
+    expect(portal.locator("#replay-result")).to_contain_text("Done: 1 of 1 sent.")
+    deadline = time.time() + 10
+    while len(receiver.deliveries("/replayed")) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    again = receiver.deliveries("/replayed")
+    assert len(again) == 2
+    assert again[1]["headers"]["webhook-id"] == first[0]["headers"]["webhook-id"]
+    shot(portal, "portal-replayed")
+
+    # A webhook created afterwards gets the event it missed, once.
+    create_webhook(portal, f"{receiver.base}/late", "reading.weight")
+    portal.goto(portal.url.split("#")[0] + "#overview")
+    portal.select_option("#replay-mode", "missing")
+    expect(portal.locator("#replay-until")).to_be_disabled()
+    portal.fill("#replay-since", portal.evaluate(LOCAL_AN_HOUR_AGO))
+    portal.click("#replay-button")
+    expect(portal.locator("#replay-result")).to_contain_text("Choose the webhook")
+    portal.select_option("#replay-webhook", label=f"{receiver.base}/late")
+    portal.click("#replay-button")
+    expect(portal.locator("#replay-result")).to_contain_text("Done: 1 of 1 sent.")
+    deadline = time.time() + 10
+    while not receiver.deliveries("/late") and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(receiver.deliveries("/late")) == 1
+    portal.click("#replay-button")
+    expect(portal.locator("#replay-result")).to_contain_text("Done: 0 of 1 sent.")
+    shot(portal, "portal-replay-missing")
+
+
 def test_a_webhook_switched_off_by_a_410_says_why_and_activates_again(hookline, receiver, context):
     account_id, _ = new_account(hookline, "Gone Clinic")
     portal = open_portal(context, portal_link(hookline, account_id))

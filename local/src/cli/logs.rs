@@ -295,6 +295,86 @@ pub async fn retry(api: &Api, args: RetryArgs) -> CliResult {
     Ok(())
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Deliveries created (with --missing: events published) at or after this time (RFC 3339).
+    #[arg(long)]
+    since: String,
+    /// Deliveries created at or before this time (RFC 3339); now when left out.
+    #[arg(long, conflicts_with = "missing")]
+    until: Option<String>,
+    /// Only this webhook's deliveries (with --missing: the webhook to send them to).
+    #[arg(long)]
+    webhook: Option<String>,
+    /// Only `delivered` or only `failed` deliveries.
+    #[arg(long, value_parser = ["delivered", "failed"], conflicts_with = "missing")]
+    status: Option<String>,
+    /// Send the webhook the events it matches and never got a delivery of.
+    #[arg(long, requires = "webhook")]
+    missing: bool,
+    /// Wait until the job ends, printing how far it got.
+    #[arg(long)]
+    wait: bool,
+}
+
+pub async fn replay(api: &Api, args: ReplayArgs) -> CliResult {
+    let mut job = if args.missing {
+        let webhook = args.webhook.unwrap_or_default();
+        api.call(
+            Method::POST,
+            &format!("/webhook/{}/replay-missing", seg(&webhook)),
+            &[],
+            Some(&json!({"since": args.since})),
+        )
+        .await?
+    } else {
+        let until = args.until.unwrap_or_else(|| {
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        });
+        let mut body = json!({"since": args.since, "until": until});
+        for (name, value) in [("webhookId", args.webhook), ("status", args.status)] {
+            if let Some(value) = value {
+                body[name] = json!(value);
+            }
+        }
+        api.call(Method::POST, "/webhook/replay", &[], Some(&body))
+            .await?
+    };
+    let path = format!("/webhook/jobs/{}", seg(&text(&job["id"])));
+    while args.wait && job["status"] == "running" {
+        if !api.json {
+            out!("{}", job_line(&job));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        job = api.call(Method::GET, &path, &[], None).await?;
+    }
+    if api.json {
+        print_json(&job);
+    } else {
+        out!("{}", job_line(&job));
+        if job["status"] == "running" {
+            out!("It goes on in the background (--wait waits for it).");
+        }
+    }
+    Ok(())
+}
+
+/// `Job job_... (replay): completed, 3 found, 3 sent.`
+fn job_line(job: &Value) -> String {
+    let mut line = format!(
+        "Job {} ({}): {}, {} found, {} sent.",
+        text(&job["id"]),
+        text(&job["kind"]),
+        text(&job["status"]),
+        text(&job["total"]),
+        text(&job["done"])
+    );
+    if let Some(error) = job["error"].as_str() {
+        line.push_str(&format!(" {error}."));
+    }
+    line
+}
+
 pub async fn status(api: &Api) -> CliResult {
     let counts = api.call(Method::GET, "/webhook/status", &[], None).await?;
     if api.json {

@@ -113,6 +113,9 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Send one delivery again, or every failed one (account key).
     Retry(logs::RetryArgs),
+    /// Send a time range of deliveries again, or a webhook the events it missed, as a job
+    /// (account key).
+    Replay(logs::ReplayArgs),
     /// Deliveries of the account by status (account key).
     Status,
     /// Receive deliveries while you develop: prints each one and checks its signature.
@@ -169,6 +172,7 @@ async fn dispatch(api: &Api, command: Command) -> CliResult {
         Command::Events(command) => events::run(api, command).await,
         Command::Logs(args) => logs::logs(api, args).await,
         Command::Retry(args) => logs::retry(api, args).await,
+        Command::Replay(args) => logs::replay(api, args).await,
         Command::Status => logs::status(api).await,
         Command::Serve(_) | Command::Listen(_) | Command::Completions { .. } => {
             unreachable!("handled in run")

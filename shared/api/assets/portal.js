@@ -104,7 +104,7 @@ window.addEventListener("hashchange", () => { if (state.session) showTab(current
 
 async function renderOverview(root) {
   fill(root, h("h1", {}, "Overview"), h("div", { id: "counts", class: "counts", "aria-live": "polite" }, "Loading…"),
-    h("p", { class: "muted small" }, "Counts refresh every 5 seconds."), retryAllForm());
+    h("p", { class: "muted small" }, "Counts refresh every 5 seconds."), retryAllForm(), replayForm());
   await refreshCounts();
   state.liveTimer = setInterval(refreshCounts, 5000);
 }
@@ -152,6 +152,75 @@ function retryAllForm() {
     }
   });
   return form;
+}
+
+// ---------- replay and recovery (background jobs) ----------
+
+function replayForm() {
+  const webhook = h("select", { id: "replay-webhook" }, h("option", { value: "" }, "All webhooks"));
+  api.get("/api/v3/webhook?size=100").then((page) => {
+    for (const w of page.content) webhook.append(h("option", { value: w.id }, w.url));
+  }).catch(() => {});
+  const mode = h("select", { id: "replay-mode" },
+    h("option", { value: "replay" }, "Send finished deliveries again"),
+    h("option", { value: "missing" }, "Send a webhook the events it missed"));
+  const status = h("select", { id: "replay-status" },
+    h("option", { value: "" }, "Delivered and failed"),
+    h("option", { value: "delivered" }, "Only delivered"),
+    h("option", { value: "failed" }, "Only failed"));
+  const since = h("input", { id: "replay-since", type: "datetime-local", step: 1, required: true });
+  const until = h("input", { id: "replay-until", type: "datetime-local", step: 1 });
+  const result = h("div", { id: "replay-result", role: "status", "aria-live": "polite" });
+  const form = h("form", { class: "card stack", id: "replay" },
+    h("h2", {}, "Replay"),
+    h("p", { class: "muted" }, "Sends the deliveries created in a time range again, under the same webhook-id; or sends one webhook every event since a time that it matches and never got. Large ranges go on in the background."),
+    h("div", { class: "grid3" }, field("What", mode), field("Webhook", webhook), field("Deliveries", status)),
+    h("div", { class: "grid3" }, field("From", since), field("Until (empty: now)", until)),
+    h("div", { class: "row" }, h("button", { type: "submit", class: "primary", id: "replay-button" }, "Replay"), result));
+  mode.addEventListener("change", () => {
+    status.disabled = until.disabled = mode.value === "missing";
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (mode.value === "missing" && !webhook.value) {
+      fill(result, h("span", { class: "bad-text" }, "Choose the webhook to send the events it missed."));
+      return;
+    }
+    try {
+      let job;
+      if (mode.value === "missing") {
+        job = await api.post(`/api/v3/webhook/${encodeURIComponent(webhook.value)}/replay-missing`, { since: toUtc(since.value) });
+      } else {
+        const body = { since: toUtc(since.value), until: toUtc(until.value) || new Date().toISOString() };
+        if (webhook.value) body.webhookId = webhook.value;
+        if (status.value) body.status = status.value;
+        job = await api.post("/api/v3/webhook/replay", body);
+      }
+      showJob(result, job);
+    } catch (e) {
+      showError(result, e);
+    }
+  });
+  return form;
+}
+
+/** A job's progress, followed every second until it ends. */
+async function showJob(target, job) {
+  for (;;) {
+    const sent = `${job.done} of ${job.total} sent`;
+    const text = job.status === "running" ? `Running: ${sent} so far…`
+      : job.status === "completed" ? `Done: ${sent}.` : `Stopped: ${job.error || "failed"} (${sent}).`;
+    fill(target, h("span", { class: job.status === "failed" ? "bad-text" : "ok-text", "data-job": job.id, "data-status": job.status }, text));
+    if (job.status !== "running" || !target.isConnected) break;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    try {
+      job = await api.get(`/api/v3/webhook/jobs/${encodeURIComponent(job.id)}`);
+    } catch (e) {
+      showError(target, e);
+      break;
+    }
+  }
+  setTimeout(refreshCounts, 800);
 }
 
 // ---------- webhooks ----------

@@ -20,6 +20,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         (name = "webhooks", description = "Webhook endpoints (account)"),
         (name = "secrets", description = "Account webhook secret and signing secrets (account)"),
         (name = "logs", description = "Delivery logs, counts and manual retries (account)"),
+        (name = "jobs", description = "Replay and recovery, run as background jobs (account)"),
         (name = "test events", description = "Sample events sent to your own webhooks (account)"),
         (name = "guide routes", description = "Other platforms' webhook APIs as their guides write them: Infermedica's `/api/v2/config/webhook` and the organization-style `/webhook-events` (account key; the admin key may act for an organization)"),
         (name = "meta", description = "Health and this document")

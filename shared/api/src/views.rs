@@ -379,3 +379,67 @@ pub struct BatchRefusedView {
     pub status: u16,
     pub error: ErrorDetail,
 }
+
+/// A background job (replay, recovery) as it stands.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    #[schema(example = "job_01JC6Y4V9M6T2Q8KJ1N3X5Z7B9")]
+    pub id: String,
+    /// `replay` or `replayMissing`.
+    pub kind: String,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// What the job found in its range so far (deliveries for a replay, events the webhook
+    /// matches for a recovery); final once `status` is `completed`.
+    pub total: u64,
+    /// Of those, how many it sent (again). A replay leaves out deliveries still pending or
+    /// retrying (they are attempted anyway) and those of inactive or deleted webhooks; a
+    /// recovery leaves out events the webhook already has a delivery of.
+    pub done: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_id: Option<String>,
+    pub since: String,
+    pub until: String,
+    /// A replay's status filter (`delivered` or `failed`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_status: Option<String>,
+    /// Why a failed job stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl JobView {
+    pub fn of(job: hookline_model::Job) -> Self {
+        use hookline_model::JobKind;
+        let (since, until, delivery_status) = match &job.kind {
+            JobKind::Replay {
+                since,
+                until,
+                delivery_status,
+                ..
+            } => (
+                *since,
+                *until,
+                delivery_status.map(|s| s.as_str().to_string()),
+            ),
+            JobKind::ReplayMissing { since, until, .. } => (*since, *until, None),
+        };
+        Self {
+            kind: job.kind.name().to_string(),
+            status: job.status.as_str().to_string(),
+            total: job.total,
+            done: job.done,
+            webhook_id: job.webhook_id().map(String::from),
+            since: timestamp(since),
+            until: timestamp(until),
+            delivery_status,
+            error: job.error,
+            created_at: timestamp(job.created_at),
+            updated_at: timestamp(job.updated_at),
+            id: job.id,
+        }
+    }
+}

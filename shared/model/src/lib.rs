@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod error;
 pub mod filter;
 pub mod ids;
+pub mod job;
 pub mod keys;
 pub mod limits;
 pub mod request_options;
@@ -21,6 +22,7 @@ pub use catalog::{BUILT_IN_EVENT_TYPES, Catalog, EventPattern, EventTypeInfo};
 pub use delivery::{Attempt, Delivery, DeliveryJob, DeliveryStatus, RetryTrigger, StatusCounts};
 pub use envelope::PayloadFormat;
 pub use error::ValidationError;
+pub use job::{Job, JobKind, JobStatus};
 pub use request_options::RequestOptions;
 pub use types::{
     Account, ApiKeyRecord, Event, GONE_DISABLED_REASON, Principal, Webhook, WebhookHealth,

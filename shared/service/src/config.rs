@@ -36,6 +36,10 @@ pub struct Config {
     /// How long one sweep may work before it stops (what is left stays due for the next):
     /// well within the retry function's timeout.
     pub sweep_budget: Duration,
+    /// How long the request that starts a replay job works on it before answering
+    /// (`HOOKLINE_JOB_INLINE`): a range done by then answers `completed`; the sweep carries a
+    /// larger one on. At least one page is always done in the request.
+    pub job_inline: Duration,
     /// The most webhooks one account may have (`HOOKLINE_MAX_WEBHOOKS`).
     pub max_webhooks_per_account: u32,
     /// Local: the most deliveries queued or in flight before publish answers 503
@@ -173,6 +177,7 @@ impl Config {
             log_retention_days: 30,
             sweep_lease: Duration::from_secs(120),
             sweep_budget: Duration::from_secs(20),
+            job_inline: Duration::from_secs(2),
             max_webhooks_per_account: 500,
             max_backlog: 20_000,
             endpoint_concurrency: 64,
@@ -235,6 +240,10 @@ impl Config {
         if let Some(v) = get("HOOKLINE_SWEEP_BUDGET") {
             config.sweep_budget =
                 parse_duration(v.trim()).map_err(|e| format!("HOOKLINE_SWEEP_BUDGET: {e}"))?;
+        }
+        if let Some(v) = get("HOOKLINE_JOB_INLINE") {
+            config.job_inline =
+                parse_duration(v.trim()).map_err(|e| format!("HOOKLINE_JOB_INLINE: {e}"))?;
         }
         if let Some(v) = get("HOOKLINE_MAX_WEBHOOKS") {
             config.max_webhooks_per_account = positive("HOOKLINE_MAX_WEBHOOKS", &v)? as u32;

@@ -74,6 +74,7 @@ async fn due_of(store: &dyn Store, account_id: &str, before: DateTime<Utc>) -> V
         .filter(|item| match item {
             DueItem::FanOut { account_id: a, .. } => a == account_id,
             DueItem::Delivery { job, .. } => job.account_id == account_id,
+            DueItem::Job { account_id: a, .. } => a == account_id,
         })
         .collect()
 }
@@ -859,6 +860,271 @@ pub async fn store_contract_settling(store: &dyn Store, settle: Settle<'_>) {
 
     atomic_publish(store, now, settle).await;
     attempt_rules(store, now, settle).await;
+    walks_and_jobs(store, now).await;
+}
+
+/// Every step of a walk, from the start to its end, in steps of `limit`.
+async fn walk_all_deliveries(
+    store: &dyn Store,
+    account_id: &str,
+    query: &DeliveryQuery,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let walk = store
+            .walk_deliveries(account_id, query, cursor.as_deref(), 2)
+            .await
+            .expect("walk_deliveries");
+        assert!(walk.items.len() <= 2, "a step finds at most its limit");
+        found.extend(walk.items.into_iter().map(|d| d.id));
+        match walk.next {
+            Some(next) => cursor = Some(next),
+            None => return found,
+        }
+    }
+    panic!("the walk never ended");
+}
+
+/// Walks (what background jobs read) find each match exactly once, a step at a time; jobs
+/// round-trip, are due for the sweep while they run, and move on only as of their version.
+async fn walks_and_jobs(store: &dyn Store, now: DateTime<Utc>) {
+    use hookline_model::{Job, JobKind, JobStatus};
+    let (acct, key) = account(now + Duration::milliseconds(3));
+    store.insert_account(&acct, &key).await.unwrap();
+    let (other, other_key) = account(now + Duration::milliseconds(4));
+    store.insert_account(&other, &other_key).await.unwrap();
+    let hooks = [
+        webhook(&acct.id, now, &["*"]),
+        webhook(&acct.id, now + Duration::milliseconds(1), &["*"]),
+    ];
+    for hook in &hooks {
+        assert!(store.insert_webhook(hook, 500).await.unwrap());
+    }
+    // Four events a second apart; each to both webhooks; plus one of another account.
+    let mut events = Vec::new();
+    let mut deliveries = Vec::new();
+    for i in 0..4 {
+        let event = Event {
+            id: ids::new_id(ids::EVENT, now + Duration::seconds(i)),
+            account_id: acct.id.clone(),
+            event_type: "reading.weight".into(),
+            payload: format!(r#"{{"n":{i}}}"#),
+            created_at: now + Duration::seconds(i),
+            deliveries: 0,
+            fanned_out: false,
+        };
+        let ds: Vec<Delivery> = hooks.iter().map(|w| delivery(&event, w)).collect();
+        store
+            .insert_event_with_deliveries(&event, &ds, now + Duration::seconds(120))
+            .await
+            .unwrap();
+        events.push(event);
+        deliveries.extend(ds);
+    }
+    let stranger = Event {
+        id: ids::new_id(ids::EVENT, now + Duration::seconds(1)),
+        account_id: other.id.clone(),
+        event_type: "reading.weight".into(),
+        payload: "{}".into(),
+        created_at: now + Duration::seconds(1),
+        deliveries: 0,
+        fanned_out: false,
+    };
+    let other_hook = webhook(&other.id, now, &["*"]);
+    assert!(store.insert_webhook(&other_hook, 500).await.unwrap());
+    store
+        .insert_event_with_deliveries(
+            &stranger,
+            &[delivery(&stranger, &other_hook)],
+            now + Duration::seconds(120),
+        )
+        .await
+        .unwrap();
+    // One delivered.
+    let delivered = &deliveries[2];
+    assert!(
+        store
+            .record_attempt(
+                delivered,
+                &AttemptRecord {
+                    attempt: Attempt {
+                        at: now + Duration::seconds(5),
+                        status_code: Some(200),
+                        duration_ms: 1,
+                        error: None,
+                        response_body: None,
+                    },
+                    status: DeliveryStatus::Delivered,
+                    next_attempt_at: None,
+                    sweep_at: None,
+                    deactivates_webhook: false,
+                },
+            )
+            .await
+            .unwrap()
+    );
+
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    let ids_of =
+        |ds: &mut dyn Iterator<Item = &Delivery>| sorted(ds.map(|d| d.id.clone()).collect());
+    let everything = walk_all_deliveries(store, &acct.id, &DeliveryQuery::default()).await;
+    assert_eq!(
+        everything.len(),
+        8,
+        "each delivery exactly once: {everything:?}"
+    );
+    assert_eq!(sorted(everything), ids_of(&mut deliveries.iter()));
+    let of_one_webhook = DeliveryQuery {
+        webhook_id: Some(hooks[1].id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        sorted(walk_all_deliveries(store, &acct.id, &of_one_webhook).await),
+        ids_of(&mut deliveries.iter().filter(|d| d.webhook_id == hooks[1].id))
+    );
+    let in_range = DeliveryQuery {
+        created_from: Some(now + Duration::seconds(1)),
+        created_to: Some(now + Duration::seconds(2)),
+        ..Default::default()
+    };
+    assert_eq!(
+        sorted(walk_all_deliveries(store, &acct.id, &in_range).await),
+        ids_of(&mut deliveries[2..6].iter())
+    );
+    let only_delivered = DeliveryQuery {
+        status: Some(DeliveryStatus::Delivered),
+        ..Default::default()
+    };
+    assert_eq!(
+        walk_all_deliveries(store, &acct.id, &only_delivered).await,
+        vec![delivered.id.clone()]
+    );
+    assert!(
+        walk_all_deliveries(store, "acct_missing", &DeliveryQuery::default())
+            .await
+            .is_empty()
+    );
+
+    // Events in a time range, a step at a time, of this account only.
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let walk = store
+            .walk_events(
+                &acct.id,
+                now + Duration::seconds(1),
+                now + Duration::seconds(3),
+                cursor.as_deref(),
+                1,
+            )
+            .await
+            .unwrap();
+        assert!(walk.items.len() <= 1);
+        walked.extend(walk.items.into_iter().map(|e| e.id));
+        match walk.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(walked.len() <= 3, "the walk never ended");
+    }
+    assert_eq!(
+        sorted(walked),
+        sorted(events[1..4].iter().map(|e| e.id.clone()).collect())
+    );
+
+    // Jobs.
+    let job = Job::new(
+        ids::new_id(hookline_model::job::JOB, now),
+        &acct.id,
+        JobKind::Replay {
+            webhook_id: Some(hooks[0].id.clone()),
+            since: now,
+            until: now + Duration::seconds(3),
+            delivery_status: None,
+        },
+        now,
+    );
+    let lease = now + Duration::seconds(60);
+    store.insert_job(&job, lease).await.unwrap();
+    assert_eq!(
+        store.get_job(&acct.id, &job.id).await.unwrap(),
+        Some(job.clone())
+    );
+    assert_eq!(
+        store.get_job(&other.id, &job.id).await.unwrap(),
+        None,
+        "another account's job"
+    );
+    assert_eq!(store.get_job(&acct.id, "job_missing").await.unwrap(), None);
+    let job_due = DueItem::Job {
+        account_id: acct.id.clone(),
+        job_id: job.id.clone(),
+    };
+    let due_jobs = |items: Vec<DueItem>| -> Vec<DueItem> {
+        items
+            .into_iter()
+            .filter(|i| matches!(i, DueItem::Job { .. }))
+            .collect()
+    };
+    assert!(due_jobs(due_of(store, &acct.id, lease - Duration::seconds(1)).await).is_empty());
+    assert_eq!(
+        due_jobs(due_of(store, &acct.id, lease).await),
+        vec![job_due.clone()]
+    );
+    store
+        .postpone(&job_due, lease + Duration::seconds(60))
+        .await
+        .unwrap();
+    assert!(
+        due_jobs(due_of(store, &acct.id, lease).await).is_empty(),
+        "postponed"
+    );
+
+    let mut stepped = job.clone();
+    stepped.total = 3;
+    stepped.done = 2;
+    stepped.cursor = Some("somewhere".into());
+    stepped.updated_at = now + Duration::seconds(1);
+    assert!(
+        store
+            .update_job(&stepped, Some(lease + Duration::seconds(90)))
+            .await
+            .unwrap()
+    );
+    let read = store.get_job(&acct.id, &job.id).await.unwrap().unwrap();
+    assert_eq!(read.version, 1);
+    assert_eq!(
+        (read.total, read.done, read.cursor.as_deref()),
+        (3, 2, Some("somewhere"))
+    );
+    assert!(
+        !store.update_job(&stepped, None).await.unwrap(),
+        "a job moved on by another worker is not overwritten"
+    );
+    assert_eq!(
+        due_jobs(due_of(store, &acct.id, lease + Duration::seconds(90)).await),
+        vec![job_due.clone()]
+    );
+    let mut ended = read.clone();
+    ended.status = JobStatus::Completed;
+    assert!(store.update_job(&ended, None).await.unwrap());
+    assert_eq!(
+        store
+            .get_job(&acct.id, &job.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        JobStatus::Completed
+    );
+    assert!(
+        due_jobs(due_of(store, &acct.id, DateTime::<Utc>::MAX_UTC).await).is_empty(),
+        "an ended job is not due"
+    );
 }
 
 /// What recording an attempt guarantees: a job loaded before another attempt records nothing
@@ -1061,6 +1327,7 @@ async fn atomic_publish(store: &dyn Store, now: DateTime<Utc>, settle: Settle<'_
         .map(|item| match item {
             DueItem::Delivery { job, .. } => job.delivery_id,
             DueItem::FanOut { event_id, .. } => event_id,
+            DueItem::Job { job_id, .. } => job_id,
         })
         .collect();
     assert_eq!(

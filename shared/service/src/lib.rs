@@ -15,6 +15,7 @@ pub mod ping;
 pub mod ports;
 pub mod publish;
 mod recorder;
+pub mod replay;
 pub mod retries;
 pub mod sealed_store;
 pub mod sweep;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookline_model::{
     Account, ApiKeyRecord, Attempt, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo,
-    StatusCounts, Webhook,
+    Job, StatusCounts, Webhook,
 };
 use std::time::Duration;
 use thiserror::Error;
@@ -56,6 +56,8 @@ pub enum DueItem {
         job: DeliveryJob,
         next_attempt_at: Option<DateTime<Utc>>,
     },
+    /// A background job (replay) still running whose lease ran out: resumed where it stopped.
+    Job { account_id: String, job_id: String },
 }
 
 /// Which deliveries a log query wants. `created_*` bound the creation time, `last_attempt_*`
@@ -77,6 +79,15 @@ pub struct DeliveryQuery {
 pub struct DeliveryPage {
     pub items: Vec<Delivery>,
     pub total: u64,
+}
+
+/// One step of a walk through a range ([`Store::walk_deliveries`], [`Store::walk_events`]):
+/// what it found, and where the next step starts (`None`: the walk is over). A step may find
+/// nothing and still not be the last (the store read only items a filter left out).
+#[derive(Debug, Clone)]
+pub struct Walk<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
 }
 
 /// One page of a list and the size of the whole list.
@@ -264,6 +275,74 @@ pub trait Store: Send + Sync + 'static {
     ) -> PortResult<Option<Delivery>>;
     /// The account's deliveries per status, from counters kept as statuses change.
     async fn status_counts(&self, account_id: &str) -> PortResult<StatusCounts>;
+    /// One step of a walk through the deliveries matching `query` (its `page` and `size` are
+    /// ignored), in an order of the store's choosing: at most `limit` of them, from `cursor`
+    /// (`None` to begin; then a step's `next`). Each delivery that matches throughout the walk
+    /// is found exactly once; a walk never reads the whole range at once, so a job can walk a
+    /// history of any size a page at a time. By default, the pages of [`Store::list_deliveries`]
+    /// (for a store whose pages stay put while a walk goes on).
+    async fn walk_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Delivery>> {
+        let page: u32 = match cursor {
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| PortError(format!("not a walk position: {raw}")))?,
+            None => 0,
+        };
+        let found = self
+            .list_deliveries(
+                account_id,
+                &DeliveryQuery {
+                    page,
+                    size: limit,
+                    ..query.clone()
+                },
+            )
+            .await?;
+        let more = found.items.len() as u32 == limit && limit > 0;
+        Ok(Walk {
+            items: found.items,
+            next: more.then(|| (page + 1).to_string()),
+        })
+    }
+    /// One step of a walk through the account's events created in `[from, to]`, as
+    /// [`Store::walk_deliveries`] walks deliveries. An event's id may be the publisher's own,
+    /// so it says nothing of the event's time: the range is on `created_at`.
+    async fn walk_events(
+        &self,
+        account_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Event>> {
+        let _ = (account_id, from, to, cursor, limit);
+        Err(PortError("this store cannot walk events".to_string()))
+    }
+
+    // --- background jobs ---
+
+    /// Stores a new job, due for the sweep at `sweep_at` (its lease) while it runs.
+    async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {
+        let _ = (job, sweep_at);
+        Err(PortError("this store keeps no jobs".to_string()))
+    }
+    async fn get_job(&self, account_id: &str, job_id: &str) -> PortResult<Option<Job>> {
+        let _ = (account_id, job_id);
+        Ok(None)
+    }
+    /// Replaces a stored job, as of the `version` it was read at, with `version + 1`, due for
+    /// the sweep at `sweep_at` (`None`: it ended, and leaves the sweep's sight). False when it
+    /// changed since it was read (another worker moved it on) or is gone.
+    async fn update_job(&self, job: &Job, sweep_at: Option<DateTime<Utc>>) -> PortResult<bool> {
+        let _ = (job, sweep_at);
+        Err(PortError("this store keeps no jobs".to_string()))
+    }
 
     // --- the sweep ---
 

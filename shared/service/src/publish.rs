@@ -374,7 +374,7 @@ impl Service {
 
     /// Queues newly stored deliveries, unless the table's stream function does
     /// ([`FanOutQueue::Stream`]: it sees each insert and is retried until it queues it).
-    async fn enqueue_new_deliveries(&self, jobs: Vec<DeliveryJob>) {
+    pub(crate) async fn enqueue_new_deliveries(&self, jobs: Vec<DeliveryJob>) {
         if self.config.fan_out_queue == FanOutQueue::Api {
             self.enqueue_or_leave_to_sweep(jobs).await;
         }
@@ -389,7 +389,7 @@ impl Service {
 /// The pending deliveries of `event`: one per active webhook whose subscriptions match and
 /// whose payload filter, if any, passes. The one place an event is matched to webhooks
 /// (publish, batch, test events and the sweep's resumed fan-outs all come here).
-fn deliveries_of(event: &Event, webhooks: &[Webhook]) -> Vec<Delivery> {
+pub(crate) fn deliveries_of(event: &Event, webhooks: &[Webhook]) -> Vec<Delivery> {
     // Parsed once per event, and only when a subscribed webhook has a filter.
     let mut payload: Option<Option<serde_json::Value>> = None;
     webhooks

@@ -1,7 +1,7 @@
 //! Manual retries: one delivery, or every failed one (optionally of one webhook, in a time
 //! range). Each starts a new round of the retry schedule; earlier attempts stay in the log.
 
-use crate::ports::DeliveryQuery;
+use crate::ports::{DeliveryQuery, PortResult};
 use crate::{Service, ServiceError, ServiceResult};
 use chrono::{DateTime, Utc};
 use hookline_model::{Delivery, DeliveryJob, DeliveryStatus, ValidationError};
@@ -128,13 +128,12 @@ impl Service {
         Ok(retried)
     }
 
-    async fn requeue(&self, delivery: &Delivery) -> ServiceResult<bool> {
+    pub(crate) async fn requeue(&self, delivery: &Delivery) -> PortResult<bool> {
         let now = self.ports.clock.now();
-        Ok(self
-            .ports
+        self.ports
             .store
             .requeue_delivery(delivery, self.sweep_time(now))
-            .await?)
+            .await
     }
 
     /// Hands jobs to the workers; stored as due, so a failure here only delays them.

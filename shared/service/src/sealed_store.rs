@@ -11,13 +11,13 @@
 use crate::Store;
 use crate::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortError,
-    PortResult,
+    PortResult, Walk,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookline_model::sealing::{KeyRing, SealingError};
 use hookline_model::{
-    Account, ApiKeyRecord, Delivery, DeliveryJob, Event, EventTypeInfo, StatusCounts, Webhook,
+    Account, ApiKeyRecord, Delivery, DeliveryJob, Event, EventTypeInfo, Job, StatusCounts, Webhook,
 };
 use std::sync::Arc;
 
@@ -418,6 +418,41 @@ impl Store for SealedStore {
     }
     async fn status_counts(&self, account_id: &str) -> PortResult<StatusCounts> {
         self.inner.status_counts(account_id).await
+    }
+    async fn walk_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Delivery>> {
+        self.inner
+            .walk_deliveries(account_id, query, cursor, limit)
+            .await
+    }
+    async fn walk_events(
+        &self,
+        account_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Event>> {
+        self.inner
+            .walk_events(account_id, from, to, cursor, limit)
+            .await
+    }
+
+    // --- background jobs ---
+
+    async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {
+        self.inner.insert_job(job, sweep_at).await
+    }
+    async fn get_job(&self, account_id: &str, job_id: &str) -> PortResult<Option<Job>> {
+        self.inner.get_job(account_id, job_id).await
+    }
+    async fn update_job(&self, job: &Job, sweep_at: Option<DateTime<Utc>>) -> PortResult<bool> {
+        self.inner.update_job(job, sweep_at).await
     }
 
     // --- the sweep ---

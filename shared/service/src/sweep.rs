@@ -16,6 +16,8 @@ pub struct SweepReport {
     pub scheduled: usize,
     /// Jobs sent back from the dead-letter queue.
     pub redriven: usize,
+    /// Background jobs (replays) carried on.
+    pub jobs: usize,
     /// It ran out of its time budget; what is left stays due for the next sweep.
     pub cut_short: bool,
 }
@@ -137,6 +139,21 @@ impl Service {
                             Ok(None) => report.cut_short = true,
                             Err(error) => {
                                 tracing::warn!(%event_id, %error, "fan-out left for the next sweep")
+                            }
+                        }
+                    }
+                    DueItem::Job { account_id, job_id } => {
+                        // Leased first, as a fan-out is: one worker at a time carries it on.
+                        if let Err(error) =
+                            self.ports.store.postpone(item, self.sweep_time(now)).await
+                        {
+                            tracing::warn!(%job_id, %error, "job left for the next sweep");
+                            continue;
+                        }
+                        match self.resume_job(account_id, job_id, deadline).await {
+                            Ok(()) => report.jobs += 1,
+                            Err(error) => {
+                                tracing::warn!(%job_id, %error, "job left for the next sweep")
                             }
                         }
                     }

@@ -11,11 +11,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookline_model::{
-    Account, ApiKeyRecord, Delivery, DeliveryJob, Event, EventTypeInfo, StatusCounts, Webhook,
+    Account, ApiKeyRecord, Delivery, DeliveryJob, Event, EventTypeInfo, Job, StatusCounts, Webhook,
 };
 use hookline_service::Store;
 use hookline_service::ports::{
-    AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortResult,
+    AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortResult, Walk,
 };
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -510,6 +510,45 @@ impl Store for CachedStore {
 
     async fn postpone(&self, item: &DueItem, until: DateTime<Utc>) -> PortResult<()> {
         self.inner.postpone(item, until).await
+    }
+
+    // Walks and jobs read and write what this cache does not keep: straight through.
+
+    async fn walk_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Delivery>> {
+        self.inner
+            .walk_deliveries(account_id, query, cursor, limit)
+            .await
+    }
+
+    async fn walk_events(
+        &self,
+        account_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Event>> {
+        self.inner
+            .walk_events(account_id, from, to, cursor, limit)
+            .await
+    }
+
+    async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {
+        self.inner.insert_job(job, sweep_at).await
+    }
+
+    async fn get_job(&self, account_id: &str, job_id: &str) -> PortResult<Option<Job>> {
+        self.inner.get_job(account_id, job_id).await
+    }
+
+    async fn update_job(&self, job: &Job, sweep_at: Option<DateTime<Utc>>) -> PortResult<bool> {
+        self.inner.update_job(job, sweep_at).await
     }
 }
 

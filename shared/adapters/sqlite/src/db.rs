@@ -24,7 +24,11 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The schema, one entry per version: version `i + 1` is reached by running `MIGRATIONS[i]`.
 /// Never edit an entry once released; add one.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 pub(crate) fn sql(context: &'static str) -> impl Fn(rusqlite::Error) -> PortError {
     move |e| PortError::new(context, e)

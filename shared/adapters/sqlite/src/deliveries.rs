@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use hookline_model::{Delivery, DeliveryJob, Event};
 use hookline_service::PortError;
 use hookline_service::ports::{
-    AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, PortResult,
+    AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, PortResult, Walk,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -371,4 +371,100 @@ pub(crate) fn list_deliveries(
             .map_err(sql("counting deliveries"))? as u64
     };
     Ok(DeliveryPage { items, total })
+}
+
+/// Where a walk stands: the creation time and id of the last row it found (rows come newest
+/// first, as `deliveries_by_age` orders them).
+fn walk_position(cursor: Option<&str>) -> PortResult<Option<(i64, String)>> {
+    let Some(raw) = cursor else {
+        return Ok(None);
+    };
+    raw.split_once(':')
+        .and_then(|(created, id)| Some((created.parse().ok()?, id.to_string())))
+        .map(Some)
+        .ok_or_else(|| PortError(format!("not a walk position: {raw}")))
+}
+
+/// One step of a walk through `query`'s deliveries, newest first, from `cursor`.
+pub(crate) fn walk_deliveries(
+    conn: &Connection,
+    account_id: &str,
+    query: &DeliveryQuery,
+    cursor: Option<&str>,
+    limit: u32,
+) -> PortResult<Walk<Delivery>> {
+    let (mut filter, mut values) = log_filter(account_id, query);
+    if let Some((created_ms, id)) = walk_position(cursor)? {
+        filter.push_str(" AND (created_ms, id) < (?, ?)");
+        values.push(Value::Integer(created_ms));
+        values.push(Value::Text(id));
+    }
+    values.push(Value::Integer(limit as i64));
+    let bodies = conn
+        .prepare_cached(&format!(
+            "SELECT body FROM deliveries WHERE {filter} ORDER BY created_ms DESC, id DESC LIMIT ?"
+        ))
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(values), |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(sql("walking deliveries"))?;
+    let items: Vec<Delivery> = bodies
+        .iter()
+        .map(|b| decode(b))
+        .collect::<PortResult<_>>()?;
+    let next = match items.last() {
+        Some(last) if items.len() as u32 == limit => {
+            Some(format!("{}:{}", ms(last.created_at), last.id))
+        }
+        _ => None,
+    };
+    Ok(Walk { items, next })
+}
+
+/// One step of a walk through the account's events created in `[from, to]`, newest first,
+/// from `cursor` (as deliveries are walked: an event's id may be the publisher's own, so it
+/// says nothing of its time).
+pub(crate) fn walk_events(
+    conn: &Connection,
+    account_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> PortResult<Walk<Event>> {
+    // Past the end of the range when there is no cursor yet: every row is below it.
+    let (after_ms, after_id) = walk_position(cursor)?.unwrap_or((ms(to) + 1, String::new()));
+    let bodies = conn
+        .prepare_cached(
+            "SELECT body FROM events WHERE account_id = ?1 AND created_ms >= ?2 \
+             AND created_ms <= ?3 AND (created_ms, id) < (?4, ?5) \
+             ORDER BY created_ms DESC, id DESC LIMIT ?6",
+        )
+        .and_then(|mut s| {
+            s.query_map(
+                params![
+                    account_id,
+                    ms(from),
+                    ms(to),
+                    after_ms,
+                    after_id,
+                    limit as i64
+                ],
+                |row| row.get::<_, String>(0),
+            )?
+            .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(sql("walking events"))?;
+    let items: Vec<Event> = bodies
+        .iter()
+        .map(|b| decode(b))
+        .collect::<PortResult<_>>()?;
+    let next = match items.last() {
+        Some(last) if items.len() as u32 == limit => {
+            Some(format!("{}:{}", ms(last.created_at), last.id))
+        }
+        _ => None,
+    };
+    Ok(Walk { items, next })
 }

@@ -10,6 +10,7 @@ mod accounts;
 mod counts;
 mod db;
 mod deliveries;
+mod jobs;
 mod sweep;
 mod webhooks;
 
@@ -19,11 +20,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use db::Db;
 use hookline_model::{
-    Account, ApiKeyRecord, Delivery, DeliveryJob, Event, EventTypeInfo, StatusCounts, Webhook,
+    Account, ApiKeyRecord, Delivery, DeliveryJob, Event, EventTypeInfo, Job, StatusCounts, Webhook,
 };
 use hookline_service::PortError;
 use hookline_service::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortResult, Store,
+    Walk,
 };
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -530,6 +532,60 @@ impl Store for SqliteStore {
         owned!(account_id);
         self.db
             .read(move |c| counts::status_counts(c, &account_id))
+            .await
+    }
+
+    async fn walk_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Delivery>> {
+        owned!(account_id, query);
+        let cursor = cursor.map(str::to_owned);
+        self.db
+            .read(move |c| {
+                deliveries::walk_deliveries(c, &account_id, &query, cursor.as_deref(), limit)
+            })
+            .await
+    }
+
+    async fn walk_events(
+        &self,
+        account_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Event>> {
+        owned!(account_id);
+        let cursor = cursor.map(str::to_owned);
+        self.db
+            .read(move |c| {
+                deliveries::walk_events(c, &account_id, from, to, cursor.as_deref(), limit)
+            })
+            .await
+    }
+
+    async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {
+        owned!(job);
+        self.db
+            .write(move |c| jobs::insert_job(c, &job, sweep_at))
+            .await
+    }
+
+    async fn get_job(&self, account_id: &str, job_id: &str) -> PortResult<Option<Job>> {
+        owned!(account_id, job_id);
+        self.db
+            .read(move |c| jobs::get_job(c, &account_id, &job_id))
+            .await
+    }
+
+    async fn update_job(&self, job: &Job, sweep_at: Option<DateTime<Utc>>) -> PortResult<bool> {
+        owned!(job);
+        self.db
+            .write(move |c| jobs::update_job(c, &job, sweep_at))
             .await
     }
 

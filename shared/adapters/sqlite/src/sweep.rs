@@ -22,6 +22,8 @@ pub(crate) fn due(
            UNION ALL \
            SELECT due_ms, 1, account_id, id, event_id, webhook_id, next_attempt_at \
            FROM deliveries WHERE due_ms <= ?1 \
+           UNION ALL \
+           SELECT due_ms, 2, account_id, id, NULL, NULL, NULL FROM jobs WHERE due_ms <= ?1 \
          ) ORDER BY due_ms LIMIT ?2",
     )
     .and_then(|mut s| {
@@ -33,6 +35,11 @@ pub(crate) fn due(
                 DueItem::FanOut {
                     account_id,
                     event_id: id,
+                }
+            } else if kind == 2 {
+                DueItem::Job {
+                    account_id,
+                    job_id: id,
                 }
             } else {
                 let next: Option<String> = row.get(6)?;
@@ -69,6 +76,12 @@ pub(crate) fn postpone(conn: &Connection, item: &DueItem, until: DateTime<Utc>) 
              AND due_ms IS NOT NULL",
             &job.account_id,
             &job.delivery_id,
+        ),
+        DueItem::Job { account_id, job_id } => (
+            "UPDATE jobs SET due_ms = ?3 WHERE account_id = ?1 AND id = ?2 \
+             AND due_ms IS NOT NULL",
+            account_id,
+            job_id,
         ),
     };
     conn.prepare_cached(statement)
@@ -130,5 +143,6 @@ pub(crate) fn delete_expired(
         )
         .and_then(|mut s| s.execute(params![ms(before), batch as i64]))
         .map_err(sql("deleting expired events"))?;
-    Ok(expired.len() + events)
+    let jobs = crate::jobs::delete_expired(conn, before, batch)?;
+    Ok(expired.len() + events + jobs)
 }

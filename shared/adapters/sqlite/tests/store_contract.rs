@@ -282,7 +282,15 @@ async fn a_version_1_store_is_migrated_and_keeps_its_data() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
+    let jobs: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobs'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(jobs, 1, "version 3 keeps background jobs");
     let dropped: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN \

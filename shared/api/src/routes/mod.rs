@@ -5,6 +5,7 @@ mod accounts;
 mod config_webhooks;
 mod event_types;
 mod events;
+mod jobs;
 mod logs;
 mod portal_links;
 mod secrets;
@@ -61,6 +62,9 @@ pub fn api_v3() -> OpenApiRouter<Service> {
         .routes(routes!(logs::retry_log))
         .routes(routes!(logs::retry_failed))
         .routes(routes!(logs::status_counts))
+        .routes(routes!(jobs::replay))
+        .routes(routes!(jobs::replay_missing))
+        .routes(routes!(jobs::get_job))
         .routes(routes!(test_events::test_event))
         .routes(routes!(test_events::test_reading))
         .routes(routes!(openapi_json))

@@ -17,7 +17,7 @@ const SHARDS_IN_FLIGHT: usize = 32;
 
 /// Where a query reads its deliveries from, in each shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source<'a> {
+pub(super) enum Source<'a> {
     /// All of the account's deliveries (the table).
     All,
     /// One webhook's (`byWebhook`).
@@ -26,7 +26,7 @@ enum Source<'a> {
     Failures(DeliveryStatus),
 }
 
-fn source(query: &DeliveryQuery) -> Source<'_> {
+pub(super) fn source(query: &DeliveryQuery) -> Source<'_> {
     if let Some(webhook_id) = &query.webhook_id {
         Source::Webhook(webhook_id)
     } else if let Some(status) = query
@@ -111,6 +111,65 @@ impl DynamoStore {
             .scan_index_forward(false)
     }
 
+    /// One Query of one shard of `source` from `start`, reading at most `limit` keys: the
+    /// deliveries among them that match `query` (newest first), and where the next Query
+    /// starts (`None`: the shard is read to its end).
+    pub(super) async fn shard_page(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+        source: Source<'_>,
+        shard: u32,
+        start: Option<Item>,
+        limit: usize,
+    ) -> PortResult<(Vec<Delivery>, Option<Item>)> {
+        let out = self
+            .shard_query(account_id, query, source, shard)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(sdk("Query"))?;
+        let items = out.items.unwrap_or_default();
+        // An index holds keys only: read the deliveries (in the order of the keys).
+        let deliveries: Vec<Delivery> = if source == Source::All {
+            items
+                .into_iter()
+                .map(from_item)
+                .collect::<PortResult<_>>()?
+        } else {
+            let order: Vec<String> = items
+                .iter()
+                .filter_map(|k| k.get(SK).and_then(|v| v.as_s().ok()).cloned())
+                .collect();
+            let keys = items
+                .into_iter()
+                .map(|mut k| {
+                    HashMap::from_iter(
+                        [PK, SK].map(|a| (a.to_string(), k.remove(a).unwrap_or(s("")))),
+                    )
+                })
+                .collect();
+            let mut by_sk: HashMap<String, Delivery> = HashMap::new();
+            for item in self.batch_get(keys).await? {
+                let sk = item
+                    .get(SK)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                by_sk.insert(sk, from_item(item)?);
+            }
+            order.iter().filter_map(|sk| by_sk.remove(sk)).collect()
+        };
+        Ok((
+            deliveries
+                .into_iter()
+                .filter(|d| matches(d, query))
+                .collect(),
+            out.last_evaluated_key,
+        ))
+    }
+
     /// Up to `want` (every one when `None`) deliveries of one shard that match `query`,
     /// newest first.
     async fn shard_matches(
@@ -125,46 +184,11 @@ impl DynamoStore {
         let mut start: Option<Item> = None;
         loop {
             let limit = want.map_or(1000, |w| (w - found.len()).clamp(10, 1000));
-            let out = self
-                .shard_query(account_id, query, source, shard)
-                .limit(limit as i32)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk("Query"))?;
-            let items = out.items.unwrap_or_default();
-            // An index holds keys only: read the deliveries (in the order of the keys).
-            let deliveries: Vec<Delivery> = if source == Source::All {
-                items
-                    .into_iter()
-                    .map(from_item)
-                    .collect::<PortResult<_>>()?
-            } else {
-                let order: Vec<String> = items
-                    .iter()
-                    .filter_map(|k| k.get(SK).and_then(|v| v.as_s().ok()).cloned())
-                    .collect();
-                let keys = items
-                    .into_iter()
-                    .map(|mut k| {
-                        HashMap::from_iter(
-                            [PK, SK].map(|a| (a.to_string(), k.remove(a).unwrap_or(s("")))),
-                        )
-                    })
-                    .collect();
-                let mut by_sk: HashMap<String, Delivery> = HashMap::new();
-                for item in self.batch_get(keys).await? {
-                    let sk = item
-                        .get(SK)
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_default();
-                    by_sk.insert(sk, from_item(item)?);
-                }
-                order.iter().filter_map(|sk| by_sk.remove(sk)).collect()
-            };
-            found.extend(deliveries.into_iter().filter(|d| matches(d, query)));
-            start = out.last_evaluated_key;
+            let (deliveries, next) = self
+                .shard_page(account_id, query, source, shard, start, limit)
+                .await?;
+            found.extend(deliveries);
+            start = next;
             if start.is_none() || want.is_some_and(|w| found.len() >= w) {
                 if let Some(w) = want {
                     found.truncate(w);

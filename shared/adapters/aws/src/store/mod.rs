@@ -7,6 +7,7 @@ mod attempt_bodies;
 mod context_cache;
 mod counters;
 mod fold;
+mod jobs;
 
 pub use fold::{CounterChange, counter_change, inserted_delivery_job};
 mod logs;
@@ -20,12 +21,12 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use hookline_model::{
-    Account, ApiKeyRecord, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo,
+    Account, ApiKeyRecord, Delivery, DeliveryJob, DeliveryStatus, Event, EventTypeInfo, Job,
     StatusCounts, Webhook,
 };
 use hookline_service::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, MAX_ATOMIC_FAN_OUT, Page,
-    PortResult, Store,
+    PortResult, Store, Walk,
 };
 use hookline_service::{FanOutQueue, PortError};
 use serde::Serialize;
@@ -454,6 +455,7 @@ impl DynamoStore {
                             .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
                             .map(|t| t.with_timezone(&Utc)),
                     }),
+                    _ if jobs::is_job(&item) => jobs::due_job(&item),
                     _ => None,
                 };
                 if let Some(due) = due {
@@ -970,6 +972,39 @@ impl Store for DynamoStore {
         self.due_in_shards(shards, before, limit).await
     }
 
+    async fn walk_deliveries(
+        &self,
+        account_id: &str,
+        query: &DeliveryQuery,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Delivery>> {
+        jobs::walk_deliveries(self, account_id, query, cursor, limit).await
+    }
+
+    async fn walk_events(
+        &self,
+        account_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Walk<Event>> {
+        jobs::walk_events(self, account_id, from, to, cursor, limit).await
+    }
+
+    async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {
+        jobs::insert_job(self, job, sweep_at).await
+    }
+
+    async fn get_job(&self, account_id: &str, job_id: &str) -> PortResult<Option<Job>> {
+        jobs::get_job(self, account_id, job_id).await
+    }
+
+    async fn update_job(&self, job: &Job, sweep_at: Option<DateTime<Utc>>) -> PortResult<bool> {
+        jobs::update_job(self, job, sweep_at).await
+    }
+
     async fn postpone(&self, item: &DueItem, until: DateTime<Utc>) -> PortResult<()> {
         let key = match item {
             DueItem::FanOut {
@@ -977,6 +1012,7 @@ impl Store for DynamoStore {
                 event_id,
             } => self.event_key(account_id, event_id),
             DueItem::Delivery { job, .. } => self.delivery_key(&job.account_id, &job.delivery_id),
+            DueItem::Job { account_id, job_id } => jobs::job_key(account_id, job_id),
         };
         let result = self
             .client
