@@ -49,6 +49,9 @@ pub struct WebhookView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
+    /// At most this many deliveries a second, when limited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
     pub created_at: String,
     pub updated_at: String,
     /// When its endpoint's current run of failed attempts began; absent while its last
@@ -82,6 +85,7 @@ impl WebhookView {
             metadata: webhook.metadata,
             authorization_token: None,
             filter: webhook.filter,
+            rate_limit: webhook.rate_limit,
             created_at: timestamp(webhook.created_at),
             updated_at: timestamp(webhook.updated_at),
             failing_since: webhook.health.failing_since.map(timestamp),

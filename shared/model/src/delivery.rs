@@ -162,6 +162,7 @@ impl Delivery {
             delivery_id: self.id.clone(),
             event_id: self.event_id.clone(),
             webhook_id: self.webhook_id.clone(),
+            not_before: None,
         }
     }
 }
@@ -195,6 +196,10 @@ pub struct DeliveryJob {
     pub delivery_id: String,
     pub event_id: String,
     pub webhook_id: String,
+    /// The send time its webhook's rate limit gave it (issue 15 item 5), set when the job was
+    /// put back to wait for it: the job goes out then without taking a second slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// What the retry function is invoked with: a scheduled retry of one job (the input of its
@@ -257,6 +262,7 @@ mod tests {
             delivery_id: "dlv_1".into(),
             event_id: "evt_1".into(),
             webhook_id: "wh_1".into(),
+            not_before: None,
         };
         let json = serde_json::to_value(RetryTrigger::Retry(job.clone())).unwrap();
         assert_eq!(

@@ -24,6 +24,12 @@ pub fn snippet(text: &str, max: usize) -> &str {
     }
     &text[..end]
 }
+/// The highest `rateLimit` a webhook may have, in deliveries a second. On Lambda every
+/// delivery of a rate-limited webhook writes that webhook's limiter item once, so its key
+/// takes about this many writes a second: half of what one DynamoDB partition takes
+/// (docs/DECISIONS.md, "Rate limit").
+pub const MAX_RATE_LIMIT: u32 = 500;
+
 /// Default and largest page size of list endpoints.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;

@@ -57,6 +57,10 @@ pub struct Webhook {
     /// payload passes it get a delivery. Absent on webhooks stored before filters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<serde_json::Value>,
+    /// At most this many deliveries a second go to it (issue 15 item 5); the rest wait.
+    /// Absent: no limit but the endpoint concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Moves on every stored change: an update is written only over the version it read, so

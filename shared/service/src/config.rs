@@ -40,6 +40,10 @@ pub struct Config {
     /// (`HOOKLINE_JOB_INLINE`): a range done by then answers `completed`; the sweep carries a
     /// larger one on. At least one page is always done in the request.
     pub job_inline: Duration,
+    /// The longest a delivery of a rate-limited webhook waits for its turn in the worker that
+    /// took it; a later turn puts it back on the queue until then. On Lambda it must cover the
+    /// whole seconds SQS delays in (`SqsQueue::defer` brings a job back up to 2 s early).
+    pub rate_wait_inline: Duration,
     /// The most webhooks one account may have (`HOOKLINE_MAX_WEBHOOKS`).
     pub max_webhooks_per_account: u32,
     /// Local: the most deliveries queued or in flight before publish answers 503
@@ -178,6 +182,13 @@ impl Config {
             sweep_lease: Duration::from_secs(120),
             sweep_budget: Duration::from_secs(20),
             job_inline: Duration::from_secs(2),
+            // Locally a waiting worker holds one of 256; on Lambda a second of waiting costs
+            // less than a second trip through the queue.
+            rate_wait_inline: if local {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_secs(2)
+            },
             max_webhooks_per_account: 500,
             max_backlog: 20_000,
             endpoint_concurrency: 64,

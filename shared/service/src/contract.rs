@@ -53,6 +53,7 @@ fn webhook(account_id: &str, now: DateTime<Utc>, events: &[&str]) -> Webhook {
         }],
         // Stored as given, operator keys included.
         filter: Some(serde_json::json!({"$or": [{"amount": {"$gte": 1}}, {"a.b": null}]})),
+        rate_limit: Some(25),
         created_at: now,
         updated_at: now,
         version: 0,
@@ -1470,6 +1471,7 @@ where
             delivery_id: ids::new_id(ids::DELIVERY, now + Duration::milliseconds(i)),
             event_id: ids::new_id(ids::EVENT, now),
             webhook_id: ids::new_id(ids::WEBHOOK, now),
+            not_before: None,
         })
         .collect();
     queue.enqueue(&[]).await.expect("an empty batch is fine");

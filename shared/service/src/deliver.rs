@@ -2,6 +2,7 @@
 
 use crate::health::Health;
 use crate::operational::{Emission, OperationalEvent};
+use crate::rate_limit::Turn;
 use crate::ports::{
     AttemptRecord, DeliveryContext, OutboundRequest, PortError, PortResult, SendErrorKind,
     SendOutcome,
@@ -30,6 +31,8 @@ pub enum DeliverOutcome {
     /// A job for a retry that is not due yet (a duplicate message, a schedule that fired
     /// twice, the sweep): put back for its time, nothing sent.
     NotYetDue,
+    /// Its webhook's rate limit gave it a later turn: put back on the queue for then.
+    Deferred,
 }
 
 /// The longest a receiver's `Retry-After` may push an attempt back.
@@ -65,9 +68,23 @@ impl Service {
             self.ports.scheduler.schedule(job, due).await?;
             return Ok(DeliverOutcome::NotYetDue);
         }
+        let mut now = now;
+        let mut request = self.request_for(&context, now);
+        // A sendable delivery to a rate-limited webhook waits for its turn first.
+        if let (Ok(_), Some(per_second)) = (
+            &request,
+            context.webhook.as_ref().and_then(|w| w.rate_limit),
+        ) {
+            if let Turn::Later = self.take_turn(job, per_second).await? {
+                return Ok(DeliverOutcome::Deferred);
+            }
+            // Signed at the time it is sent.
+            now = self.ports.clock.now();
+            request = self.request_for(&context, now);
+        }
         let _in_flight = telemetry::InFlight::start();
         let mut sent = None;
-        let (attempt, retryable, gone, retry_after) = match self.request_for(&context, now) {
+        let (attempt, retryable, gone, retry_after) = match request {
             Ok(request) => {
                 let outcome = self.ports.sender.send(request).await;
                 sent = Some(outcome.duration);

@@ -14,6 +14,7 @@ pub mod operational;
 pub mod ping;
 pub mod ports;
 pub mod publish;
+pub mod rate_limit;
 mod recorder;
 pub mod replay;
 pub mod retries;
@@ -46,6 +47,9 @@ pub struct Service {
     config: Arc<Config>,
     recorder: Arc<recorder::AttemptRecorder>,
     health_views: Arc<health::HealthViews>,
+    /// Spaces the deliveries of rate-limited webhooks; in memory unless
+    /// [`Service::with_rate_limiter`] gives one that all processes share.
+    rate_limiter: Arc<dyn ports::RateLimiter>,
 }
 
 impl Service {
@@ -55,7 +59,16 @@ impl Service {
             ports,
             config: Arc::new(config),
             health_views: Arc::default(),
+            rate_limiter: Arc::new(rate_limit::InProcessRateLimiter::default()),
         }
+    }
+
+    /// The limiter that spaces deliveries of rate-limited webhooks. Where several processes
+    /// deliver (Lambda), one they all share; the default, in memory, is right only where one
+    /// process sends every delivery (`hookline serve`).
+    pub fn with_rate_limiter(mut self, limiter: Arc<dyn ports::RateLimiter>) -> Self {
+        self.rate_limiter = limiter;
+        self
     }
 
     pub fn config(&self) -> &Config {

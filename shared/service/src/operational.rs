@@ -101,6 +101,7 @@ impl Service {
                         expires_at: None,
                     }],
                     filter: None,
+                    rate_limit: None,
                     created_at: now,
                     updated_at: now,
                     version: 0,

@@ -367,12 +367,32 @@ pub trait Queue: Send + Sync + 'static {
     async fn wait_for_room(&self) -> Option<Duration> {
         self.backpressure()
     }
+    /// Hands `job` to the workers at `at`, not before (a rate-limited delivery waiting for its
+    /// turn). It holds the job durably as `enqueue` does; a queue that cannot wait says so.
+    async fn defer(&self, job: &DeliveryJob, at: DateTime<Utc>) -> PortResult<()> {
+        let _ = (job, at);
+        Err(PortError("this queue cannot hold a job back".to_string()))
+    }
     /// Sends the jobs its workers gave up on (a dead-letter queue) back to them, and answers
     /// how many. Where new deliveries are queued by the table's stream they are in no sweep
     /// index, so these jobs are their only trace. Nothing to do by default.
     async fn redrive_dead_letters(&self) -> PortResult<usize> {
         Ok(0)
     }
+}
+
+/// Spaces the deliveries of a rate-limited webhook (issue 15 item 5) across every worker that
+/// sends to it: each call takes the next free send time, at least `1 / per_second` after the
+/// previous one (a generic cell rate algorithm with no burst).
+#[async_trait]
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Takes a send time at or after `now` for a delivery to `webhook_id`.
+    async fn reserve(
+        &self,
+        webhook_id: &str,
+        per_second: u32,
+        now: DateTime<Utc>,
+    ) -> PortResult<DateTime<Utc>>;
 }
 
 #[async_trait]

@@ -533,6 +533,7 @@ mod tests {
                         expires_at: None,
                     }],
                     filter: None,
+                    rate_limit: None,
                     created_at: now,
                     updated_at: now,
                     version: 0,

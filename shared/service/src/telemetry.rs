@@ -45,7 +45,7 @@ pub(crate) fn attempt_recorded(outcome: DeliverOutcome, sent: Option<Duration>) 
             "retrying"
         }
         DeliverOutcome::Failed => "failed",
-        DeliverOutcome::Skipped | DeliverOutcome::NotYetDue => return,
+        DeliverOutcome::Skipped | DeliverOutcome::NotYetDue | DeliverOutcome::Deferred => return,
     };
     metrics::counter!(DELIVERIES, "outcome" => outcome).increment(1);
     if let Some(duration) = sent {

@@ -6,6 +6,7 @@ use crate::{Service, ServiceError, ServiceResult};
 use hookline_model::catalog::{Catalog, EventPattern, is_built_in};
 use hookline_model::filter::Filter;
 use hookline_model::keys::validate_header_text;
+use hookline_model::limits::MAX_RATE_LIMIT;
 use hookline_model::request_options::validate_custom_headers;
 use hookline_model::signing::{generate_signing_secret, validate_signing_secret};
 use hookline_model::types::{MAX_PREVIOUS_SIGNING_SECRETS, SigningSecretEntry};
@@ -51,6 +52,10 @@ pub struct NewWebhook {
     /// `$gte`, `$lt`, `$lte`, `$exists`. At most 4 KiB, 50 conditions, `$and`/`$or` 5 deep.
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
+    /// At most this many deliveries a second (1 to 500) go to this webhook; deliveries above
+    /// the rate wait their turn, none is dropped. Absent: no limit.
+    #[schema(minimum = 1, maximum = 500, example = 10)]
+    pub rate_limit: Option<u32>,
 }
 
 /// `PATCH /webhook/{id}`: only the fields present change; `null` clears the optional ones.
@@ -85,6 +90,10 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Option<serde_json::Value>>,
+    /// Sets the rate limit (deliveries a second, 1 to 500); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    pub rate_limit: Option<Option<u32>>,
     /// `standard`, `compact`, `event` or `content`; `null` is `standard`.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<FormatName>)]
@@ -173,6 +182,7 @@ impl Service {
             token_header: input.token_header,
         };
         validate_filter(input.filter.as_ref())?;
+        validate_rate_limit(input.rate_limit)?;
         let now = self.ports.clock.now();
         let webhook = Webhook {
             id: ids::new_id(ids::WEBHOOK, now),
@@ -189,6 +199,7 @@ impl Service {
                 expires_at: None,
             }],
             filter: input.filter,
+            rate_limit: input.rate_limit,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -250,6 +261,9 @@ impl Service {
         if let Some(filter) = &patch.filter {
             validate_filter(filter.as_ref())?;
         }
+        if let Some(rate_limit) = patch.rate_limit {
+            validate_rate_limit(rate_limit)?;
+        }
         let mut enabled = false;
         let webhook = self
             .modify_webhook(account_id, webhook_id, |webhook, _| {
@@ -286,6 +300,9 @@ impl Service {
                 }
                 if let Some(headers) = &headers {
                     webhook.request.headers = headers.clone();
+                }
+                if let Some(rate_limit) = patch.rate_limit {
+                    webhook.rate_limit = rate_limit;
                 }
                 if let Some(filter) = &patch.filter {
                     webhook.filter = filter.clone();
@@ -491,6 +508,17 @@ fn validate_metadata(metadata: Option<&serde_json::Value>) -> Result<(), Validat
         ));
     }
     Ok(())
+}
+
+/// A rate limit is a whole number of deliveries a second, 1 to [`MAX_RATE_LIMIT`].
+fn validate_rate_limit(rate_limit: Option<u32>) -> Result<(), ValidationError> {
+    match rate_limit {
+        Some(rate) if !(1..=MAX_RATE_LIMIT).contains(&rate) => Err(ValidationError::new(
+            "rateLimit",
+            format!("must be 1 to {MAX_RATE_LIMIT} deliveries a second (or absent for no limit)"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A filter is stored as given once it parses (see `hookline_model::filter`).

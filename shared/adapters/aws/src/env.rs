@@ -45,6 +45,8 @@ pub async fn lambda_service_with_context_cache(
     if let Some(ttl) = ttl {
         dynamo_store = dynamo_store.with_context_cache(ttl);
     }
+    // Every invocation takes rate-limit turns from the table (issue 15 item 5).
+    let rate_limiter = Arc::new(dynamo_store.rate_limiter());
     let store = SealedStore::new(Arc::new(dynamo_store), Arc::new(ring));
     let mut queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(&aws),
@@ -82,7 +84,8 @@ pub async fn lambda_service_with_context_cache(
             sender: Arc::new(sender),
         },
         config,
-    );
+    )
+    .with_rate_limiter(rate_limiter);
     // Every cold start checks it (two reads); a failure leaves it as it was and the function
     // serves on: the next cold start tries again.
     if let Err(error) = service.ensure_operational_webhook().await {

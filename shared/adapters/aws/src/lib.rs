@@ -12,3 +12,4 @@ pub mod table;
 pub use scheduler::{EventBridgeScheduler, SweepRetries};
 pub use sqs::SqsQueue;
 pub use store::DynamoStore;
+pub use store::rate_limits::DynamoRateLimiter;

@@ -40,6 +40,8 @@ impl SqsQueue {
 
 /// SendMessageBatch calls in flight at once: a stream batch of 1,000 jobs is 100 calls.
 const SENDS_IN_FLIGHT: usize = 8;
+/// The longest delay SQS gives a message.
+const MAX_DELAY_SECONDS: i64 = 900;
 /// Tries per SendMessageBatch (a failed call or refused entries) before the enqueue fails.
 const SEND_TRIES: u32 = 4;
 
@@ -105,6 +107,24 @@ impl Queue for SqsQueue {
             .buffer_unordered(SENDS_IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await?;
+        Ok(())
+    }
+
+    /// A new message with the job (carrying its turn), delayed in whole seconds up to SQS's
+    /// 15 minutes: one to two seconds before `at`, so it is not late for it; the deliver
+    /// function waits out the rest (`Config::rate_wait_inline`), or defers it again when its
+    /// turn is more than 15 minutes off.
+    async fn defer(&self, job: &DeliveryJob, at: chrono::DateTime<chrono::Utc>) -> PortResult<()> {
+        let body = serde_json::to_string(job).map_err(|e| PortError::new("encoding a job", e))?;
+        let ahead = (at - chrono::Utc::now()).num_seconds() - 1;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(ahead.clamp(0, MAX_DELAY_SECONDS) as i32)
+            .send()
+            .await
+            .map_err(|e| PortError::new("SendMessage", DisplayErrorContext(e)))?;
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use hookline_model::DeliveryJob;
 use hookline_service::ports::{PortResult, Queue};
 use hookline_service::{PortError, Service};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -52,6 +52,9 @@ enum State {
     },
     /// Its last attempt hit a backend failure; it is queued again after a back-off.
     BackingOff,
+    /// Waiting for the turn its webhook's rate limit gave it; queued again then. Not counted
+    /// in the backlog publishers are held to: it waits for its receiver, not for the workers.
+    Deferred,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +74,8 @@ pub struct InProcessQueue {
     pace: Arc<Mutex<Pace>>,
     /// Woken once per finished delivery: a waiting publisher looks again.
     room: Arc<Notify>,
+    /// Slots in [`State::Deferred`] (changed only under the `slots` lock).
+    deferred: Arc<AtomicUsize>,
 }
 
 impl InProcessQueue {
@@ -91,6 +96,7 @@ impl InProcessQueue {
                     per_second: 0.0,
                 })),
                 room: Arc::default(),
+                deferred: Arc::default(),
             },
             receiver,
         )
@@ -98,7 +104,7 @@ impl InProcessQueue {
 
     /// Deliveries queued, in flight or backing off.
     pub fn backlog(&self) -> usize {
-        self.slots.lock().unwrap().len()
+        self.slots.lock().unwrap().len() - self.deferred.load(Ordering::Relaxed)
     }
 
     /// The backlog publishers are held to below `max_backlog`: what the workers deliver in
@@ -161,6 +167,8 @@ impl InProcessQueue {
             return;
         }
         match slot.state {
+            // Put back for its turn during this attempt: its timer queues it.
+            State::Deferred => {}
             State::Running { again: true } => {
                 slot.state = State::Queued;
                 drop(slots);
@@ -213,6 +221,40 @@ impl Queue for InProcessQueue {
         for job in to_send {
             self.send(job)?;
         }
+        Ok(())
+    }
+
+    /// Only the worker running `job` defers it, so its slot is there; a second job for it
+    /// meanwhile is absorbed, as while it is queued (the deferred one runs at its turn).
+    async fn defer(&self, job: &DeliveryJob, at: chrono::DateTime<chrono::Utc>) -> PortResult<()> {
+        {
+            let mut slots = self.slots.lock().unwrap();
+            let slot = slots.entry(job.delivery_id.clone()).or_insert(Slot {
+                state: State::Queued,
+                failures: 0,
+            });
+            if slot.state != State::Deferred {
+                slot.state = State::Deferred;
+                self.deferred.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        let queue = self.clone();
+        let job = job.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            {
+                let mut slots = queue.slots.lock().unwrap();
+                if let Some(slot) = slots.get_mut(&job.delivery_id)
+                    && slot.state == State::Deferred
+                {
+                    slot.state = State::Queued;
+                    queue.deferred.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            // Gone only with the process, and then the store's due index brings it back.
+            let _ = queue.send(job);
+        });
         Ok(())
     }
 
@@ -302,6 +344,7 @@ mod tests {
             delivery_id: id.into(),
             event_id: "evt_1".into(),
             webhook_id: "wh_1".into(),
+            not_before: None,
         }
     }
 

@@ -49,6 +49,7 @@ mod tests {
             delivery_id: "dlv_1".into(),
             event_id: "evt_1".into(),
             webhook_id: "wh_1".into(),
+            not_before: None,
         };
         let started = std::time::Instant::now();
         scheduler

@@ -49,6 +49,7 @@ pub(crate) fn due(
                         delivery_id: id,
                         event_id: row.get(4)?,
                         webhook_id: row.get(5)?,
+                        not_before: None,
                     },
                     next_attempt_at: next.as_deref().and_then(parse_nanos_text),
                 }

@@ -63,6 +63,7 @@ pub fn inserted_delivery_job<I: Into<serde_dynamo::Item>>(
         delivery_id: new.id?,
         event_id: new.event_id?,
         webhook_id: new.webhook_id?,
+        not_before: None,
     })
 }
 

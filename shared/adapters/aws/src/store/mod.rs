@@ -11,6 +11,7 @@ mod jobs;
 
 pub use fold::{CounterChange, counter_change, inserted_delivery_job};
 mod logs;
+pub mod rate_limits;
 mod webhooks;
 
 use crate::table::*;
@@ -588,6 +589,7 @@ fn job_of(item: &Item) -> Option<DeliveryJob> {
         delivery_id: get("id")?,
         event_id: get("eventId")?,
         webhook_id: get("webhookId")?,
+        not_before: None,
     })
 }
 

@@ -1,0 +1,160 @@
+//! The rate limiter on DynamoDB (issue 15 item 5): one small item per rate-limited webhook,
+//! `RATE#<webhook id>`, holding the webhook's next free send time. Every deliver invocation
+//! takes turns from it with conditional updates, so the limit holds across all of them.
+//!
+//! A turn is one UpdateItem that moves the time on by the spacing, on condition that it is
+//! not in the past (the webhook is busy): the time before the move is the turn. When it is in
+//! the past (the webhook was idle), a second UpdateItem sets it to now plus the spacing, on
+//! condition that it still is: the turn is now. A race between the two goes round again. No
+//! read, no transaction: 1 write unit per turn while the webhook is busy, 2 when it was idle
+//! (a failed condition is billed too), 1 when this process saw it idle last (it tries that
+//! first). The item is not of a kind the table's stream passes on.
+
+use super::{DynamoStore, is_conditional_failure, n, sdk};
+use crate::table::{EXPIRES_AT, PK, SK};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, TimeZone, Utc};
+use hookline_service::PortError;
+use hookline_service::ports::{PortResult, RateLimiter};
+use hookline_service::rate_limit::spacing;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+const NEXT_FREE: &str = "nextFree";
+/// Races lost in a row before a turn is given up (the job is tried again).
+const MAX_TRIES: usize = 8;
+/// Webhooks this process remembers as busy or idle.
+const REMEMBERED: usize = 10_000;
+
+pub struct DynamoRateLimiter {
+    client: Client,
+    table: String,
+    /// Whether each webhook was busy when this process last took a turn: which update to try
+    /// first.
+    busy: Mutex<HashMap<String, bool>>,
+}
+
+impl DynamoStore {
+    /// A rate limiter on this store's table.
+    pub fn rate_limiter(&self) -> DynamoRateLimiter {
+        DynamoRateLimiter {
+            client: self.client.clone(),
+            table: self.table.clone(),
+            busy: Mutex::default(),
+        }
+    }
+}
+
+fn key(webhook_id: &str) -> [(String, AttributeValue); 2] {
+    [
+        (PK.to_string(), AttributeValue::S(format!("RATE#{webhook_id}"))),
+        (SK.to_string(), AttributeValue::S("RATE".into())),
+    ]
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+impl DynamoRateLimiter {
+    /// The busy update: the turn is the stored time, which moves on by `step`.
+    async fn take_after_others(&self, webhook_id: &str, now: DateTime<Utc>, step: i64) -> PortResult<Option<i64>> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(webhook_id).into()))
+            .update_expression("SET #next = #next + :step, #expires = :expires")
+            .condition_expression("#next >= :now")
+            .expression_attribute_names("#next", NEXT_FREE)
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":step", n(step))
+            .expression_attribute_values(":now", n(micros(now)))
+            .expression_attribute_values(":expires", n(expires(now)))
+            .return_values(ReturnValue::UpdatedOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(NEXT_FREE))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .map(Some)
+                .ok_or_else(|| PortError("UpdateItem: no previous send time returned".into())),
+            Err(e) if is_conditional_failure(&e) => Ok(None),
+            Err(e) => Err(sdk("UpdateItem")(e)),
+        }
+    }
+
+    /// The idle update: the turn is now, the next free time now plus `step`.
+    async fn take_now(&self, webhook_id: &str, now: DateTime<Utc>, step: i64) -> PortResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(webhook_id).into()))
+            .update_expression("SET #next = :next, #expires = :expires")
+            .condition_expression("attribute_not_exists(#next) OR #next < :now")
+            .expression_attribute_names("#next", NEXT_FREE)
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":next", n(micros(now) + step))
+            .expression_attribute_values(":now", n(micros(now)))
+            .expression_attribute_values(":expires", n(expires(now)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(sdk("UpdateItem")(e)),
+        }
+    }
+
+    fn remember(&self, webhook_id: &str, busy: bool) {
+        let mut seen = self.busy.lock().unwrap();
+        if seen.len() >= REMEMBERED && !seen.contains_key(webhook_id) {
+            seen.clear();
+        }
+        seen.insert(webhook_id.to_string(), busy);
+    }
+}
+
+/// The item outlives any turn it hands out by a day (DynamoDB TTL, in seconds).
+fn expires(now: DateTime<Utc>) -> i64 {
+    now.timestamp() + 86_400
+}
+
+#[async_trait]
+impl RateLimiter for DynamoRateLimiter {
+    async fn reserve(
+        &self,
+        webhook_id: &str,
+        per_second: u32,
+        now: DateTime<Utc>,
+    ) -> PortResult<DateTime<Utc>> {
+        let step = spacing(per_second).num_microseconds().unwrap_or(1_000_000);
+        let mut busy_first = self.busy.lock().unwrap().get(webhook_id).copied().unwrap_or(true);
+        for _ in 0..MAX_TRIES {
+            if busy_first {
+                if let Some(turn) = self.take_after_others(webhook_id, now, step).await? {
+                    self.remember(webhook_id, true);
+                    return Utc
+                        .timestamp_micros(turn)
+                        .single()
+                        .ok_or_else(|| PortError("a stored send time is out of range".into()));
+                }
+            }
+            if self.take_now(webhook_id, now, step).await? {
+                self.remember(webhook_id, false);
+                return Ok(now);
+            }
+            busy_first = true;
+        }
+        Err(PortError(format!(
+            "rate limit of webhook {webhook_id}: {MAX_TRIES} races lost in a row"
+        )))
+    }
+}
