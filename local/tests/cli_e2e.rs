@@ -207,9 +207,12 @@ async fn manages_accounts_keys_event_types_webhooks_and_deliveries() {
             "tok-0123456789",
             "--description",
             "intake",
+            "--rate-limit",
+            "50",
         ],
     ));
     let webhook = field(&printed, "id");
+    assert_eq!(field(&printed, "rate limit"), "50/s");
     assert_eq!(field(&printed, "token"), "tok-0123456789");
     assert_eq!(field(&printed, "events"), "patient.created");
     let shown = ok(hookline(&url, &key, &["webhooks", "show", &webhook]));
@@ -239,6 +242,12 @@ async fn manages_accounts_keys_event_types_webhooks_and_deliveries() {
         "patient.created, survey_finished"
     );
     assert_eq!(field(&updated, "active"), "no");
+    let unlimited = ok(hookline(
+        &url,
+        &key,
+        &["webhooks", "update", &webhook, "--no-rate-limit"],
+    ));
+    assert_eq!(field(&unlimited, "rate limit"), "none");
     ok(hookline(
         &url,
         &key,

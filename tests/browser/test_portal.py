@@ -475,11 +475,19 @@ def test_edit_deactivate_and_delete_a_webhook_and_filter_the_log(hookline, recei
     portal.fill("#wh-url", receiver.base + "/edit-b")
     portal.check('label.pick[data-name="reading.*"] input')
     portal.fill("#wh-description", "Readings and new patients")
+    portal.fill("#wh-rate-limit", "25")
     portal.click("#wh-save")
     webhook = portal.locator(".webhook", has_text="/edit-b")
     expect(webhook).to_contain_text("reading.*")
     expect(webhook).to_contain_text("patient.created")
     expect(webhook).to_contain_text("Readings and new patients")
+    expect(webhook).to_contain_text("at most 25 a second")
+    # And removed again: the field left empty is no limit.
+    webhook.get_by_role("button", name="Edit").click()
+    expect(portal.locator("#wh-rate-limit")).to_have_value("25")
+    portal.fill("#wh-rate-limit", "")
+    portal.click("#wh-save")
+    expect(portal.locator(".webhook", has_text="/edit-b")).not_to_contain_text("a second")
 
     # Deactivated: a test event reaches no webhook; activated again: it does.
     webhook.get_by_role("button", name="Deactivate").click()

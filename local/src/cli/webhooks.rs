@@ -29,6 +29,9 @@ pub enum WebhooksCommand {
         /// Create it inactive (no deliveries until `update --active true`).
         #[arg(long)]
         inactive: bool,
+        /// At most this many deliveries a second (1 to 500); the rest wait their turn.
+        #[arg(long, value_name = "PER_SECOND")]
+        rate_limit: Option<u32>,
     },
     /// List the account's webhooks.
     List(PageArgs),
@@ -57,6 +60,12 @@ pub enum WebhooksCommand {
         clear_token: bool,
         #[arg(long, group = "change", value_parser = json_object)]
         metadata: Option<Value>,
+        /// At most this many deliveries a second (1 to 500).
+        #[arg(long, value_name = "PER_SECOND", group = "change", conflicts_with = "no_rate_limit")]
+        rate_limit: Option<u32>,
+        /// Removes the rate limit.
+        #[arg(long, group = "change")]
+        no_rate_limit: bool,
     },
     /// Delete a webhook.
     Delete { webhook_id: String },
@@ -90,12 +99,14 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
             token,
             metadata,
             inactive,
+            rate_limit,
         } => {
             let mut body = json!({ "url": endpoint, "events": events, "active": !inactive });
             let fields = body.as_object_mut().expect("an object");
             insert_some(fields, "description", description.map(Value::from));
             insert_some(fields, "authorizationToken", token.map(Value::from));
             insert_some(fields, "metadata", metadata);
+            insert_some(fields, "rateLimit", rate_limit.map(Value::from));
             let webhook = api.call(Method::POST, "/webhook", &[], Some(&body)).await?;
             show_webhook(api, &webhook);
         }
@@ -144,6 +155,8 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
             token,
             clear_token,
             metadata,
+            rate_limit,
+            no_rate_limit,
         } => {
             let mut patch = Map::new();
             insert_some(&mut patch, "url", endpoint.map(Value::from));
@@ -160,6 +173,10 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
                 patch.insert("authorizationToken".into(), Value::Null);
             }
             insert_some(&mut patch, "metadata", metadata);
+            insert_some(&mut patch, "rateLimit", rate_limit.map(Value::from));
+            if no_rate_limit {
+                patch.insert("rateLimit".into(), Value::Null);
+            }
             let webhook = api
                 .call(
                     Method::PATCH,
@@ -276,6 +293,12 @@ fn yes_no(value: &Value) -> String {
     .into()
 }
 
+fn rate_limit(value: &Value) -> String {
+    value
+        .as_u64()
+        .map_or_else(|| "none".to_string(), |rate| format!("{rate}/s"))
+}
+
 fn show_webhook(api: &Api, webhook: &Value) {
     if api.json {
         print_json(webhook);
@@ -288,6 +311,7 @@ fn show_webhook(api: &Api, webhook: &Value) {
         ("active", yes_no(&webhook["active"])),
         ("description", text(&webhook["description"])),
         ("metadata", text(&webhook["metadata"])),
+        ("rate limit", rate_limit(&webhook["rateLimit"])),
         ("created", text(&webhook["createdAt"])),
         ("updated", text(&webhook["updatedAt"])),
     ];

@@ -269,7 +269,8 @@ function webhookItem(w) {
     w.description ? h("p", { class: "muted" }, w.description) : null,
     health(w),
     h("div", { class: "tags" }, w.events.map((e) => h("span", { class: "tag mono" }, e))),
-    h("div", { class: "muted small" }, h("span", { class: "mono" }, w.id), " · created ", time(w.createdAt)),
+    h("div", { class: "muted small" }, h("span", { class: "mono" }, w.id), " · created ", time(w.createdAt),
+      w.rateLimit ? h("span", { class: "rate-limit" }, ` · at most ${w.rateLimit} a second`) : null),
     h("div", { class: "actions" },
       h("button", { type: "button", onclick: () => editWebhook(w) }, "Edit"),
       h("button", { type: "button", onclick: () => toggleActive(w) }, w.active ? "Deactivate" : "Activate"),
@@ -311,6 +312,8 @@ async function editWebhook(existing) {
   const url = h("input", { id: "wh-url", type: "url", required: true, value: existing ? existing.url : "", placeholder: "https://example.com/hooks" });
   const description = h("input", { id: "wh-description", value: existing && existing.description ? existing.description : "" });
   const active = h("input", { id: "wh-active", type: "checkbox", checked: existing ? existing.active : true });
+  const rateLimit = h("input", { id: "wh-rate-limit", type: "number", min: "1", max: "500", step: "1", inputmode: "numeric",
+    value: existing && existing.rateLimit ? String(existing.rateLimit) : "", placeholder: "No limit" });
   const picker = eventPicker(existing ? existing.events : []);
   const token = existing ? null : h("input", { id: "wh-token", type: "password", autocomplete: "off" });
   const error = h("div", { id: "wh-error" });
@@ -318,6 +321,7 @@ async function editWebhook(existing) {
     field("URL", url, "Where Hookline POSTs each event."),
     h("div", { class: "field" }, h("span", { class: "label" }, "Events"), picker.element),
     field("Description", description),
+    field("Rate limit (deliveries a second)", rateLimit, "Optional, 1 to 500. Deliveries above it wait their turn; none is dropped."),
     h("label", { class: "check" }, active, " Active"),
     token ? field("Authorization token (optional)", token, "Sent in a header with every delivery; shown once.") : null,
     error);
@@ -334,13 +338,15 @@ async function editWebhook(existing) {
     event.preventDefault();
     const events = picker.values();
     if (events.length === 0) return showError(error, new Error("events: choose at least one event type"));
-    const body = { url: url.value.trim(), events, active: active.checked, description: description.value.trim() || null };
+    const body = { url: url.value.trim(), events, active: active.checked, description: description.value.trim() || null,
+      rateLimit: rateLimit.value.trim() ? Number(rateLimit.value.trim()) : null };
     try {
       let saved;
       if (existing) {
         saved = await api.patch(`/api/v3/webhook/${encodeURIComponent(existing.id)}`, body);
       } else {
         if (!body.description) delete body.description;
+        if (body.rateLimit === null) delete body.rateLimit;
         if (token && token.value) body.authorizationToken = token.value;
         saved = await api.post("/api/v3/webhook", body);
       }

@@ -1489,6 +1489,62 @@ where
         }
     }
     assert_eq!(got, want, "every enqueued job is received");
+
+    // A deferred job comes out at its time (up to 2 s early, for SQS's whole seconds), still
+    // carrying that time.
+    let at = Utc::now() + Duration::seconds(3);
+    let deferred = DeliveryJob {
+        delivery_id: ids::new_id(ids::DELIVERY, Utc::now()),
+        not_before: Some(at),
+        ..jobs[0].clone()
+    };
+    queue.defer(&deferred, at).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut came = None;
+    while came.is_none() && std::time::Instant::now() < deadline {
+        came = receive()
+            .await
+            .into_iter()
+            .find(|job| job.delivery_id == deferred.delivery_id)
+            .map(|job| (job, Utc::now()));
+    }
+    let (job, when) = came.expect("a deferred job is received");
+    assert_eq!(job, deferred, "it keeps its time");
+    assert!(
+        when >= at - Duration::seconds(2),
+        "not before its time (less 2 s): {when} for {at}"
+    );
+}
+
+/// The RateLimiter contract: turns of one webhook are spaced by its rate, also when taken at
+/// once; other webhooks have their own; an idle webhook's next turn is now.
+pub async fn rate_limiter_contract(limiter: &dyn crate::ports::RateLimiter) {
+    // Whole microseconds: what a store of times keeps.
+    let now = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let webhook = ids::new_id(ids::WEBHOOK, now);
+    let mut turns: Vec<DateTime<Utc>> =
+        futures::future::join_all((0..20).map(|_| limiter.reserve(&webhook, 50, now)))
+            .await
+            .into_iter()
+            .map(|turn| turn.expect("a turn"))
+            .collect();
+    turns.sort();
+    let offsets: Vec<i64> = turns.iter().map(|t| (*t - now).num_milliseconds()).collect();
+    let expected: Vec<i64> = (0..20).map(|i| i * 20).collect();
+    assert_eq!(offsets, expected, "20 turns at 50/s, 20 ms apart from now");
+    let other = ids::new_id(ids::WEBHOOK, now + Duration::milliseconds(1));
+    assert_eq!(limiter.reserve(&other, 50, now).await.unwrap(), now);
+    let later = now + Duration::seconds(10);
+    assert_eq!(
+        limiter.reserve(&webhook, 50, later).await.unwrap(),
+        later,
+        "idle: no burst to catch up"
+    );
+    assert_eq!(
+        limiter.reserve(&webhook, 1, later).await.unwrap(),
+        later + Duration::milliseconds(20),
+        "the turn after is a spacing of the rate it was taken at"
+    );
 }
 
 /// The HttpSender contract, against a receiver on `base` (http://127.0.0.1:port) that answers:

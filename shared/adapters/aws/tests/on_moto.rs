@@ -31,6 +31,16 @@ async fn dynamodb_store_on_moto_meets_the_store_contract() {
 }
 
 #[tokio::test]
+async fn dynamodb_rate_limiter_on_moto_meets_the_rate_limiter_contract() {
+    let config = emulator_config(&moto()).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = unique("hookline-rate");
+    ensure_table(&client, &table).await.unwrap();
+    let store = DynamoStore::new(client, table, 30);
+    hookline_service::contract::rate_limiter_contract(&store.rate_limiter()).await;
+}
+
+#[tokio::test]
 async fn sqs_queue_on_moto_meets_the_queue_contract() {
     let config = emulator_config(&moto()).await;
     let client = aws_sdk_sqs::Client::new(&config);

@@ -391,6 +391,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_deferred_delivery_waits_outside_the_backlog_and_absorbs_duplicates() {
+        let (queue, mut receiver) = InProcessQueue::new(1000);
+        queue.enqueue(&[job("dlv_1")]).await.unwrap();
+        let taken = receiver.recv().await.unwrap();
+        queue.started(&taken);
+        let at = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+        let waiting = DeliveryJob {
+            not_before: Some(at),
+            ..taken.clone()
+        };
+        queue.defer(&waiting, at).await.unwrap();
+        queue.finished(&taken, false);
+        assert_eq!(queue.backlog(), 0, "waiting for its turn is not backlog");
+        // The sweep finding it still pending queues nothing more.
+        queue.enqueue(&[job("dlv_1")]).await.unwrap();
+        assert!(receiver.try_recv().is_err(), "nothing before its time");
+        let came = tokio::time::timeout(Duration::from_secs(2), receiver.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(came, waiting, "it comes back with its turn");
+        assert!(chrono::Utc::now() >= at);
+        assert_eq!(queue.backlog(), 1, "queued again");
+        assert!(receiver.try_recv().is_err(), "once");
+    }
+
+    #[tokio::test]
     async fn past_its_bound_the_queue_asks_publishers_to_wait() {
         let (queue, _receiver) = InProcessQueue::new(2);
         queue.enqueue(&[job("dlv_1")]).await.unwrap();

@@ -28,6 +28,18 @@ async fn dynamodb_store_on_dynoxide_meets_the_store_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn rate_limiters_meet_the_rate_limiter_contract() {
+    hookline_service::contract::rate_limiter_contract(
+        &hookline_service::rate_limit::InProcessRateLimiter::default(),
+    )
+    .await;
+    let dir = temp_dir("contract-rate");
+    let dynamo = EmbeddedDynamo::start(&dir).unwrap();
+    let store = store_on(&dynamo).await;
+    hookline_service::contract::rate_limiter_contract(&store.rate_limiter()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn cached_store_over_dynoxide_meets_the_store_contract() {
     let dir = temp_dir("contract-cached");
     let dynamo = EmbeddedDynamo::start(&dir).unwrap();
