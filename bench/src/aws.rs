@@ -89,6 +89,8 @@ pub struct Scenario {
     pub events: usize,
     pub publish: Publish,
     pub receiver: Receiver,
+    /// The webhooks' `rateLimit`, deliveries a second (issue 15 item 5).
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +145,9 @@ pub enum KeyScope {
     Account,
     /// Every delivery of the deployment may write it.
     Deployment,
+    /// One rate-limited webhook's (`RATE#<webhook>`): its deliveries go out at most at its
+    /// `rateLimit`, at most 500 a second, whatever the load.
+    RateLimited,
 }
 
 /// One partition key's share of a scenario's write units.
@@ -190,6 +195,11 @@ impl KeyHeat {
             KeyScope::Item => self.max_units,
             KeyScope::Account => self.units_per_delivery * load.deliveries_per_sec / load.accounts,
             KeyScope::Deployment => self.units_per_delivery * load.deliveries_per_sec,
+            KeyScope::RateLimited => {
+                self.units_per_delivery
+                    * (load.deliveries_per_sec / load.accounts)
+                        .min(f64::from(hookline_model::limits::MAX_RATE_LIMIT))
+            }
         }
     }
 }
@@ -265,13 +275,15 @@ async fn stack(moto: &str) -> Stack {
         clock: Arc::new(SystemClock),
         sender: Arc::new(ReqwestSender::from_config(&config).unwrap()),
     };
+    // As on Lambda: rate-limit turns from the table, metered like every other write.
     let deliver = Service::new(
         Ports {
             store: Arc::new(counted.clone().with_context_cache(Duration::from_secs(5))),
             ..ports.clone()
         },
         config.clone(),
-    );
+    )
+    .with_rate_limiter(Arc::new(counted.rate_limiter()));
     Stack {
         service: Service::new(ports, config),
         deliver,
@@ -335,8 +347,9 @@ impl Stack {
     }
 
     /// What the event source mapping does until the queue is empty: receive up to 10, invoke
-    /// deliver, delete the successes. Returns the number of deliver invocations.
-    async fn drain(&self) -> u64 {
+    /// deliver, delete the successes. Returns the number of deliver invocations; adds the time
+    /// they took to `waited` (a rate-limited delivery waits for its turn inside them).
+    async fn drain(&self, waited: &mut Duration) -> u64 {
         let mut invocations = 0;
         let mut empty_polls = 0;
         while empty_polls < 2 {
@@ -366,12 +379,14 @@ impl Stack {
                 .collect();
             let mut event = SqsEvent::default();
             event.records = records;
+            let started = std::time::Instant::now();
             let response = hookline_fn_deliver::handle(
                 &self.deliver,
                 LambdaEvent::new(event, Context::default()),
             )
             .await
             .unwrap();
+            *waited += started.elapsed();
             invocations += 1;
             let failed: HashSet<String> = response
                 .batch_item_failures
@@ -521,6 +536,7 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
                 NewWebhook {
                     url: format!("{base}/hook/{i}"),
                     event_type: Some("patient.created".into()),
+                    rate_limit: scenario.rate_limit,
                     ..Default::default()
                 },
             )
@@ -535,7 +551,8 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
         .await;
     // Publish only writes: the stream function queues the deliveries.
     let mut stream_invocations = stack.fold().await;
-    let mut deliver_invocations = stack.drain().await;
+    let mut deliver_time = Duration::ZERO;
+    let mut deliver_invocations = stack.drain(&mut deliver_time).await;
     stream_invocations += stack.fold().await;
     // Retries: the sweep sends what is due, until nothing is left to retry.
     let mut sweeps = 0;
@@ -550,8 +567,9 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
             "{}: retries never ended ({counts:?})",
             scenario.name
         );
-        if stack.sweep_when_due().await > 0 {
-            deliver_invocations += stack.drain().await;
+        // Deliveries waiting for a rate-limit turn come back on the queue by themselves.
+        if stack.sweep_when_due().await > 0 || scenario.rate_limit.is_some() {
+            deliver_invocations += stack.drain(&mut deliver_time).await;
             stream_invocations += stack.fold().await;
         }
     }
@@ -576,7 +594,10 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
         ("stream".to_string(), stream_invocations),
     ]);
     let per_delivery = per_delivery(&ledger, &invocations, 0, deliveries);
-    let cost = cost(&per_delivery, &invocations, deliveries);
+    // A rate-limited deliver invocation lasts as long as its deliveries wait: billed as
+    // measured here (moto's latency included, so an upper bound), not at the model's pace.
+    let measured_deliver = scenario.rate_limit.map(|_| deliver_time);
+    let cost = cost(&per_delivery, &invocations, deliveries, measured_deliver);
     let heat = heat(&ledger, &account_id, &webhook_ids, deliveries);
     let result = CostRun {
         scenario,
@@ -628,12 +649,21 @@ fn round4(v: f64) -> f64 {
     (v * 10_000.0).round() / 10_000.0
 }
 
-fn cost(per: &PerDelivery, invocations: &BTreeMap<String, u64>, deliveries: usize) -> Cost {
+fn cost(
+    per: &PerDelivery,
+    invocations: &BTreeMap<String, u64>,
+    deliveries: usize,
+    measured_deliver: Option<Duration>,
+) -> Cost {
     let p = &PRICES;
     let scale = 1_000_000.0 / deliveries as f64;
     let gb = p.lambda_memory_mb / 1024.0;
+    let deliver_seconds = measured_deliver.map_or(
+        invocations["deliver"] as f64 * p.deliver_batch_ms / 1000.0,
+        |measured| measured.as_secs_f64(),
+    );
     let seconds = invocations["api"] as f64 * p.api_ms / 1000.0
-        + invocations["deliver"] as f64 * p.deliver_batch_ms / 1000.0
+        + deliver_seconds
         + invocations["retry"] as f64 * p.retry_ms / 1000.0
         + invocations["stream"] as f64 * p.stream_batch_ms / 1000.0;
     let lambda = (per.lambda_invocations * p.lambda_per_million_requests)
@@ -717,6 +747,9 @@ fn heat(
 
 /// A key with its ids replaced by their kind, and who shares it.
 fn shape_of(key: &str, account_id: &str, webhook_ids: &[String]) -> (String, KeyScope) {
+    if key.starts_with("RATE#") {
+        return ("RATE#<webhook>".into(), KeyScope::RateLimited);
+    }
     // Keys of one item each: an API key's, a folded stream batch's marker.
     for (prefix, shape) in [("KEY#", "KEY#<hash>"), ("FOLD#", "FOLD#<batch>")] {
         if key.starts_with(prefix) {

@@ -186,8 +186,12 @@ async fn two_deliver_functions_share_one_webhook_rate_through_the_table() {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let distinct: HashSet<String> =
-            hits.lock().unwrap().iter().map(|(id, _)| id.clone()).collect();
+        let distinct: HashSet<String> = hits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
         if distinct.len() == EVENTS || Instant::now() > deadline {
             break;
         }
@@ -208,6 +212,10 @@ async fn two_deliver_functions_share_one_webhook_rate_through_the_table() {
         "at most {RATE}/s over any 10 s, within 10 %: {busiest}"
     );
     let span = *times.iter().max().unwrap() - *times.iter().min().unwrap();
+    eprintln!(
+        "{} arrivals, busiest 10 s: {busiest}, first to last: {span:?}",
+        times.len()
+    );
     assert!(
         span >= Duration::from_secs(14),
         "150 at 10 a second take about 15 s: {span:?}"

@@ -61,7 +61,12 @@ pub enum WebhooksCommand {
         #[arg(long, group = "change", value_parser = json_object)]
         metadata: Option<Value>,
         /// At most this many deliveries a second (1 to 500).
-        #[arg(long, value_name = "PER_SECOND", group = "change", conflicts_with = "no_rate_limit")]
+        #[arg(
+            long,
+            value_name = "PER_SECOND",
+            group = "change",
+            conflicts_with = "no_rate_limit"
+        )]
         rate_limit: Option<u32>,
         /// Removes the rate limit.
         #[arg(long, group = "change")]

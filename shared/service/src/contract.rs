@@ -1529,7 +1529,10 @@ pub async fn rate_limiter_contract(limiter: &dyn crate::ports::RateLimiter) {
             .map(|turn| turn.expect("a turn"))
             .collect();
     turns.sort();
-    let offsets: Vec<i64> = turns.iter().map(|t| (*t - now).num_milliseconds()).collect();
+    let offsets: Vec<i64> = turns
+        .iter()
+        .map(|t| (*t - now).num_milliseconds())
+        .collect();
     let expected: Vec<i64> = (0..20).map(|i| i * 20).collect();
     assert_eq!(offsets, expected, "20 turns at 50/s, 20 ms apart from now");
     let other = ids::new_id(ids::WEBHOOK, now + Duration::milliseconds(1));

@@ -2,11 +2,11 @@
 
 use crate::health::Health;
 use crate::operational::{Emission, OperationalEvent};
-use crate::rate_limit::Turn;
 use crate::ports::{
     AttemptRecord, DeliveryContext, OutboundRequest, PortError, PortResult, SendErrorKind,
     SendOutcome,
 };
+use crate::rate_limit::Turn;
 use crate::telemetry;
 use crate::{Service, ServiceResult};
 use chrono::{DateTime, Utc};

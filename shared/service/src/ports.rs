@@ -280,7 +280,9 @@ pub trait Store: Send + Sync + 'static {
     /// (`None` to begin; then a step's `next`). Each delivery that matches throughout the walk
     /// is found exactly once; a walk never reads the whole range at once, so a job can walk a
     /// history of any size a page at a time. By default, the pages of [`Store::list_deliveries`]
-    /// (for a store whose pages stay put while a walk goes on).
+    /// by number: right only for a store whose pages stay put while a walk goes on. A replay
+    /// filtered by status moves what it requeues out of the filter, so a real store walks by
+    /// position (as SQLite and DynamoDB do), or a page's worth would be skipped.
     async fn walk_deliveries(
         &self,
         account_id: &str,

@@ -3,8 +3,8 @@
 //! the queue carrying that time) and is sent then. Nothing is dropped: a delivery over the
 //! rate only waits.
 
-use crate::ports::{PortResult, RateLimiter};
 use crate::Service;
+use crate::ports::{PortResult, RateLimiter};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookline_model::DeliveryJob;
@@ -95,13 +95,12 @@ mod tests {
     async fn turns_are_spaced_by_the_rate_and_start_at_once_when_idle() {
         let limiter = InProcessRateLimiter::default();
         let t0 = Utc::now();
-        let turns: Vec<_> = futures::future::join_all(
-            (0..5).map(|_| limiter.reserve("wh_1", 10, t0)),
-        )
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+        let turns: Vec<_> =
+            futures::future::join_all((0..5).map(|_| limiter.reserve("wh_1", 10, t0)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
         let offsets: Vec<i64> = turns.iter().map(|t| (*t - t0).num_milliseconds()).collect();
         assert_eq!(offsets, vec![0, 100, 200, 300, 400]);
         // Another webhook has its own turns.

@@ -161,8 +161,10 @@ impl Service {
                 tracing::info!(job_id = %job.id, status = job.status.as_str(), total = job.total, done = job.done, "job ended");
                 return Ok(job);
             }
-            if Instant::now() >= deadline {
-                // Handed on: due at once for the next sweep, not a lease from now.
+            // Out of time, or the queue is long (locally, a replay to a slow endpoint would
+            // otherwise fill it and hold every publisher back): handed on to the next sweep.
+            if Instant::now() >= deadline || self.ports.queue.wait_for_room().await.is_some() {
+                // Due at once for the next sweep, not a lease from now.
                 let item = DueItem::Job {
                     account_id: job.account_id.clone(),
                     job_id: job.id.clone(),

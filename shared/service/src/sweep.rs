@@ -150,7 +150,12 @@ impl Service {
                             tracing::warn!(%job_id, %error, "job left for the next sweep");
                             continue;
                         }
-                        match self.resume_job(account_id, job_id, deadline).await {
+                        // A slice of the budget, so the retries and fan-outs after it in
+                        // this sweep are not held up behind a long job.
+                        let slice = deadline.map(|deadline| {
+                            deadline.min(Instant::now() + self.config.sweep_budget / 4)
+                        });
+                        match self.resume_job(account_id, job_id, slice).await {
                             Ok(()) => report.jobs += 1,
                             Err(error) => {
                                 tracing::warn!(%job_id, %error, "job left for the next sweep")

@@ -11,3 +11,6 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_due ON jobs (due_ms) WHERE due_ms IS NOT NULL;
 CREATE INDEX jobs_by_age ON jobs (created_ms);
+-- A recovery walks one account's events by age (`walk_events`): without this index each page
+-- read and sorted all of the account's events.
+CREATE INDEX events_by_account_age ON events (account_id, created_ms, id);

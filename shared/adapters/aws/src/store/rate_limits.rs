@@ -2,13 +2,16 @@
 //! `RATE#<webhook id>`, holding the webhook's next free send time. Every deliver invocation
 //! takes turns from it with conditional updates, so the limit holds across all of them.
 //!
-//! A turn is one UpdateItem that moves the time on by the spacing, on condition that it is
-//! not in the past (the webhook is busy): the time before the move is the turn. When it is in
-//! the past (the webhook was idle), a second UpdateItem sets it to now plus the spacing, on
-//! condition that it still is: the turn is now. A race between the two goes round again. No
-//! read, no transaction: 1 write unit per turn while the webhook is busy, 2 when it was idle
-//! (a failed condition is billed too), 1 when this process saw it idle last (it tries that
-//! first). The item is not of a kind the table's stream passes on.
+//! Turns are taken `k` at a time: one UpdateItem moves the time on by `k` spacings, on
+//! condition that it is not in the past (the webhook is busy): the time before the move is the
+//! first turn. When it is in the past (the webhook was idle), a second UpdateItem sets it to
+//! now plus `k` spacings, on condition that it still is: the first turn is now. A race between
+//! the two goes round again. No read, no transaction. Within a process the deliveries of one
+//! webhook that ask at once (an SQS batch is handled concurrently) share one update: the one
+//! that gets to go takes a turn for each of them, so a batch of 10 costs one write unit, or two
+//! when the first update's condition fails (a failed condition is billed too). Each process
+//! tries first the update that worked last for the webhook. The item is not of a kind the
+//! table's stream passes on.
 
 use super::{DynamoStore, is_conditional_failure, n, sdk};
 use crate::table::{EXPIRES_AT, PK, SK};
@@ -19,8 +22,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use hookline_service::PortError;
 use hookline_service::ports::{PortResult, RateLimiter};
 use hookline_service::rate_limit::spacing;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 const NEXT_FREE: &str = "nextFree";
 /// Races lost in a row before a turn is given up (the job is tried again).
@@ -34,6 +38,17 @@ pub struct DynamoRateLimiter {
     /// Whether each webhook was busy when this process last took a turn: which update to try
     /// first.
     busy: Mutex<HashMap<String, bool>>,
+    /// The webhooks this process is taking turns for.
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+}
+
+/// The deliveries of one webhook asking for turns in this process. Each caller counts itself
+/// in `asking`, then takes the lock: it finds a turn taken for it in `granted`, or takes turns
+/// for everyone counted so far (itself included).
+#[derive(Default)]
+struct Lane {
+    asking: AtomicUsize,
+    granted: tokio::sync::Mutex<VecDeque<DateTime<Utc>>>,
 }
 
 impl DynamoStore {
@@ -43,13 +58,17 @@ impl DynamoStore {
             client: self.client.clone(),
             table: self.table.clone(),
             busy: Mutex::default(),
+            lanes: Mutex::default(),
         }
     }
 }
 
 fn key(webhook_id: &str) -> [(String, AttributeValue); 2] {
     [
-        (PK.to_string(), AttributeValue::S(format!("RATE#{webhook_id}"))),
+        (
+            PK.to_string(),
+            AttributeValue::S(format!("RATE#{webhook_id}")),
+        ),
         (SK.to_string(), AttributeValue::S("RATE".into())),
     ]
 }
@@ -60,7 +79,12 @@ fn micros(at: DateTime<Utc>) -> i64 {
 
 impl DynamoRateLimiter {
     /// The busy update: the turn is the stored time, which moves on by `step`.
-    async fn take_after_others(&self, webhook_id: &str, now: DateTime<Utc>, step: i64) -> PortResult<Option<i64>> {
+    async fn take_after_others(
+        &self,
+        webhook_id: &str,
+        now: DateTime<Utc>,
+        step: i64,
+    ) -> PortResult<Option<i64>> {
         let result = self
             .client
             .update_item()
@@ -127,25 +151,31 @@ fn expires(now: DateTime<Utc>) -> i64 {
     now.timestamp() + 86_400
 }
 
-#[async_trait]
-impl RateLimiter for DynamoRateLimiter {
-    async fn reserve(
+impl DynamoRateLimiter {
+    /// Takes `count` turns in one update; answers the first (the others follow it a spacing
+    /// apart).
+    async fn take(
         &self,
         webhook_id: &str,
         per_second: u32,
         now: DateTime<Utc>,
+        count: usize,
     ) -> PortResult<DateTime<Utc>> {
-        let step = spacing(per_second).num_microseconds().unwrap_or(1_000_000);
-        let mut busy_first = self.busy.lock().unwrap().get(webhook_id).copied().unwrap_or(true);
+        let step = spacing(per_second).num_microseconds().unwrap_or(1_000_000) * count as i64;
+        let mut busy_first = self
+            .busy
+            .lock()
+            .unwrap()
+            .get(webhook_id)
+            .copied()
+            .unwrap_or(true);
         for _ in 0..MAX_TRIES {
-            if busy_first {
-                if let Some(turn) = self.take_after_others(webhook_id, now, step).await? {
-                    self.remember(webhook_id, true);
-                    return Utc
-                        .timestamp_micros(turn)
-                        .single()
-                        .ok_or_else(|| PortError("a stored send time is out of range".into()));
-                }
+            if busy_first && let Some(turn) = self.take_after_others(webhook_id, now, step).await? {
+                self.remember(webhook_id, true);
+                return Utc
+                    .timestamp_micros(turn)
+                    .single()
+                    .ok_or_else(|| PortError("a stored send time is out of range".into()));
             }
             if self.take_now(webhook_id, now, step).await? {
                 self.remember(webhook_id, false);
@@ -156,5 +186,50 @@ impl RateLimiter for DynamoRateLimiter {
         Err(PortError(format!(
             "rate limit of webhook {webhook_id}: {MAX_TRIES} races lost in a row"
         )))
+    }
+
+    fn lane(&self, webhook_id: &str) -> Arc<Lane> {
+        let mut lanes = self.lanes.lock().unwrap();
+        if lanes.len() >= REMEMBERED && !lanes.contains_key(webhook_id) {
+            // Only lanes nobody is in (the map holds the one reference).
+            lanes.retain(|_, lane| Arc::strong_count(lane) > 1);
+        }
+        lanes.entry(webhook_id.to_string()).or_default().clone()
+    }
+}
+
+#[async_trait]
+impl RateLimiter for DynamoRateLimiter {
+    async fn reserve(
+        &self,
+        webhook_id: &str,
+        per_second: u32,
+        now: DateTime<Utc>,
+    ) -> PortResult<DateTime<Utc>> {
+        let lane = self.lane(webhook_id);
+        lane.asking.fetch_add(1, Ordering::SeqCst);
+        let mut granted = lane.granted.lock().await;
+        // A turn taken for a caller that gave up (its task was dropped) is left over: one gone
+        // by is not handed out, or two sends could go out together above the rate.
+        while let Some(turn) = granted.pop_front() {
+            if turn >= now - chrono::Duration::milliseconds(500) {
+                return Ok(turn);
+            }
+        }
+        // Nothing taken for this caller yet, so it is among those still counted: turns for
+        // all of them, the first its own.
+        let count = lane.asking.swap(0, Ordering::SeqCst).max(1);
+        match self.take(webhook_id, per_second, now, count).await {
+            Ok(first) => {
+                let spacing = spacing(per_second);
+                granted.extend((1..count as i32).map(|i| first + spacing * i));
+                Ok(first)
+            }
+            Err(error) => {
+                // The others ask again for themselves.
+                lane.asking.fetch_add(count - 1, Ordering::SeqCst);
+                Err(error)
+            }
+        }
     }
 }
