@@ -34,6 +34,8 @@ pub struct Prices {
     pub dynamodb_per_million_wru: f64,
     pub dynamodb_per_million_rru: f64,
     pub sqs_per_million_requests: f64,
+    /// A FIFO queue's requests (the ordered webhooks' queue).
+    pub sqs_fifo_per_million_requests: f64,
     pub scheduler_per_million_invocations: f64,
     pub lambda_per_million_requests: f64,
     pub lambda_arm64_per_gb_second: f64,
@@ -50,6 +52,7 @@ pub const PRICES: Prices = Prices {
     dynamodb_per_million_wru: 0.625,
     dynamodb_per_million_rru: 0.125,
     sqs_per_million_requests: 0.40,
+    sqs_fifo_per_million_requests: 0.50,
     scheduler_per_million_invocations: 1.00,
     lambda_per_million_requests: 0.20,
     lambda_arm64_per_gb_second: 0.0000133334,
@@ -91,6 +94,8 @@ pub struct Scenario {
     pub receiver: Receiver,
     /// The webhooks' `rateLimit`, deliveries a second (issue 15 item 5).
     pub rate_limit: Option<u32>,
+    /// The webhooks deliver in order, one at a time (issue 15 item 4): through the FIFO queue.
+    pub ordered: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -221,10 +226,12 @@ struct Stack {
     /// The table's stream and the store the stream function folds into.
     stream: tokio::sync::Mutex<StreamPump>,
     counted: DynamoStore,
-    /// The stream function's queue: it queues each new delivery.
+    /// The stream function's queue: it queues each new delivery (and the api an ordered
+    /// webhook's, on its FIFO queue).
     stream_queue: SqsQueue,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
+    fifo_url: String,
     admin_key: String,
 }
 
@@ -255,11 +262,21 @@ async fn stack(moto: &str) -> Stack {
         .unwrap()
         .queue_url
         .unwrap();
+    let fifo_url = sqs
+        .create_queue()
+        .queue_name(format!("bench-{unique}.fifo"))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     // As on Lambda: the stream function keeps the counters and queues the fan-out.
     let counted = DynamoStore::new(dynamodb, table, 30)
         .with_counting(Counting::FromStream)
         .with_fan_out_queue(FanOutQueue::Stream);
-    let stream_queue = SqsQueue::new(sqs.clone(), queue_url.clone());
+    let stream_queue =
+        SqsQueue::new(sqs.clone(), queue_url.clone()).with_ordered(fifo_url.clone(), None);
     let admin_key = "bench-admin-key-0123456789abcdefghij".to_string();
     let mut config = Config::for_mode(Mode::Lambda);
     config.targets.allow_http = true;
@@ -293,6 +310,7 @@ async fn stack(moto: &str) -> Stack {
         stream_queue,
         sqs,
         queue_url,
+        fifo_url,
         admin_key,
     }
 }
@@ -351,19 +369,38 @@ impl Stack {
     /// they took to `waited` (a rate-limited delivery waits for its turn inside them).
     async fn drain(&self, waited: &mut Duration) -> u64 {
         let mut invocations = 0;
-        let mut empty_polls = 0;
-        while empty_polls < 2 {
+        for queue_url in [&self.queue_url, &self.fifo_url] {
+            invocations += self.drain_queue(queue_url, waited).await;
+        }
+        invocations
+    }
+
+    /// [`Stack::drain`] of one queue. The FIFO queue's messages carry their group, as its
+    /// event source mapping hands them over; a held one (a retry) comes back after its time,
+    /// so polls go on while any is held.
+    async fn drain_queue(&self, queue_url: &str, waited: &mut Duration) -> u64 {
+        let fifo = queue_url == self.fifo_url;
+        let mut invocations = 0;
+        let (mut empty_polls, mut all_empty_polls) = (0, 0);
+        while empty_polls < 2 || (fifo && self.held(queue_url).await) {
             let out = self
                 .sqs
                 .receive_message()
-                .queue_url(&self.queue_url)
+                .queue_url(queue_url)
                 .max_number_of_messages(10)
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                )
                 .send()
                 .await
                 .unwrap();
             let messages = out.messages.unwrap_or_default();
             if messages.is_empty() {
                 empty_polls += 1;
+                all_empty_polls += 1;
+                if fifo {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 continue;
             }
             empty_polls = 0;
@@ -374,14 +411,22 @@ impl Stack {
                     record.message_id = m.message_id.clone();
                     record.receipt_handle = m.receipt_handle.clone();
                     record.body = m.body.clone();
+                    if let Some(group) = m.attributes().and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    }) {
+                        record
+                            .attributes
+                            .insert("MessageGroupId".into(), group.clone());
+                    }
                     record
                 })
                 .collect();
             let mut event = SqsEvent::default();
             event.records = records;
             let started = std::time::Instant::now();
-            let response = hookline_fn_deliver::handle(
+            let response = hookline_fn_deliver::handle_with_lanes(
                 &self.deliver,
+                Some(&self.stream_queue),
                 LambdaEvent::new(event, Context::default()),
             )
             .await
@@ -408,21 +453,44 @@ impl Stack {
             if !entries.is_empty() {
                 self.sqs
                     .delete_message_batch()
-                    .queue_url(&self.queue_url)
+                    .queue_url(queue_url)
                     .set_entries(Some(entries))
                     .send()
                     .await
                     .unwrap();
             }
         }
-        // The two empty polls that ended the drain are not per-delivery work (an idle event
-        // source mapping polls anyway, whatever the load).
+        // Empty polls (the two that ended the drain, those while a retry was held) are not
+        // per-delivery work: an idle event source mapping polls anyway, whatever the load.
         let mut ledger = self.ledger.lock().unwrap();
         if let Some(bill) = ledger.ops.get_mut("SQS.ReceiveMessage") {
-            bill.requests -= 2;
-            bill.billed_requests -= 2;
+            bill.requests -= all_empty_polls;
+            bill.billed_requests -= all_empty_polls;
         }
         invocations
+    }
+
+    /// Whether `queue_url` holds messages out of sight (ordered retries waiting for their
+    /// time). Not billed: the bench's own look, no function makes it.
+    async fn held(&self, queue_url: &str) -> bool {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        self.ledger
+            .lock()
+            .unwrap()
+            .ops
+            .remove("SQS.GetQueueAttributes");
+        attributes.values().any(|v| v != "0")
     }
 
     /// What the retry function does every minute: sweeps what is due. Waits a second first,
@@ -537,6 +605,7 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
                     url: format!("{base}/hook/{i}"),
                     event_type: Some("patient.created".into()),
                     rate_limit: scenario.rate_limit,
+                    ordered: Some(scenario.ordered),
                     ..Default::default()
                 },
             )
@@ -568,7 +637,7 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
             scenario.name
         );
         // Deliveries waiting for a rate-limit turn come back on the queue by themselves.
-        if stack.sweep_when_due().await > 0 || scenario.rate_limit.is_some() {
+        if stack.sweep_when_due().await > 0 || scenario.rate_limit.is_some() || scenario.ordered {
             deliver_invocations += stack.drain(&mut deliver_time).await;
             stream_invocations += stack.fold().await;
         }
@@ -596,8 +665,16 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
     let per_delivery = per_delivery(&ledger, &invocations, 0, deliveries);
     // A rate-limited deliver invocation lasts as long as its deliveries wait: billed as
     // measured here (moto's latency included, so an upper bound), not at the model's pace.
-    let measured_deliver = scenario.rate_limit.map(|_| deliver_time);
-    let cost = cost(&per_delivery, &invocations, deliveries, measured_deliver);
+    // So does an ordered one, whose deliveries go one after the other.
+    let measured_deliver =
+        (scenario.rate_limit.is_some() || scenario.ordered).then_some(deliver_time);
+    let cost = cost(
+        &per_delivery,
+        &invocations,
+        deliveries,
+        measured_deliver,
+        scenario.ordered,
+    );
     let heat = heat(&ledger, &account_id, &webhook_ids, deliveries);
     let result = CostRun {
         scenario,
@@ -654,6 +731,7 @@ fn cost(
     invocations: &BTreeMap<String, u64>,
     deliveries: usize,
     measured_deliver: Option<Duration>,
+    fifo: bool,
 ) -> Cost {
     let p = &PRICES;
     let scale = 1_000_000.0 / deliveries as f64;
@@ -670,7 +748,13 @@ fn cost(
         + seconds * scale * gb * p.lambda_arm64_per_gb_second;
     let dynamodb = (per.dynamodb_table_wru + per.dynamodb_index_wru) * p.dynamodb_per_million_wru
         + per.dynamodb_rru * p.dynamodb_per_million_rru;
-    let sqs = per.sqs_requests * p.sqs_per_million_requests;
+    // An ordered scenario's messages are all on the FIFO queue (the stream queues none).
+    let sqs = per.sqs_requests
+        * if fifo {
+            p.sqs_fifo_per_million_requests
+        } else {
+            p.sqs_per_million_requests
+        };
     let scheduler = per.scheduler_invocations * p.scheduler_per_million_invocations;
     Cost {
         dynamodb: round4(dynamodb),

@@ -132,6 +132,7 @@ async fn main() {
                 publish: aws::Publish::OneByOne,
                 receiver: aws::Receiver::Accepts,
                 rate_limit: None,
+                ordered: false,
             },
             aws::Scenario {
                 name: "1 webhook, batch publish (100 a request)",
@@ -140,6 +141,7 @@ async fn main() {
                 publish: aws::Publish::Batch,
                 receiver: aws::Receiver::Accepts,
                 rate_limit: None,
+                ordered: false,
             },
             aws::Scenario {
                 name: "10 webhooks",
@@ -148,6 +150,7 @@ async fn main() {
                 publish: aws::Publish::OneByOne,
                 receiver: aws::Receiver::Accepts,
                 rate_limit: None,
+                ordered: false,
             },
             aws::Scenario {
                 name: "1 webhook, every first attempt fails",
@@ -156,6 +159,7 @@ async fn main() {
                 publish: aws::Publish::OneByOne,
                 receiver: aws::Receiver::FailsFirstAttempt,
                 rate_limit: None,
+                ordered: false,
             },
             aws::Scenario {
                 name: "1 webhook failing its whole retry schedule",
@@ -164,6 +168,7 @@ async fn main() {
                 publish: aws::Publish::OneByOne,
                 receiver: aws::Receiver::FailsEverything,
                 rate_limit: None,
+                ordered: false,
             },
             // Issue 15 item 5: a backlog above the rate waits its turn, in the invocation or
             // back on SQS with a delay.
@@ -174,6 +179,27 @@ async fn main() {
                 publish: aws::Publish::OneByOne,
                 receiver: aws::Receiver::Accepts,
                 rate_limit: Some(20),
+                ordered: false,
+            },
+            // Issue 15 item 4: one delivery at a time, in publish order, through the FIFO
+            // queue; a retry holds the rest of the webhook's deliveries back.
+            aws::Scenario {
+                name: "1 webhook, ordered",
+                webhooks: 1,
+                events: events / 2,
+                publish: aws::Publish::OneByOne,
+                receiver: aws::Receiver::Accepts,
+                rate_limit: None,
+                ordered: true,
+            },
+            aws::Scenario {
+                name: "1 webhook, ordered, every first attempt fails",
+                webhooks: 1,
+                events: events / 8,
+                publish: aws::Publish::OneByOne,
+                receiver: aws::Receiver::FailsFirstAttempt,
+                rate_limit: None,
+                ordered: true,
             },
         ];
         for scenario in scenarios {

@@ -209,14 +209,17 @@ async fn manages_accounts_keys_event_types_webhooks_and_deliveries() {
             "intake",
             "--rate-limit",
             "50",
+            "--ordered",
         ],
     ));
     let webhook = field(&printed, "id");
     assert_eq!(field(&printed, "rate limit"), "50/s");
+    assert_eq!(field(&printed, "ordered"), "yes");
     assert_eq!(field(&printed, "token"), "tok-0123456789");
     assert_eq!(field(&printed, "events"), "patient.created");
     let shown = ok(hookline(&url, &key, &["webhooks", "show", &webhook]));
     assert_eq!(field(&shown, "description"), "intake");
+    assert_eq!(field(&shown, "ordered"), "yes");
     assert!(
         !shown.contains("tok-0123456789"),
         "the token is shown once: {shown}"
@@ -224,6 +227,7 @@ async fn manages_accounts_keys_event_types_webhooks_and_deliveries() {
     let listed: Value =
         serde_json::from_str(&ok(hookline(&url, &key, &["webhooks", "list", "--json"]))).unwrap();
     assert_eq!(listed["content"][0]["url"], receiver_url.as_str());
+    assert_eq!(listed["content"][0]["ordered"], true);
     let updated = ok(hookline(
         &url,
         &key,
@@ -248,6 +252,28 @@ async fn manages_accounts_keys_event_types_webhooks_and_deliveries() {
         &["webhooks", "update", &webhook, "--no-rate-limit"],
     ));
     assert_eq!(field(&unlimited, "rate limit"), "none");
+    // Ordered delivery: on and off are one flag each, not both at once.
+    fails(
+        hookline(
+            &url,
+            &key,
+            &["webhooks", "update", &webhook, "--ordered", "--no-ordered"],
+        ),
+        2,
+    );
+    let unordered = ok(hookline(
+        &url,
+        &key,
+        &["webhooks", "update", &webhook, "--no-ordered"],
+    ));
+    assert_eq!(field(&unordered, "ordered"), "no");
+    let shown: Value = serde_json::from_str(&ok(hookline(
+        &url,
+        &key,
+        &["webhooks", "show", &webhook, "--json"],
+    )))
+    .unwrap();
+    assert!(shown.get("ordered").is_none(), "off is absent: {shown}");
     ok(hookline(
         &url,
         &key,

@@ -490,6 +490,18 @@ def test_edit_deactivate_and_delete_a_webhook_and_filter_the_log(hookline, recei
     portal.fill("#wh-rate-limit", "")
     portal.click("#wh-save")
     expect(portal.locator(".webhook", has_text="/edit-b")).not_to_contain_text("a second")
+    # Ordered delivery: on, kept by the edit form, and off again.
+    webhook.get_by_role("button", name="Edit").click()
+    expect(portal.locator("#wh-ordered")).not_to_be_checked()
+    portal.check("#wh-ordered")
+    shot(portal, "portal-webhook-ordered")
+    portal.click("#wh-save")
+    expect(webhook.locator(".ordered")).to_contain_text("in order")
+    webhook.get_by_role("button", name="Edit").click()
+    expect(portal.locator("#wh-ordered")).to_be_checked()
+    portal.uncheck("#wh-ordered")
+    portal.click("#wh-save")
+    expect(portal.locator(".webhook", has_text="/edit-b")).not_to_contain_text("in order")
 
     # Deactivated: a test event reaches no webhook; activated again: it does.
     webhook.get_by_role("button", name="Deactivate").click()

@@ -159,6 +159,8 @@ async fn the_stream_function_queues_each_inserted_delivery_and_nothing_else() {
             event_id: "evt_01JD2X5YQ3K8V6W9Z0A1B2C3D6".into(),
             webhook_id: "wh_01JD2X5YQ3K8V6W9Z0A1B2C3D7".into(),
             not_before: None,
+            ordered: false,
+            round: 0,
         }]
     );
 }

@@ -3,51 +3,164 @@
 //! handling panicked is reported as a batch item failure, so SQS redelivers only that one
 //! (and, after maxReceiveCount, moves a poison message to the DLQ). A failed HTTP attempt is
 //! not a batch failure: its retry is scheduled.
+//!
+//! Messages of the FIFO queue of ordered webhooks (issue 15 item 4) are attempted one after
+//! the other within their message group (a webhook), each group on a task of its own. A
+//! delivery that will be retried stays in the queue, unseen until its retry is due, and with
+//! it the rest of its group: SQS hands out nothing more of a group while one of its messages
+//! is out, so the webhook's next delivery waits until this one ends.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::Utc;
+use hookline_aws::SqsQueue;
+use hookline_aws::sqs::MAX_VISIBILITY_SECONDS;
 use hookline_model::DeliveryJob;
-use hookline_service::Service;
+use hookline_service::{DeliverOutcome, Service};
 use lambda_runtime::{Error, LambdaEvent};
 
+/// A batch from the delivery queue (no ordered messages in it).
 pub async fn handle(
     service: &Service,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
-    let tasks: Vec<_> = event
-        .payload
-        .records
-        .into_iter()
-        .map(|message| {
-            let service = service.clone();
-            // A task per message: a panic stays in its task and fails only that message.
-            let id = message.message_id.clone().unwrap_or_default();
-            (
-                id,
-                tokio::spawn(async move { deliver_message(&service, message).await }),
-            )
-        })
-        .collect();
+    handle_with_lanes(service, None, event).await
+}
+
+/// A batch from either queue; `lanes` is the queue whose FIFO queue holds ordered messages
+/// back (without it a held message comes back after the queue's visibility timeout).
+pub async fn handle_with_lanes(
+    service: &Service,
+    lanes: Option<&SqsQueue>,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    let mut groups: Vec<(String, Vec<SqsMessage>)> = Vec::new();
+    let mut singles = Vec::new();
+    for message in event.payload.records {
+        match message.attributes.get("MessageGroupId").cloned() {
+            Some(group) => match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, messages)) => messages.push(message),
+                None => groups.push((group, vec![message])),
+            },
+            None => singles.push(message),
+        }
+    }
+    let mut tasks: Vec<(Vec<String>, tokio::task::JoinHandle<Vec<String>>)> = Vec::new();
+    for (_, messages) in groups {
+        let ids: Vec<String> = messages
+            .iter()
+            .map(|m| m.message_id.clone().unwrap_or_default())
+            .collect();
+        let service = service.clone();
+        let lanes = lanes.cloned();
+        tasks.push((
+            ids,
+            tokio::spawn(async move { deliver_group(&service, lanes.as_ref(), messages).await }),
+        ));
+    }
+    for message in singles {
+        let service = service.clone();
+        // A task per message: a panic stays in its task and fails only that message.
+        let id = message.message_id.clone().unwrap_or_default();
+        tasks.push((
+            vec![id.clone()],
+            tokio::spawn(async move {
+                match deliver_message(&service, message).await {
+                    Ok(()) => Vec::new(),
+                    Err(reason) => {
+                        tracing::warn!(message_id = %id, %reason, "message failed; SQS will redeliver it");
+                        vec![id]
+                    }
+                }
+            }),
+        ));
+    }
     // If this invocation is dropped (its caller gave up on it), its tasks end with it, as
     // they would with the sandbox: nothing goes on sending after the batch is abandoned.
     let _abort_on_drop = AbortOnDrop(tasks.iter().map(|(_, t)| t.abort_handle()).collect());
     let mut response = SqsBatchResponse::default();
-    for (id, task) in tasks {
-        let ok = match task.await {
-            Ok(Ok(())) => true,
-            Ok(Err(reason)) => {
-                tracing::warn!(message_id = %id, %reason, "message failed; SQS will redeliver it");
-                false
-            }
+    for (ids, task) in tasks {
+        let failed = match task.await {
+            Ok(failed) => failed,
             Err(join_error) => {
-                tracing::error!(message_id = %id, error = %join_error, "message handling panicked");
-                false
+                tracing::error!(messages = ids.len(), error = %join_error, "message handling panicked");
+                ids
             }
         };
-        if !ok {
+        for id in failed {
             response.add_failure(id);
         }
     }
     Ok(response)
+}
+
+/// Attempts the messages of one group in order, and answers those that stay in the queue:
+/// from the first delivery that has not ended (held until its retry is due; the rest handed
+/// back at once, to come after it), and any message that is no job.
+async fn deliver_group(
+    service: &Service,
+    lanes: Option<&SqsQueue>,
+    messages: Vec<SqsMessage>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    let mut rest = messages.into_iter();
+    while let Some(message) = rest.next() {
+        let id = message.message_id.clone().unwrap_or_default();
+        let handle = message.receipt_handle.clone().unwrap_or_default();
+        let job = match job_of(&message) {
+            Ok(job) => job,
+            Err(reason) => {
+                // Not a job: no lane to hold. Back at once, so it reaches the DLQ after its
+                // receives without holding the webhook's deliveries up meanwhile.
+                tracing::warn!(message_id = %id, %reason, "message failed; SQS will redeliver it");
+                hold(lanes, vec![(handle, 0)]).await;
+                failed.push(id);
+                continue;
+            }
+        };
+        let held_for = match service.deliver(&job).await {
+            Ok(DeliverOutcome::Delivered | DeliverOutcome::Failed | DeliverOutcome::Skipped) => {
+                continue;
+            }
+            Ok(DeliverOutcome::WillRetry { at } | DeliverOutcome::NotYetDue { at }) => Some(
+                (at - Utc::now())
+                    .num_seconds()
+                    .clamp(0, i64::from(MAX_VISIBILITY_SECONDS)) as i32,
+            ),
+            Ok(DeliverOutcome::Deferred) => Some(1),
+            Err(error) => {
+                // Back after the queue's visibility timeout, as any failed message.
+                tracing::warn!(message_id = %id, %error, "message failed; SQS will redeliver it");
+                None
+            }
+        };
+        tracing::info!(delivery_id = %job.delivery_id, ?held_for, "ordered delivery held for its retry");
+        let mut holds: Vec<(String, i32)> = held_for.map(|s| (handle, s)).into_iter().collect();
+        failed.push(id);
+        for later in rest {
+            failed.push(later.message_id.clone().unwrap_or_default());
+            holds.push((later.receipt_handle.clone().unwrap_or_default(), 0));
+        }
+        hold(lanes, holds).await;
+        break;
+    }
+    failed
+}
+
+/// Sets how long held messages stay unseen. A failure leaves them to the queue's visibility
+/// timeout: later than meant, never lost.
+async fn hold(lanes: Option<&SqsQueue>, holds: Vec<(String, i32)>) {
+    let Some(lanes) = lanes else { return };
+    if holds.is_empty() {
+        return;
+    }
+    if let Err(error) = lanes.hold_ordered(&holds).await {
+        tracing::warn!(%error, "ordered messages left to the visibility timeout");
+    }
+}
+
+fn job_of(message: &SqsMessage) -> Result<DeliveryJob, String> {
+    let body = message.body.as_deref().ok_or("message has no body")?;
+    serde_json::from_str(body).map_err(|e| format!("not a delivery job: {e}"))
 }
 
 struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
@@ -60,9 +173,7 @@ impl Drop for AbortOnDrop {
 }
 
 async fn deliver_message(service: &Service, message: SqsMessage) -> Result<(), String> {
-    let body = message.body.as_deref().ok_or("message has no body")?;
-    let job: DeliveryJob =
-        serde_json::from_str(body).map_err(|e| format!("not a delivery job: {e}"))?;
+    let job = job_of(&message)?;
     let outcome = service.deliver(&job).await.map_err(|e| e.to_string())?;
     tracing::info!(delivery_id = %job.delivery_id, ?outcome, "delivery attempted");
     Ok(())

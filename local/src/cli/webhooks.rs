@@ -32,6 +32,10 @@ pub enum WebhooksCommand {
         /// At most this many deliveries a second (1 to 500); the rest wait their turn.
         #[arg(long, value_name = "PER_SECOND")]
         rate_limit: Option<u32>,
+        /// Deliver in order, one at a time: the next delivery starts only once the one
+        /// before it is delivered or has failed its last attempt.
+        #[arg(long)]
+        ordered: bool,
     },
     /// List the account's webhooks.
     List(PageArgs),
@@ -71,6 +75,13 @@ pub enum WebhooksCommand {
         /// Removes the rate limit.
         #[arg(long, group = "change")]
         no_rate_limit: bool,
+        /// Deliver in order, one at a time (the next once the one before is delivered or
+        /// has failed its last attempt).
+        #[arg(long, group = "change", conflicts_with = "no_ordered")]
+        ordered: bool,
+        /// Deliver concurrently again, not one at a time.
+        #[arg(long, group = "change")]
+        no_ordered: bool,
     },
     /// Delete a webhook.
     Delete { webhook_id: String },
@@ -105,6 +116,7 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
             metadata,
             inactive,
             rate_limit,
+            ordered,
         } => {
             let mut body = json!({ "url": endpoint, "events": events, "active": !inactive });
             let fields = body.as_object_mut().expect("an object");
@@ -112,6 +124,9 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
             insert_some(fields, "authorizationToken", token.map(Value::from));
             insert_some(fields, "metadata", metadata);
             insert_some(fields, "rateLimit", rate_limit.map(Value::from));
+            if ordered {
+                fields.insert("ordered".into(), Value::Bool(true));
+            }
             let webhook = api.call(Method::POST, "/webhook", &[], Some(&body)).await?;
             show_webhook(api, &webhook);
         }
@@ -162,6 +177,8 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
             metadata,
             rate_limit,
             no_rate_limit,
+            ordered,
+            no_ordered,
         } => {
             let mut patch = Map::new();
             insert_some(&mut patch, "url", endpoint.map(Value::from));
@@ -181,6 +198,9 @@ pub async fn run(api: &Api, command: WebhooksCommand) -> CliResult {
             insert_some(&mut patch, "rateLimit", rate_limit.map(Value::from));
             if no_rate_limit {
                 patch.insert("rateLimit".into(), Value::Null);
+            }
+            if ordered || no_ordered {
+                patch.insert("ordered".into(), Value::Bool(ordered));
             }
             let webhook = api
                 .call(
@@ -317,6 +337,7 @@ fn show_webhook(api: &Api, webhook: &Value) {
         ("description", text(&webhook["description"])),
         ("metadata", text(&webhook["metadata"])),
         ("rate limit", rate_limit(&webhook["rateLimit"])),
+        ("ordered", yes_no(&webhook["ordered"])),
         ("created", text(&webhook["createdAt"])),
         ("updated", text(&webhook["updatedAt"])),
     ];

@@ -270,7 +270,8 @@ function webhookItem(w) {
     health(w),
     h("div", { class: "tags" }, w.events.map((e) => h("span", { class: "tag mono" }, e))),
     h("div", { class: "muted small" }, h("span", { class: "mono" }, w.id), " · created ", time(w.createdAt),
-      w.rateLimit ? h("span", { class: "rate-limit" }, ` · at most ${w.rateLimit} a second`) : null),
+      w.rateLimit ? h("span", { class: "rate-limit" }, ` · at most ${w.rateLimit} a second`) : null,
+      w.ordered ? h("span", { class: "ordered" }, " · in order") : null),
     h("div", { class: "actions" },
       h("button", { type: "button", onclick: () => editWebhook(w) }, "Edit"),
       h("button", { type: "button", onclick: () => toggleActive(w) }, w.active ? "Deactivate" : "Activate"),
@@ -314,6 +315,8 @@ async function editWebhook(existing) {
   const active = h("input", { id: "wh-active", type: "checkbox", checked: existing ? existing.active : true });
   const rateLimit = h("input", { id: "wh-rate-limit", type: "number", min: "1", max: "500", step: "1", inputmode: "numeric",
     value: existing && existing.rateLimit ? String(existing.rateLimit) : "", placeholder: "No limit" });
+  const ordered = h("input", { id: "wh-ordered", type: "checkbox", checked: existing ? !!existing.ordered : false,
+    "aria-describedby": "wh-ordered-hint" });
   const picker = eventPicker(existing ? existing.events : []);
   const token = existing ? null : h("input", { id: "wh-token", type: "password", autocomplete: "off" });
   const error = h("div", { id: "wh-error" });
@@ -322,6 +325,9 @@ async function editWebhook(existing) {
     h("div", { class: "field" }, h("span", { class: "label" }, "Events"), picker.element),
     field("Description", description),
     field("Rate limit (deliveries a second)", rateLimit, "Optional, 1 to 500. Deliveries above it wait their turn; none is dropped."),
+    h("div", {},
+      h("label", { class: "check" }, ordered, " Deliver in order, one at a time"),
+      h("p", { class: "hint", id: "wh-ordered-hint" }, "The next delivery starts only once the one before it is delivered or has failed its last attempt.")),
     h("label", { class: "check" }, active, " Active"),
     token ? field("Authorization token (optional)", token, "Sent in a header with every delivery; shown once.") : null,
     error);
@@ -339,7 +345,7 @@ async function editWebhook(existing) {
     const events = picker.values();
     if (events.length === 0) return showError(error, new Error("events: choose at least one event type"));
     const body = { url: url.value.trim(), events, active: active.checked, description: description.value.trim() || null,
-      rateLimit: rateLimit.value.trim() ? Number(rateLimit.value.trim()) : null };
+      rateLimit: rateLimit.value.trim() ? Number(rateLimit.value.trim()) : null, ordered: ordered.checked };
     try {
       let saved;
       if (existing) {

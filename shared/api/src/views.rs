@@ -52,6 +52,9 @@ pub struct WebhookView {
     /// At most this many deliveries a second, when limited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// Deliveries go one at a time, in publish order; absent when off.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
     pub created_at: String,
     pub updated_at: String,
     /// When its endpoint's current run of failed attempts began; absent while its last
@@ -86,6 +89,7 @@ impl WebhookView {
             authorization_token: None,
             filter: webhook.filter,
             rate_limit: webhook.rate_limit,
+            ordered: webhook.ordered,
             created_at: timestamp(webhook.created_at),
             updated_at: timestamp(webhook.updated_at),
             failing_since: webhook.health.failing_since.map(timestamp),

@@ -97,6 +97,9 @@ pub struct Delivery {
     /// schedule while the earlier attempts stay in the log.
     #[serde(default)]
     pub round_start: u32,
+    /// Made for an ordered webhook: its jobs go through the webhook's lane, one at a time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
 }
 
 impl Delivery {
@@ -117,6 +120,7 @@ impl Delivery {
             last_attempt_at: None,
             next_attempt_at: None,
             round_start: 0,
+            ordered: webhook.ordered,
         }
     }
 
@@ -163,6 +167,8 @@ impl Delivery {
             event_id: self.event_id.clone(),
             webhook_id: self.webhook_id.clone(),
             not_before: None,
+            ordered: self.ordered,
+            round: self.round_start,
         }
     }
 }
@@ -200,6 +206,20 @@ pub struct DeliveryJob {
     /// put back to wait for it: the job goes out then without taking a second slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
+    /// For a delivery to an ordered webhook: it goes through the webhook's lane (one at a
+    /// time, in publish order), and its retries hold the lane.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
+    /// The round of attempts it is for (`Delivery::round_start`): 0 for a new delivery, the
+    /// attempts made before for one sent again by hand or by a replay. The same delivery's
+    /// first sends (by publish and by the stream's safety net) are one message to a FIFO
+    /// queue's deduplication; a later round is a new one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What the retry function is invoked with: a scheduled retry of one job (the input of its
@@ -263,6 +283,8 @@ mod tests {
             event_id: "evt_1".into(),
             webhook_id: "wh_1".into(),
             not_before: None,
+            ordered: false,
+            round: 0,
         };
         let json = serde_json::to_value(RetryTrigger::Retry(job.clone())).unwrap();
         assert_eq!(

@@ -61,6 +61,10 @@ pub struct Webhook {
     /// Absent: no limit but the endpoint concurrency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// Its deliveries go one at a time, in publish order (issue 15 item 4): the next starts
+    /// only once the one before it is delivered or has failed its last attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Moves on every stored change: an update is written only over the version it read, so

@@ -54,6 +54,7 @@ fn webhook(account_id: &str, now: DateTime<Utc>, events: &[&str]) -> Webhook {
         // Stored as given, operator keys included.
         filter: Some(serde_json::json!({"$or": [{"amount": {"$gte": 1}}, {"a.b": null}]})),
         rate_limit: Some(25),
+        ordered: true,
         created_at: now,
         updated_at: now,
         version: 0,
@@ -1472,6 +1473,8 @@ where
             event_id: ids::new_id(ids::EVENT, now),
             webhook_id: ids::new_id(ids::WEBHOOK, now),
             not_before: None,
+            ordered: false,
+            round: 0,
         })
         .collect();
     queue.enqueue(&[]).await.expect("an empty batch is fine");

@@ -23,14 +23,19 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliverOutcome {
     Delivered,
-    /// Failed; another attempt is scheduled.
-    WillRetry,
+    /// Failed; another attempt is due `at` (scheduled, unless the queue brings an ordered
+    /// job back itself: [`crate::ports::Queue::retries_ordered_in_place`]).
+    WillRetry {
+        at: DateTime<Utc>,
+    },
     Failed,
     /// Nothing to do: already terminal (a duplicate message) or no longer stored.
     Skipped,
     /// A job for a retry that is not due yet (a duplicate message, a schedule that fired
-    /// twice, the sweep): put back for its time, nothing sent.
-    NotYetDue,
+    /// twice, the sweep): put back for its time `at`, nothing sent.
+    NotYetDue {
+        at: DateTime<Utc>,
+    },
     /// Its webhook's rate limit gave it a later turn: put back on the queue for then.
     Deferred,
 }
@@ -65,8 +70,10 @@ impl Service {
         {
             // Sending now would spend a step of the schedule early and start a second chain
             // of retries; its own schedule (or the sweep) brings it back when due.
-            self.ports.scheduler.schedule(job, due).await?;
-            return Ok(DeliverOutcome::NotYetDue);
+            if !self.queue_holds_retry(job) {
+                self.ports.scheduler.schedule(job, due).await?;
+            }
+            return Ok(DeliverOutcome::NotYetDue { at: due });
         }
         let mut now = now;
         let mut request = self.request_for(&context, now);
@@ -132,7 +139,7 @@ impl Service {
                 (
                     DeliveryStatus::Retrying,
                     Some(at),
-                    DeliverOutcome::WillRetry,
+                    DeliverOutcome::WillRetry { at },
                 )
             }
             (false, None) => (DeliveryStatus::Failed, None, DeliverOutcome::Failed),
@@ -148,7 +155,7 @@ impl Service {
             attempt,
             status,
             next_attempt_at,
-            sweep_at: next_attempt_at.map(|at| self.retry_due_at(at)),
+            sweep_at: next_attempt_at.map(|at| self.retry_due_at(job, at)),
             // 410 Gone: the receiver asks for no more; its other deliveries fail as inactive.
             deactivates_webhook: gone,
         };
@@ -174,6 +181,7 @@ impl Service {
             tracing::info!(webhook_id = %job.webhook_id, "endpoint answered 410; webhook deactivated");
         }
         if let Some(at) = next_attempt_at
+            && !self.queue_holds_retry(job)
             && let Err(error) = self.ports.scheduler.schedule(job, at).await
         {
             // Recorded as due: the sweep enqueues it once its sweep time passes.
@@ -190,6 +198,12 @@ impl Service {
             self.track_health(&context, health, now).await;
         }
         Ok(result)
+    }
+
+    /// Whether the queue itself brings `job` back for its retry (an ordered job on SQS FIFO,
+    /// whose message stays in its group, unseen until then): no schedule is made for it.
+    pub(crate) fn queue_holds_retry(&self, job: &DeliveryJob) -> bool {
+        job.ordered && self.ports.queue.retries_ordered_in_place()
     }
 
     /// The operational events an attempt causes: its webhook disabled by a 410, or the
@@ -239,7 +253,12 @@ impl Service {
         let webhook = context
             .webhook
             .as_ref()
-            .ok_or(Unsendable::Retry("webhook not found"))?;
+            .ok_or(if context.delivery.ordered {
+                // Its lane would wait out a whole retry schedule per delivery behind it.
+                Unsendable::Final("webhook not found")
+            } else {
+                Unsendable::Retry("webhook not found")
+            })?;
         if !webhook.active {
             return Err(Unsendable::Final("webhook inactive"));
         }

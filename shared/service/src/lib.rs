@@ -25,6 +25,7 @@ pub mod test_events;
 pub mod webhooks;
 
 pub use config::{Config, FanOutQueue, Mode};
+pub use deliver::DeliverOutcome;
 pub use error::{ServiceError, ServiceResult};
 pub use ports::{Clock, HttpSender, PortError, Queue, RetryScheduler, Store, SystemClock};
 

@@ -102,6 +102,7 @@ impl Service {
                     }],
                     filter: None,
                     rate_limit: None,
+                    ordered: false,
                     created_at: now,
                     updated_at: now,
                     version: 0,

@@ -375,6 +375,13 @@ pub trait Queue: Send + Sync + 'static {
         let _ = (job, at);
         Err(PortError("this queue cannot hold a job back".to_string()))
     }
+    /// Whether this queue brings an ordered job back for its retry by itself, holding its
+    /// webhook's lane until then (SQS FIFO: the message stays in its group, unseen until the
+    /// retry is due), so no retry is scheduled for it. By default the retry scheduler brings
+    /// it back, and the queue's lane waits for it.
+    fn retries_ordered_in_place(&self) -> bool {
+        false
+    }
     /// Sends the jobs its workers gave up on (a dead-letter queue) back to them, and answers
     /// how many. Where new deliveries are queued by the table's stream they are in no sweep
     /// index, so these jobs are their only trace. Nothing to do by default.

@@ -374,8 +374,15 @@ impl Service {
 
     /// Queues newly stored deliveries, unless the table's stream function does
     /// ([`FanOutQueue::Stream`]: it sees each insert and is retried until it queues it).
-    pub(crate) async fn enqueue_new_deliveries(&self, jobs: Vec<DeliveryJob>) {
-        if self.config.fan_out_queue == FanOutQueue::Api {
+    /// Those of ordered webhooks are always queued here, before the publish is answered: the
+    /// stream's shards are read in parallel, so it would not keep their publish order. The
+    /// stream queues them too, as the safety net; the queue makes the two sends one (a FIFO
+    /// queue's deduplication).
+    pub(crate) async fn enqueue_new_deliveries(&self, mut jobs: Vec<DeliveryJob>) {
+        if self.config.fan_out_queue == FanOutQueue::Stream {
+            jobs.retain(|job| job.ordered);
+        }
+        if !jobs.is_empty() {
             self.enqueue_or_leave_to_sweep(jobs).await;
         }
     }
@@ -534,6 +541,7 @@ mod tests {
                     }],
                     filter: None,
                     rate_limit: None,
+                    ordered: false,
                     created_at: now,
                     updated_at: now,
                     version: 0,

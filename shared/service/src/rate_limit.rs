@@ -43,7 +43,9 @@ impl Service {
             }
         };
         let wait = (at - now).to_std().unwrap_or_default();
-        if wait <= self.config.rate_wait_inline {
+        // An ordered delivery holds its lane: put back, it would lose its place. One in
+        // flight at a time, its turn is at most a spacing (a second) away.
+        if wait <= self.config.rate_wait_inline || job.ordered {
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }

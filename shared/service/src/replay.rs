@@ -226,7 +226,7 @@ impl Service {
                 }
             };
             if active && self.requeue(&delivery).await? {
-                queued.push(delivery.job());
+                queued.push(delivery.requeued().job());
                 job.done += 1;
             }
         }

@@ -56,8 +56,9 @@ impl Service {
                 "the delivery changed meanwhile; try again".to_string(),
             ));
         }
-        self.enqueue_or_leave_to_sweep(vec![delivery.job()]).await;
-        Ok(delivery.requeued())
+        let requeued = delivery.requeued();
+        self.enqueue_or_leave_to_sweep(vec![requeued.job()]).await;
+        Ok(requeued)
     }
 
     /// Sends every matching failed delivery again (of active webhooks); returns how many.
@@ -120,7 +121,7 @@ impl Service {
                 }
             };
             if usable && self.requeue(delivery).await? {
-                jobs.push(delivery.job());
+                jobs.push(delivery.requeued().job());
             }
         }
         let retried = jobs.len() as u32;

@@ -6,6 +6,7 @@ use crate::ports::{DueItem, PortResult};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
 use hookline_model::DeliveryJob;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// Counts of what one sweep did.
@@ -23,6 +24,8 @@ pub struct SweepReport {
 }
 
 const SWEEP_PAGE: usize = 500;
+/// How long a delivery of an ordered webhook found waiting is left before it is queued again.
+const ORDERED_RESWEEP: chrono::Duration = chrono::Duration::minutes(30);
 /// Sweep-time moves in flight at once.
 const POSTPONES_IN_FLIGHT: usize = 16;
 
@@ -108,6 +111,7 @@ impl Service {
             let page_len = items.len();
             // Each item to move past this sweep, with the job to queue once it is moved.
             let mut postpones: Vec<(DueItem, DateTime<Utc>, Option<DeliveryJob>)> = Vec::new();
+            let mut lane_heads: HashSet<String> = HashSet::new();
             for item in &items {
                 if out_of_time() {
                     report.cut_short = true;
@@ -166,17 +170,40 @@ impl Service {
                         job,
                         next_attempt_at: Some(at),
                     } if *at > now => {
-                        if self.ports.scheduler.fires_on_time() {
+                        if self.ports.scheduler.fires_on_time() && !self.queue_holds_retry(job) {
                             if let Err(error) = self.ports.scheduler.schedule(job, *at).await {
                                 tracing::warn!(%error, "not scheduled; the next sweep tries again");
                                 continue;
                             }
                             report.scheduled += 1;
                         }
-                        postpones.push((item.clone(), self.retry_due_at(*at), None));
+                        // An ordered delivery waiting for its retry heads its webhook's lane:
+                        // queued now, it holds the lane (its attempt is put back until due) so
+                        // the deliveries after it, queued by this sweep too, do not pass it.
+                        let hold_lane = job.ordered.then(|| job.clone());
+                        if job.ordered {
+                            lane_heads.insert(job.delivery_id.clone());
+                        }
+                        postpones.push((item.clone(), self.retry_due_at(job, *at), hold_lane));
                     }
-                    DueItem::Delivery { job, .. } => {
-                        postpones.push((item.clone(), self.sweep_time(now), Some(job.clone())));
+                    DueItem::Delivery {
+                        job,
+                        next_attempt_at,
+                    } => {
+                        // Its retry overdue (a restart after a long stop): it still heads its
+                        // lane, before the deliveries that were waiting behind it.
+                        if job.ordered && next_attempt_at.is_some() {
+                            lane_heads.insert(job.delivery_id.clone());
+                        }
+                        // An ordered delivery may be waiting its turn behind a delivery that
+                        // is being retried, for hours: queued again (in case it was lost) but
+                        // not every lease, since each copy waits in the lane too.
+                        let until = if job.ordered {
+                            now + ORDERED_RESWEEP
+                        } else {
+                            self.sweep_time(now)
+                        };
+                        postpones.push((item.clone(), until, Some(job.clone())));
                     }
                 }
             }
@@ -196,10 +223,15 @@ impl Service {
                         }
                     }
                 })
-                .buffer_unordered(POSTPONES_IN_FLIGHT)
+                // In order: the page is oldest first, which is the order of an ordered lane.
+                .buffered(POSTPONES_IN_FLIGHT)
                 .collect()
                 .await;
-            let jobs: Vec<DeliveryJob> = moved.into_iter().flatten().collect();
+            let mut jobs: Vec<DeliveryJob> = moved.into_iter().flatten().collect();
+            // An ordered webhook's delivery being retried comes first in its lane: the ones
+            // after it were due earlier (a lease after their publish) and would pass it. The
+            // rest keep the page's order, which is their publish order.
+            jobs.sort_by_key(|job| !lane_heads.contains(&job.delivery_id));
             if !jobs.is_empty() {
                 self.ports.queue.enqueue(&jobs).await?;
                 report.enqueued += jobs.len();
@@ -210,10 +242,11 @@ impl Service {
         }
     }
 
-    /// When the sweep should see a retry due at `at`: a lease later when a scheduler enqueues
-    /// it on time (the sweep is the safety net), at `at` when the sweep is what finds it.
-    pub(crate) fn retry_due_at(&self, at: DateTime<Utc>) -> DateTime<Utc> {
-        if self.ports.scheduler.fires_on_time() {
+    /// When the sweep should see `job`'s retry due at `at`: a lease later when a scheduler (or
+    /// the queue, for an ordered job) brings it back on time and the sweep is the safety net,
+    /// at `at` when the sweep is what finds it.
+    pub(crate) fn retry_due_at(&self, job: &DeliveryJob, at: DateTime<Utc>) -> DateTime<Utc> {
+        if self.ports.scheduler.fires_on_time() || self.queue_holds_retry(job) {
             self.sweep_time(at)
         } else {
             at

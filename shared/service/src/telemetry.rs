@@ -40,12 +40,14 @@ impl Drop for InFlight {
 pub(crate) fn attempt_recorded(outcome: DeliverOutcome, sent: Option<Duration>) {
     let outcome = match outcome {
         DeliverOutcome::Delivered => "delivered",
-        DeliverOutcome::WillRetry => {
+        DeliverOutcome::WillRetry { .. } => {
             metrics::counter!(RETRIES_SCHEDULED).increment(1);
             "retrying"
         }
         DeliverOutcome::Failed => "failed",
-        DeliverOutcome::Skipped | DeliverOutcome::NotYetDue | DeliverOutcome::Deferred => return,
+        DeliverOutcome::Skipped | DeliverOutcome::NotYetDue { .. } | DeliverOutcome::Deferred => {
+            return;
+        }
     };
     metrics::counter!(DELIVERIES, "outcome" => outcome).increment(1);
     if let Some(duration) = sent {

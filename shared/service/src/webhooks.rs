@@ -56,6 +56,9 @@ pub struct NewWebhook {
     /// the rate wait their turn, none is dropped. Absent: no limit.
     #[schema(minimum = 1, maximum = 500, example = 10)]
     pub rate_limit: Option<u32>,
+    /// Deliveries go one at a time, in publish order: the next starts only once the one
+    /// before it is delivered or has failed its last attempt. Defaults to false.
+    pub ordered: Option<bool>,
 }
 
 /// `PATCH /webhook/{id}`: only the fields present change; `null` clears the optional ones.
@@ -94,6 +97,11 @@ pub struct WebhookPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub rate_limit: Option<Option<u32>>,
+    /// Switches ordered delivery on or off (`null` is off). Deliveries made before keep the
+    /// way they were made.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    pub ordered: Option<Option<bool>>,
     /// `standard`, `compact`, `event` or `content`; `null` is `standard`.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<FormatName>)]
@@ -200,6 +208,7 @@ impl Service {
             }],
             filter: input.filter,
             rate_limit: input.rate_limit,
+            ordered: input.ordered.unwrap_or(false),
             created_at: now,
             updated_at: now,
             version: 0,
@@ -303,6 +312,9 @@ impl Service {
                 }
                 if let Some(rate_limit) = patch.rate_limit {
                     webhook.rate_limit = rate_limit;
+                }
+                if let Some(ordered) = patch.ordered {
+                    webhook.ordered = ordered.unwrap_or(false);
                 }
                 if let Some(filter) = &patch.filter {
                     webhook.filter = filter.clone();

@@ -24,6 +24,14 @@ pub async fn lambda_service() -> Result<Service, String> {
 pub async fn lambda_service_with_context_cache(
     ttl: Option<std::time::Duration>,
 ) -> Result<Service, String> {
+    Ok(lambda_service_and_queue(ttl).await?.0)
+}
+
+/// [`lambda_service_with_context_cache`] and its queue, whose FIFO queue the deliver function
+/// holds ordered messages back on ([`SqsQueue::hold_ordered`]).
+pub async fn lambda_service_and_queue(
+    ttl: Option<std::time::Duration>,
+) -> Result<(Service, SqsQueue), String> {
     let mut config = Config::from_env(Mode::Lambda)?;
     let sender = ReqwestSender::from_config(&config)?;
     let aws = aws_config::load_from_env().await;
@@ -56,6 +64,11 @@ pub async fn lambda_service_with_context_cache(
     if let Ok(url) = required("HOOKLINE_DEAD_LETTER_QUEUE_URL") {
         queue = queue.with_dead_letters(url);
     }
+    // Ordered webhooks' jobs go to the FIFO queue (issue 15 item 4); its DLQ, like the
+    // other, is sent back by the retry function's sweep.
+    if let Ok(url) = required("HOOKLINE_ORDERED_QUEUE_URL") {
+        queue = queue.with_ordered(url, required("HOOKLINE_ORDERED_DEAD_LETTER_QUEUE_URL").ok());
+    }
     // How retries come back: found by the sweep (the default; no per-retry schedule) or one
     // EventBridge Scheduler schedule each.
     let scheduler: Arc<dyn RetryScheduler> = match std::env::var("HOOKLINE_RETRY_TIMER")
@@ -78,7 +91,7 @@ pub async fn lambda_service_with_context_cache(
     let service = Service::new(
         Ports {
             store: Arc::new(store),
-            queue: Arc::new(queue),
+            queue: Arc::new(queue.clone()),
             scheduler,
             clock: Arc::new(SystemClock),
             sender: Arc::new(sender),
@@ -91,7 +104,7 @@ pub async fn lambda_service_with_context_cache(
     if let Err(error) = service.ensure_operational_webhook().await {
         tracing::warn!(%error, "setting up the operational webhook failed");
     }
-    Ok(service)
+    Ok((service, queue))
 }
 
 /// The stack's table as every function uses it: laid out as the table records

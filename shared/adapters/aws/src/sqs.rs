@@ -1,9 +1,15 @@
-//! The Queue port on SQS: jobs as JSON message bodies, sent in batches of ten.
+//! The Queue port on SQS: jobs as JSON message bodies, sent in batches of ten. The jobs of
+//! ordered webhooks go to a FIFO queue with the webhook id as message group (issue 15 item
+//! 4): SQS hands out one message of a group at a time, in the order sent, and a message kept
+//! unseen (its retry) holds its group until it is deleted.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    SendMessageBatchRequestEntry,
+};
 use futures::{StreamExt, TryStreamExt};
 use hookline_model::DeliveryJob;
 use hookline_service::PortError;
@@ -14,6 +20,14 @@ pub struct SqsQueue {
     client: Client,
     queue_url: String,
     /// The queue's dead-letter queue, when this side sends its jobs back (the sweep).
+    dead_letter_url: Option<String>,
+    /// The FIFO queue of ordered webhooks' jobs, and its dead-letter queue.
+    ordered: Option<OrderedQueue>,
+}
+
+#[derive(Clone)]
+struct OrderedQueue {
+    url: String,
     dead_letter_url: Option<String>,
 }
 
@@ -27,7 +41,64 @@ impl SqsQueue {
             client,
             queue_url: queue_url.into(),
             dead_letter_url: None,
+            ordered: None,
         }
+    }
+
+    /// Sends ordered jobs to the FIFO queue at `url` (and, with the dead letters, sends those
+    /// of `dead_letter_url` back). Without it an ordered job goes to the queue as any other,
+    /// and is not kept in order.
+    pub fn with_ordered(mut self, url: impl Into<String>, dead_letter_url: Option<String>) -> Self {
+        self.ordered = Some(OrderedQueue {
+            url: url.into(),
+            dead_letter_url,
+        });
+        self
+    }
+
+    /// The FIFO queue's URL, when there is one.
+    pub fn ordered_url(&self) -> Option<&str> {
+        self.ordered.as_ref().map(|o| o.url.as_str())
+    }
+
+    /// Sets how long each of `messages` (receipt handles of the FIFO queue) stays unseen, in
+    /// one call per ten: a held retry keeps its group until then; 0 hands one back at once.
+    pub async fn hold_ordered(&self, messages: &[(String, i32)]) -> PortResult<()> {
+        let Some(ordered) = &self.ordered else {
+            return Err(PortError("no ordered queue".into()));
+        };
+        for chunk in messages.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (handle, seconds))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout((*seconds).clamp(0, MAX_VISIBILITY_SECONDS))
+                        .build()
+                        .map_err(|e| PortError::new("ChangeMessageVisibilityBatch", e))
+                })
+                .collect::<PortResult<Vec<_>>>()?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&ordered.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    PortError::new("ChangeMessageVisibilityBatch", DisplayErrorContext(e))
+                })?;
+            if let Some(failed) = out.failed.first() {
+                return Err(PortError(format!(
+                    "ChangeMessageVisibilityBatch: {} refused ({})",
+                    out.failed.len(),
+                    failed.code
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Sends the jobs found on `dead_letter_url` back to the queue in
@@ -42,22 +113,37 @@ impl SqsQueue {
 const SENDS_IN_FLIGHT: usize = 8;
 /// The longest delay SQS gives a message.
 const MAX_DELAY_SECONDS: i64 = 900;
+/// The longest a received message may stay unseen: 12 hours from its receipt, less the
+/// deliver function's visibility timeout that may have passed since.
+pub const MAX_VISIBILITY_SECONDS: i32 = 12 * 3600 - 240;
 /// Tries per SendMessageBatch (a failed call or refused entries) before the enqueue fails.
 const SEND_TRIES: u32 = 4;
 
 impl SqsQueue {
     /// Sends up to ten jobs, again after a short pause when the call fails or SQS refuses some
     /// of them, a few times before giving up.
-    async fn send_batch(&self, chunk: &[DeliveryJob]) -> PortResult<()> {
+    async fn send_batch(&self, queue_url: &str, chunk: &[DeliveryJob]) -> PortResult<()> {
+        let fifo = self.ordered_url() == Some(queue_url);
         let mut entries = chunk
             .iter()
             .enumerate()
             .map(|(i, job)| {
                 let body =
                     serde_json::to_string(job).map_err(|e| PortError::new("encoding a job", e))?;
-                SendMessageBatchRequestEntry::builder()
+                let entry = SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(body)
+                    .message_body(body);
+                let entry = if fifo {
+                    // One id per delivery and round: publish's send and the stream's (its
+                    // safety net, a second or so later) are one message to SQS's five-minute
+                    // deduplication, and so are this call's tries; a replay is a new round.
+                    entry
+                        .message_group_id(&job.webhook_id)
+                        .message_deduplication_id(format!("{}.{}", job.delivery_id, job.round))
+                } else {
+                    entry
+                };
+                entry
                     .build()
                     .map_err(|e| PortError::new("SendMessageBatch", e))
             })
@@ -70,7 +156,7 @@ impl SqsQueue {
             match self
                 .client
                 .send_message_batch()
-                .queue_url(&self.queue_url)
+                .queue_url(queue_url)
                 .set_entries(Some(entries.clone()))
                 .send()
                 .await
@@ -98,16 +184,31 @@ impl SqsQueue {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn enqueue(&self, jobs: &[DeliveryJob]) -> PortResult<()> {
+        let (ordered, unordered): (Vec<DeliveryJob>, Vec<DeliveryJob>) = match &self.ordered {
+            Some(_) => jobs.iter().cloned().partition(|job| job.ordered),
+            None => (Vec::new(), jobs.to_vec()),
+        };
         // The futures made first: a closure inside the stream is not provably `Send` here.
-        let sends: Vec<_> = jobs
+        let sends: Vec<_> = unordered
             .chunks(10)
-            .map(|chunk| self.send_batch(chunk))
+            .map(|chunk| self.send_batch(&self.queue_url, chunk))
             .collect();
         futures::stream::iter(sends)
             .buffer_unordered(SENDS_IN_FLIGHT)
             .try_collect::<Vec<()>>()
             .await?;
+        if let Some(fifo) = &self.ordered {
+            // One batch after the other: SQS keeps the order within a batch and between
+            // batches sent in turn, not between batches in flight together.
+            for chunk in ordered.chunks(10) {
+                self.send_batch(&fifo.url, chunk).await?;
+            }
+        }
         Ok(())
+    }
+
+    fn retries_ordered_in_place(&self) -> bool {
+        self.ordered.is_some()
     }
 
     /// A new message with the job (carrying its turn), delayed in whole seconds up to SQS's
@@ -115,6 +216,11 @@ impl Queue for SqsQueue {
     /// function waits out the rest (`Config::rate_wait_inline`), or defers it again when its
     /// turn is more than 15 minutes off.
     async fn defer(&self, job: &DeliveryJob, at: chrono::DateTime<chrono::Utc>) -> PortResult<()> {
+        if job.ordered && self.ordered.is_some() {
+            // Sent again it would lose its place in its group; the service waits for an
+            // ordered job's turn where it is instead.
+            return Err(PortError("an ordered job is not deferred".into()));
+        }
         let body = serde_json::to_string(job).map_err(|e| PortError::new("encoding a job", e))?;
         let ahead = (at - chrono::Utc::now()).num_seconds() - 1;
         self.client
@@ -129,9 +235,24 @@ impl Queue for SqsQueue {
     }
 
     async fn redrive_dead_letters(&self) -> PortResult<usize> {
-        let Some(dead_letters) = &self.dead_letter_url else {
-            return Ok(0);
-        };
+        let mut redriven = 0;
+        let dead_letter_queues = [
+            self.dead_letter_url.as_deref(),
+            self.ordered
+                .as_ref()
+                .and_then(|o| o.dead_letter_url.as_deref()),
+        ];
+        for dead_letters in dead_letter_queues.into_iter().flatten() {
+            redriven += self.redrive(dead_letters).await?;
+        }
+        Ok(redriven)
+    }
+}
+
+impl SqsQueue {
+    /// Sends the jobs on `dead_letters` back to the queue their kind goes to (an ordered one
+    /// to the end of its group: it was given up on, so its place was lost already).
+    async fn redrive(&self, dead_letters: &str) -> PortResult<usize> {
         let mut redriven = 0;
         for _ in 0..REDRIVE_ROUNDS {
             let out = self

@@ -102,6 +102,8 @@ async fn eventbridge_scheduler_creates_one_one_time_schedule_per_retry() {
         event_id: "evt_1".into(),
         webhook_id: "wh_1".into(),
         not_before: None,
+        ordered: false,
+        round: 0,
     };
     let at = Utc.with_ymd_and_hms(2030, 5, 6, 7, 8, 9).unwrap();
     scheduler.schedule(&job, at).await.unwrap();

@@ -7,6 +7,10 @@
 //! held to. Each webhook gets at most a share of the workers, so one slow receiver cannot hold
 //! them all.
 //!
+//! An ordered webhook's deliveries go through a lane of their own, one at a time, in the order
+//! they were queued: the next is handed to the workers only once the one before it ended
+//! (delivered, failed, or gone); a retry keeps its place at the head of the lane.
+//!
 //! Two bounds hold publishing back. Past `max_backlog` deliveries a publish is refused at once
 //! (503). Below it, a publisher waits (a little) while the backlog is longer than what the
 //! workers deliver in [`TARGET_QUEUE_DELAY`] at their measured pace, so under overload the
@@ -15,9 +19,10 @@
 
 use async_trait::async_trait;
 use hookline_model::DeliveryJob;
+use hookline_service::DeliverOutcome;
 use hookline_service::ports::{PortResult, Queue};
 use hookline_service::{PortError, Service};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,6 +69,14 @@ struct Slot {
     failures: u32,
 }
 
+/// The lane of an ordered webhook: the delivery it is on (being attempted, or waiting for its
+/// retry) and those queued behind it, in the order they came.
+struct OrderedLane {
+    head: String,
+    waiting: VecDeque<DeliveryJob>,
+    waiting_ids: HashSet<String>,
+}
+
 #[derive(Clone)]
 pub struct InProcessQueue {
     sender: mpsc::UnboundedSender<DeliveryJob>,
@@ -76,6 +89,9 @@ pub struct InProcessQueue {
     room: Arc<Notify>,
     /// Slots in [`State::Deferred`] (changed only under the `slots` lock).
     deferred: Arc<AtomicUsize>,
+    /// The lanes of ordered webhooks with a delivery under way, by webhook id. What waits in
+    /// a lane is not in the backlog publishers are held to: it waits for its receiver.
+    lanes: Arc<Mutex<HashMap<String, OrderedLane>>>,
 }
 
 impl InProcessQueue {
@@ -97,6 +113,7 @@ impl InProcessQueue {
                 })),
                 room: Arc::default(),
                 deferred: Arc::default(),
+                lanes: Arc::default(),
             },
             receiver,
         )
@@ -182,18 +199,9 @@ impl InProcessQueue {
             }
         }
     }
-}
 
-/// How long a job whose attempt hit a backend failure waits before it runs again (the local
-/// counterpart of an SQS visibility timeout): doubling from 1 s up to a minute, so a record
-/// that keeps failing does not turn into a request a second.
-fn back_off(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
-}
-
-#[async_trait]
-impl Queue for InProcessQueue {
-    async fn enqueue(&self, jobs: &[DeliveryJob]) -> PortResult<()> {
+    /// Hands jobs to the workers, absorbing those of deliveries it holds already.
+    fn hand_over(&self, jobs: &[DeliveryJob]) -> PortResult<()> {
         let mut to_send = Vec::with_capacity(jobs.len());
         {
             let mut slots = self.slots.lock().unwrap();
@@ -222,6 +230,108 @@ impl Queue for InProcessQueue {
             self.send(job)?;
         }
         Ok(())
+    }
+
+    /// The jobs that may go to the workers now, in order: every unordered one, and an ordered
+    /// one when its lane is free or it is the lane's head coming back (its retry); the other
+    /// ordered ones wait in their lane (once each).
+    fn through_lanes(&self, jobs: &[DeliveryJob]) -> Vec<DeliveryJob> {
+        let mut lanes = self.lanes.lock().unwrap();
+        let mut passing = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if !job.ordered {
+                passing.push(job.clone());
+                continue;
+            }
+            match lanes.get_mut(&job.webhook_id) {
+                None => {
+                    lanes.insert(
+                        job.webhook_id.clone(),
+                        OrderedLane {
+                            head: job.delivery_id.clone(),
+                            waiting: VecDeque::new(),
+                            waiting_ids: HashSet::new(),
+                        },
+                    );
+                    passing.push(job.clone());
+                }
+                Some(lane) if lane.head == job.delivery_id => passing.push(job.clone()),
+                Some(lane) => {
+                    if lane.waiting_ids.insert(job.delivery_id.clone()) {
+                        lane.waiting.push_back(job.clone());
+                    }
+                }
+            }
+        }
+        passing
+    }
+
+    /// A worker is done with an attempt of ordered `job`, with `outcome`: when the delivery
+    /// ended (or is no longer there), the next in its lane goes to the workers; when it will
+    /// be tried again (a retry, a backend failure), it keeps the lane.
+    pub fn attempt_over(&self, job: &DeliveryJob, outcome: &PortResult<DeliverOutcome>) {
+        if !job.ordered {
+            return;
+        }
+        let ended = matches!(
+            outcome,
+            Ok(DeliverOutcome::Delivered | DeliverOutcome::Failed | DeliverOutcome::Skipped)
+        );
+        if !ended {
+            return;
+        }
+        let next = {
+            let mut lanes = self.lanes.lock().unwrap();
+            let Some(lane) = lanes.get_mut(&job.webhook_id) else {
+                return;
+            };
+            // A duplicate of a delivery that ended long ago is not the lane's business.
+            if lane.head != job.delivery_id {
+                return;
+            }
+            match lane.waiting.pop_front() {
+                Some(next) => {
+                    lane.waiting_ids.remove(&next.delivery_id);
+                    lane.head = next.delivery_id.clone();
+                    next
+                }
+                None => {
+                    lanes.remove(&job.webhook_id);
+                    return;
+                }
+            }
+        };
+        if let Err(error) = self.hand_over(std::slice::from_ref(&next)) {
+            tracing::warn!(delivery_id = %next.delivery_id, %error, "next in an ordered lane not queued; the sweep will");
+        }
+    }
+
+    /// Deliveries waiting in ordered lanes behind the one each lane is on.
+    pub fn waiting_in_lanes(&self) -> usize {
+        self.lanes
+            .lock()
+            .unwrap()
+            .values()
+            .map(|lane| lane.waiting.len())
+            .sum()
+    }
+}
+
+/// How long a job whose attempt hit a backend failure waits before it runs again (the local
+/// counterpart of an SQS visibility timeout): doubling from 1 s up to a minute, so a record
+/// that keeps failing does not turn into a request a second.
+fn back_off(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+#[async_trait]
+impl Queue for InProcessQueue {
+    async fn enqueue(&self, jobs: &[DeliveryJob]) -> PortResult<()> {
+        if !jobs.iter().any(|job| job.ordered) {
+            return self.hand_over(jobs);
+        }
+        let jobs = self.through_lanes(jobs);
+        self.hand_over(&jobs)
     }
 
     /// Only the worker running `job` defers it, so its slot is there; a second job for it
@@ -325,6 +435,7 @@ pub async fn run_delivery_workers(
                 tracing::warn!(delivery_id = %job.delivery_id, %error, "delivery attempt could not be recorded; trying again");
             }
             queue.finished(&job, result.is_err());
+            queue.attempt_over(&job, &result);
             let mut lanes = lanes.lock().unwrap();
             // Forget an idle webhook's lane (only the map and this task hold it).
             if Arc::strong_count(&lane) == 2 && lane.available_permits() == per_endpoint {
@@ -345,6 +456,8 @@ mod tests {
             event_id: "evt_1".into(),
             webhook_id: "wh_1".into(),
             not_before: None,
+            ordered: false,
+            round: 0,
         }
     }
 
@@ -415,6 +528,93 @@ mod tests {
         assert!(chrono::Utc::now() >= at);
         assert_eq!(queue.backlog(), 1, "queued again");
         assert!(receiver.try_recv().is_err(), "once");
+    }
+
+    fn ordered(id: &str, webhook: &str) -> DeliveryJob {
+        DeliveryJob {
+            webhook_id: webhook.into(),
+            ordered: true,
+            ..job(id)
+        }
+    }
+
+    /// What the workers were handed so far.
+    fn handed(receiver: &mut mpsc::UnboundedReceiver<DeliveryJob>) -> Vec<String> {
+        std::iter::from_fn(|| receiver.try_recv().ok())
+            .map(|job| job.delivery_id)
+            .collect()
+    }
+
+    /// A worker attempts `job` with `outcome`, as `run_delivery_workers` does.
+    fn attempt(queue: &InProcessQueue, job: &DeliveryJob, outcome: PortResult<DeliverOutcome>) {
+        queue.started(job);
+        queue.finished(job, outcome.is_err());
+        queue.attempt_over(job, &outcome);
+    }
+
+    #[tokio::test]
+    async fn an_ordered_lane_hands_over_the_next_only_once_the_one_before_ended() {
+        let (queue, mut receiver) = InProcessQueue::new(1000);
+        let (a, b, c) = (
+            ordered("a", "wh_o"),
+            ordered("b", "wh_o"),
+            ordered("c", "wh_o"),
+        );
+        queue
+            .enqueue(&[a.clone(), b.clone(), job("free"), c.clone()])
+            .await
+            .unwrap();
+        queue.enqueue(std::slice::from_ref(&b)).await.unwrap();
+        assert_eq!(
+            handed(&mut receiver),
+            ["a", "free"],
+            "b and c wait behind a"
+        );
+        assert_eq!(
+            queue.waiting_in_lanes(),
+            2,
+            "b once, however often it is queued"
+        );
+        assert_eq!(queue.backlog(), 2, "what waits in a lane is not backlog");
+
+        let retry_at = chrono::Utc::now();
+        attempt(&queue, &a, Ok(DeliverOutcome::WillRetry { at: retry_at }));
+        attempt(&queue, &a, Err(PortError("throttled".into())));
+        assert!(
+            handed(&mut receiver).is_empty(),
+            "a keeps the lane while it is retried"
+        );
+        // Its retry comes back through the lane.
+        queue.enqueue(std::slice::from_ref(&a)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            handed(&mut receiver),
+            ["a"],
+            "a's retry (after the back-off) goes out"
+        );
+        attempt(&queue, &a, Ok(DeliverOutcome::Failed));
+        assert_eq!(
+            handed(&mut receiver),
+            ["b"],
+            "b once a failed its last attempt"
+        );
+        attempt(&queue, &b, Ok(DeliverOutcome::Delivered));
+        assert_eq!(handed(&mut receiver), ["c"]);
+        // A late duplicate of b is not the lane's head: it hands nothing over.
+        attempt(&queue, &b, Ok(DeliverOutcome::Skipped));
+        assert!(handed(&mut receiver).is_empty());
+        attempt(&queue, &c, Ok(DeliverOutcome::Delivered));
+        assert_eq!(queue.waiting_in_lanes(), 0);
+        assert!(
+            queue.lanes.lock().unwrap().is_empty(),
+            "an idle lane is forgotten"
+        );
+        queue.enqueue(&[ordered("d", "wh_o")]).await.unwrap();
+        assert_eq!(
+            handed(&mut receiver),
+            ["d"],
+            "a free lane hands over at once"
+        );
     }
 
     #[tokio::test]

@@ -50,6 +50,8 @@ mod tests {
             event_id: "evt_1".into(),
             webhook_id: "wh_1".into(),
             not_before: None,
+            ordered: false,
+            round: 0,
         };
         let started = std::time::Instant::now();
         scheduler

@@ -103,8 +103,8 @@ fn insert_delivery(
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO deliveries (account_id, id, webhook_id, event_id, event_type, \
-             status, created_ms, last_attempt_ms, attempt_count, next_attempt_at, due_ms, body) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             status, created_ms, last_attempt_ms, attempt_count, next_attempt_at, due_ms, body, \
+             ordered) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -119,7 +119,8 @@ fn insert_delivery(
                 delivery.attempts_made() as i64,
                 delivery.next_attempt_at.map(nanos_text),
                 ms(sweep_at),
-                body
+                body,
+                delivery.ordered
             ])
         })
         .map_err(sql("inserting a delivery"))?;

@@ -8,6 +8,9 @@ use hookline_model::{DeliveryJob, DeliveryStatus};
 use hookline_service::ports::{DueItem, PortResult};
 use rusqlite::{Connection, params};
 
+/// Oldest first; among items due at the same millisecond, in the order they were stored (the
+/// deliveries of one batch publish share their time: their publish order is their order of
+/// insertion, which an ordered webhook's lane keeps after a restart).
 pub(crate) fn due(
     conn: &Connection,
     before: DateTime<Utc>,
@@ -17,14 +20,16 @@ pub(crate) fn due(
     conn.prepare_cached(
         "SELECT * FROM ( \
            SELECT due_ms, 0 AS kind, account_id, id, NULL AS event_id, NULL AS webhook_id, \
-                  NULL AS next_attempt_at \
+                  NULL AS next_attempt_at, 0 AS ordered, rowid AS seq \
            FROM events WHERE due_ms <= ?1 \
            UNION ALL \
-           SELECT due_ms, 1, account_id, id, event_id, webhook_id, next_attempt_at \
+           SELECT due_ms, 1, account_id, id, event_id, webhook_id, next_attempt_at, ordered, \
+                  rowid \
            FROM deliveries WHERE due_ms <= ?1 \
            UNION ALL \
-           SELECT due_ms, 2, account_id, id, NULL, NULL, NULL FROM jobs WHERE due_ms <= ?1 \
-         ) ORDER BY due_ms LIMIT ?2",
+           SELECT due_ms, 2, account_id, id, NULL, NULL, NULL, 0, rowid FROM jobs \
+           WHERE due_ms <= ?1 \
+         ) ORDER BY due_ms, seq LIMIT ?2",
     )
     .and_then(|mut s| {
         s.query_map(params![ms(before), limit], |row| {
@@ -50,6 +55,8 @@ pub(crate) fn due(
                         event_id: row.get(4)?,
                         webhook_id: row.get(5)?,
                         not_before: None,
+                        ordered: row.get(7)?,
+                        round: 0,
                     },
                     next_attempt_at: next.as_deref().and_then(parse_nanos_text),
                 }

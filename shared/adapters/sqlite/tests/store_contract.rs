@@ -101,6 +101,7 @@ async fn expired_logs_are_deleted_with_their_counts() {
         }],
         filter: None,
         rate_limit: None,
+        ordered: false,
         created_at: now,
         updated_at: now,
         version: 0,
@@ -178,6 +179,7 @@ async fn a_version_1_store_is_migrated_and_keeps_its_data() {
         }],
         filter: None,
         rate_limit: None,
+        ordered: false,
         created_at: now,
         updated_at: now,
         version: 0,
@@ -284,7 +286,7 @@ async fn a_version_1_store_is_migrated_and_keeps_its_data() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let jobs: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobs'",
@@ -293,6 +295,17 @@ async fn a_version_1_store_is_migrated_and_keeps_its_data() {
         )
         .unwrap();
     assert_eq!(jobs, 1, "version 3 keeps background jobs");
+    let unordered: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM deliveries WHERE ordered = 0",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        unordered, 1,
+        "version 4 reads a delivery made before it as unordered"
+    );
     let dropped: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN \

@@ -102,7 +102,9 @@ impl DynamoStore {
             KIND_DELIVERY,
         )?;
         // Queued by the api: due a lease later in case the enqueue is lost. Queued by the
-        // stream: the stream function is retried until it queues it, so not due at all.
+        // stream: the stream function is retried until it queues it, so not due at all (an
+        // ordered webhook's delivery is queued by the api too, in publish order; the
+        // stream's copy is its safety net, one message with it to the FIFO queue).
         if self.fan_out_queue == FanOutQueue::Api {
             item.insert(DUE_SHARD.into(), due_shard(&delivery.id));
             item.insert(DUE_AT.into(), n(sweep_at.timestamp_millis()));

@@ -37,6 +37,8 @@ struct Image {
     webhook_id: Option<String>,
     created_at: Option<DateTime<Utc>>,
     status: Option<DeliveryStatus>,
+    #[serde(default)]
+    ordered: bool,
 }
 
 fn image<I: Into<serde_dynamo::Item>>(item: Option<I>) -> Option<Image> {
@@ -64,6 +66,12 @@ pub fn inserted_delivery_job<I: Into<serde_dynamo::Item>>(
         event_id: new.event_id?,
         webhook_id: new.webhook_id?,
         not_before: None,
+        // An ordered webhook's delivery was queued by the api already, in publish order (the
+        // stream's shards are read in parallel and would not keep it): this copy goes to the
+        // FIFO queue under the same deduplication id, so SQS drops it unless publish's send
+        // was lost (then it is the one, a second or so late, at the end of its lane).
+        ordered: new.ordered,
+        round: 0,
     })
 }
 

@@ -32,7 +32,7 @@ use hookline_service::ports::{
 use hookline_service::{FanOutQueue, PortError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 type Item = HashMap<String, AttributeValue>;
@@ -507,11 +507,46 @@ impl DynamoStore {
             tracing::warn!(shards = unread.len(), %error, "due shards left for the next sweep");
         }
         found.sort_by_key(|(at, _)| *at);
-        Ok(found
+        let mut page: Vec<DueItem> = found
             .into_iter()
             .take(limit)
             .map(|(_, item)| item)
-            .collect())
+            .collect();
+        self.mark_ordered(&mut page).await?;
+        Ok(page)
+    }
+
+    /// Sets `ordered` on the jobs of due deliveries made for ordered webhooks. The due index
+    /// does not project the flag (CloudFormation cannot change an index's projection in
+    /// place, so a stack deployed before ordered delivery could not be updated): it is read
+    /// from the deliveries themselves, one eventually consistent BatchGetItem per 100 (half a
+    /// read unit each), only for the few deliveries a sweep finds.
+    async fn mark_ordered(&self, page: &mut [DueItem]) -> PortResult<()> {
+        let keys: Vec<Item> = page
+            .iter()
+            .filter_map(|item| match item {
+                DueItem::Delivery { job, .. } => {
+                    Some(self.delivery_key(&job.account_id, &job.delivery_id))
+                }
+                _ => None,
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let ordered: HashSet<String> = self
+            .batch_get_with(keys, false, Some("id, ordered"))
+            .await?
+            .into_iter()
+            .filter(|item| item.get("ordered").and_then(|v| v.as_bool().ok()) == Some(&true))
+            .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned())
+            .collect();
+        for item in page.iter_mut() {
+            if let DueItem::Delivery { job, .. } = item {
+                job.ordered = ordered.contains(&job.delivery_id);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -590,6 +625,8 @@ fn job_of(item: &Item) -> Option<DeliveryJob> {
         event_id: get("eventId")?,
         webhook_id: get("webhookId")?,
         not_before: None,
+        ordered: false,
+        round: 0,
     })
 }
 
