@@ -79,9 +79,19 @@ async fn receiver(failing: u64, failures: usize) -> (String, Arc<Seen>) {
     (url, seen)
 }
 
-/// Publishes events `seq` in `range`, a batch request of up to 100 after the other.
+/// Publishes events `seq` 0 to `count`, a batch request of up to 100 after the other.
 async fn publish(http: &reqwest::Client, server: &Server, account: &str, count: u64) {
-    let events: Vec<Value> = (0..count)
+    publish_range(http, server, account, 0..count).await
+}
+
+/// Publishes events `seq` in `range`, a batch request of up to 100 after the other.
+async fn publish_range(
+    http: &reqwest::Client,
+    server: &Server,
+    account: &str,
+    range: std::ops::Range<u64>,
+) {
+    let events: Vec<Value> = range
         .map(|i| json!({"accountId": account, "type": "reading.weight", "payload": {"seq": i}}))
         .collect();
     for chunk in events.chunks(100) {
@@ -95,6 +105,27 @@ async fn publish(http: &reqwest::Client, server: &Server, account: &str, count: 
         .await;
         assert_eq!(status, 200, "{answer}");
     }
+}
+
+/// `hookline serve` on `dir` with `env`, and an account with one ordered webhook whose
+/// receiver fails the first attempt of event `failing`.
+async fn ordered_webhook(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    failing: u64,
+) -> (Server, reqwest::Client, String, Arc<Seen>) {
+    let server = Server::start_with_env(dir, env);
+    let http = reqwest::Client::new();
+    let (account, key) = new_account(&http, &server, "Ordered Clinic").await;
+    let (url, seen) = receiver(failing, 1).await;
+    new_webhook(
+        &http,
+        &server,
+        &key,
+        json!({"url": url, "type": "reading.weight", "ordered": true}),
+    )
+    .await;
+    (server, http, account, seen)
 }
 
 async fn wait_until(within: Duration, done: impl Fn() -> bool) {
@@ -213,17 +244,7 @@ async fn the_order_holds_across_a_sigkill_while_a_retry_holds_the_lane() {
     const FAILING: u64 = 4;
     let dir = temp_dir("ordered-kill");
     let env = [("HOOKLINE_RETRY_SCHEDULE", "4s")];
-    let server = Server::start_with_env(&dir, &env);
-    let http = reqwest::Client::new();
-    let (account, key) = new_account(&http, &server, "Ordered Clinic").await;
-    let (url, seen) = receiver(FAILING, 1).await;
-    new_webhook(
-        &http,
-        &server,
-        &key,
-        json!({"url": url, "type": "reading.weight", "ordered": true}),
-    )
-    .await;
+    let (server, http, account, seen) = ordered_webhook(&dir, &env, FAILING).await;
     publish(&http, &server, &account, N).await;
     // Events 0 to 3 delivered, event 4 failed once and waits 4 s for its retry; the rest
     // wait behind it.
@@ -252,5 +273,33 @@ async fn the_order_holds_across_a_sigkill_while_a_retry_holds_the_lane() {
         .collect();
     assert_eq!(attempts, expected, "in publish order across the restart");
     assert_eq!(seen.most_in_flight.load(Ordering::SeqCst), 1);
+    server.stop();
+}
+
+#[tokio::test]
+async fn after_a_restart_a_lane_keeps_publish_order_though_the_sweep_moved_its_waiters() {
+    const FAILING: u64 = 4;
+    let dir = temp_dir("ordered-resweep");
+    // A lease of a second: the sweep (every 5 s) finds the deliveries waiting behind the
+    // retry and moves their due time half an hour on, past those published after them.
+    let env = [
+        ("HOOKLINE_RETRY_SCHEDULE", "12s"),
+        ("HOOKLINE_SWEEP_LEASE", "1s"),
+    ];
+    let (server, http, account, seen) = ordered_webhook(&dir, &env, FAILING).await;
+    publish_range(&http, &server, &account, 0..10).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    publish_range(&http, &server, &account, 10..20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(seen.delivered(), (0..FAILING).collect::<Vec<_>>());
+    server.sigkill();
+
+    let server = Server::start_with_env(&dir, &env);
+    wait_until(Duration::from_secs(30), || seen.delivered().len() == 20).await;
+    assert_eq!(
+        seen.delivered(),
+        (0..20).collect::<Vec<_>>(),
+        "in publish order across the restart"
+    );
     server.stop();
 }

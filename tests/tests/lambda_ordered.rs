@@ -214,39 +214,45 @@ async fn an_ordered_webhook_gets_its_deliveries_one_at_a_time_in_publish_order()
         .await
         .unwrap();
     assert!(ordered.ordered);
-    api.create_webhook(
-        &account,
-        NewWebhook {
-            url: free_url,
-            events: Some(vec!["reading.weight".into()]),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    for n in 0..EVENTS {
-        api.publish(NewEvent {
-            account_id: account.clone(),
-            event_type: "reading.weight".into(),
-            payload: serde_json::value::RawValue::from_string(format!(r#"{{"n":{n}}}"#)).unwrap(),
-            id: None,
-        })
+    // Two unordered webhooks (the second on the same receiver): with three, each event's
+    // fan-out is larger than this store writes at once, so publish stores it in chunks.
+    for _ in 0..2 {
+        api.create_webhook(
+            &account,
+            NewWebhook {
+                url: free_url.clone(),
+                events: Some(vec!["reading.weight".into()]),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     }
-    // The stream function queues the unordered webhook's deliveries, not the ordered one's:
-    // publish sent those to the FIFO queue itself, in order.
+    let event = |n: usize| NewEvent {
+        account_id: account.clone(),
+        event_type: "reading.weight".into(),
+        payload: serde_json::value::RawValue::from_string(format!(r#"{{"n":{n}}}"#)).unwrap(),
+        id: None,
+    };
+    // Half one by one, half in one batch (whose events are stored concurrently).
+    for n in 0..EVENTS / 2 {
+        api.publish(event(n)).await.unwrap();
+    }
+    api.publish_batch((EVENTS / 2..EVENTS).map(event).collect())
+        .await
+        .unwrap();
+    // The stream function queues every delivery; the ordered webhook's copies go to the FIFO
+    // queue under the ids publish sent them with, and SQS keeps one of each.
     base.stream
         .pump(&base.counted, Some(&queue as &dyn Queue), 1000)
         .await
         .unwrap();
-    for url in [&base.queue_url, &fifo_url] {
-        assert_eq!(
-            waiting(&base.sqs, url).await,
-            EVENTS,
-            "each webhook's deliveries once, on its queue"
-        );
-    }
+    assert_eq!(waiting(&base.sqs, &base.queue_url).await, 2 * EVENTS);
+    assert_eq!(
+        waiting(&base.sqs, &fifo_url).await,
+        EVENTS,
+        "the ordered webhook's deliveries once each"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let functions: Vec<_> = [first, second]
@@ -270,7 +276,7 @@ async fn an_ordered_webhook_gets_its_deliveries_one_at_a_time_in_publish_order()
             .count()
     };
     let deadline = Instant::now() + Duration::from_secs(90);
-    while (delivered(&ordered_seen) < EVENTS || delivered(&free_seen) < EVENTS)
+    while (delivered(&ordered_seen) < EVENTS || delivered(&free_seen) < 2 * EVENTS)
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -300,7 +306,7 @@ async fn an_ordered_webhook_gets_its_deliveries_one_at_a_time_in_publish_order()
         1,
         "one delivery at a time"
     );
-    assert_eq!(delivered(&free_seen), EVENTS);
+    assert_eq!(delivered(&free_seen), 2 * EVENTS);
     assert!(
         free_seen.most_in_flight.load(Ordering::SeqCst) > 1,
         "the unordered webhook keeps its concurrency"

@@ -33,6 +33,9 @@ pub async fn handle_with_lanes(
     lanes: Option<&SqsQueue>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
+    // The invocation's end (epoch ms; 0 when unknown, as in tests): a group's messages go one
+    // after the other, so the last of them may not have time for an attempt.
+    let deadline_ms = event.context.deadline;
     let mut groups: Vec<(String, Vec<SqsMessage>)> = Vec::new();
     let mut singles = Vec::new();
     for message in event.payload.records {
@@ -54,7 +57,9 @@ pub async fn handle_with_lanes(
         let lanes = lanes.cloned();
         tasks.push((
             ids,
-            tokio::spawn(async move { deliver_group(&service, lanes.as_ref(), messages).await }),
+            tokio::spawn(async move {
+                deliver_group(&service, lanes.as_ref(), messages, deadline_ms).await
+            }),
         ));
     }
     for message in singles {
@@ -100,12 +105,23 @@ async fn deliver_group(
     service: &Service,
     lanes: Option<&SqsQueue>,
     messages: Vec<SqsMessage>,
+    deadline_ms: u64,
 ) -> Vec<String> {
+    // An attempt takes at most the HTTP timeout, and recording it a little more.
+    let attempt_ms = service.config().http_timeout.as_millis() as u64 + 3_000;
     let mut failed = Vec::new();
     let mut rest = messages.into_iter();
     while let Some(message) = rest.next() {
         let id = message.message_id.clone().unwrap_or_default();
         let handle = message.receipt_handle.clone().unwrap_or_default();
+        let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+        if deadline_ms > 0 && now_ms + attempt_ms > deadline_ms {
+            // Not enough time left for another attempt: this one and the rest go back at
+            // once, in order, for the next invocation (not killed in the middle of a send).
+            failed.push(id);
+            hand_back(lanes, Some((handle, 0)), rest, &mut failed).await;
+            break;
+        }
         let job = match job_of(&message) {
             Ok(job) => job,
             Err(reason) => {
@@ -134,16 +150,28 @@ async fn deliver_group(
             }
         };
         tracing::info!(delivery_id = %job.delivery_id, ?held_for, "ordered delivery held for its retry");
-        let mut holds: Vec<(String, i32)> = held_for.map(|s| (handle, s)).into_iter().collect();
         failed.push(id);
-        for later in rest {
-            failed.push(later.message_id.clone().unwrap_or_default());
-            holds.push((later.receipt_handle.clone().unwrap_or_default(), 0));
-        }
-        hold(lanes, holds).await;
+        hand_back(lanes, held_for.map(|s| (handle, s)), rest, &mut failed).await;
         break;
     }
     failed
+}
+
+/// Stops a group's batch: `held` (a receipt handle and its seconds unseen) is held, and the
+/// messages after it are handed back at once (visibility 0, so they do not hold the group
+/// beyond it) and reported failed, to come again in order.
+async fn hand_back(
+    lanes: Option<&SqsQueue>,
+    held: Option<(String, i32)>,
+    rest: impl Iterator<Item = SqsMessage>,
+    failed: &mut Vec<String>,
+) {
+    let mut holds: Vec<(String, i32)> = held.into_iter().collect();
+    for later in rest {
+        failed.push(later.message_id.clone().unwrap_or_default());
+        holds.push((later.receipt_handle.clone().unwrap_or_default(), 0));
+    }
+    hold(lanes, holds).await;
 }
 
 /// Sets how long held messages stay unseen. A failure leaves them to the queue's visibility

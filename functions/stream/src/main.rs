@@ -1,7 +1,7 @@
 //! The stream function on Lambda, invoked by the table's stream (template.yaml).
 
+use hookline_aws::DynamoStore;
 use hookline_aws::store::Counting;
-use hookline_aws::{DynamoStore, SqsQueue};
 use hookline_service::{Config, FanOutQueue, Mode, Queue};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -18,13 +18,13 @@ async fn main() -> Result<(), Error> {
     )
     .with_counting(Counting::FromStream)
     .with_fan_out_queue(config.fan_out_queue);
-    // It queues new deliveries when publish leaves that to it.
+    // It queues new deliveries when publish leaves that to it (an ordered webhook's to the
+    // FIFO queue, as every function sends them).
     let queue = match config.fan_out_queue {
-        FanOutQueue::Stream => {
-            let url =
-                std::env::var("HOOKLINE_QUEUE_URL").map_err(|_| "HOOKLINE_QUEUE_URL is not set")?;
-            Some(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), url))
-        }
+        FanOutQueue::Stream => Some(hookline_aws::env::lambda_queue(
+            aws_sdk_sqs::Client::new(&aws),
+            |name| std::env::var(name).ok(),
+        )?),
         FanOutQueue::Api => None,
     };
     let (store, queue) = (&store, queue.as_ref().map(|q| q as &dyn Queue));

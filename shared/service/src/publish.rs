@@ -300,8 +300,12 @@ impl Service {
         let jobs = if small {
             deliveries.iter().map(Delivery::job).collect()
         } else {
-            self.store_fan_out(&event, deliveries, None).await?;
-            Vec::new()
+            // Its ordered webhooks' jobs are queued by the caller with the other events' in
+            // their publish order (this runs beside other events' stores).
+            let mut ordered = Vec::new();
+            self.store_fan_out(&event, deliveries, None, Some(&mut ordered))
+                .await?;
+            ordered
         };
         // Within the request's span (its request_id); the event id links it to the attempts.
         tracing::info!(
@@ -334,18 +338,21 @@ impl Service {
     ) -> ServiceResult<Option<u32>> {
         let webhooks = self.ports.store.list_webhooks(&event.account_id).await?;
         let deliveries = deliveries_of(event, &webhooks);
-        self.store_fan_out(event, deliveries, deadline).await
+        self.store_fan_out(event, deliveries, deadline, None).await
     }
 
     /// Stores the deliveries of a stored event a chunk at a time, queueing the new ones of each
     /// chunk once it is stored (the first deliveries go out while the rest are written), then
     /// marks the event fanned out. Until then the event stays due, so the sweep finishes a
-    /// fan-out that a crash interrupted. `None` when `deadline` passed before the end.
+    /// fan-out that a crash interrupted. `None` when `deadline` passed before the end. With
+    /// `hold_ordered`, the new jobs of ordered webhooks go there instead, for the caller to
+    /// queue in publish order.
     async fn store_fan_out(
         &self,
         event: &Event,
         deliveries: Vec<Delivery>,
         deadline: Option<Instant>,
+        mut hold_ordered: Option<&mut Vec<DeliveryJob>>,
     ) -> ServiceResult<Option<u32>> {
         let sweep_at = self.sweep_time(self.ports.clock.now());
         for chunk in deliveries.chunks(FAN_OUT_CHUNK) {
@@ -359,12 +366,16 @@ impl Service {
                 .await?;
             // Stored and due for the sweep (or queued by the stream): a failed enqueue is not
             // an error for the publisher.
-            let jobs = chunk
+            let mut jobs: Vec<DeliveryJob> = chunk
                 .iter()
                 .zip(new)
                 .filter(|(_, new)| *new)
                 .map(|(delivery, _)| delivery.job())
                 .collect();
+            if let Some(held) = hold_ordered.as_deref_mut() {
+                held.extend(jobs.iter().filter(|job| job.ordered).cloned());
+                jobs.retain(|job| !job.ordered);
+            }
             self.enqueue_new_deliveries(jobs).await;
         }
         let count = deliveries.len() as u32;

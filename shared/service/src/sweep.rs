@@ -5,7 +5,7 @@ use crate::Service;
 use crate::ports::{DueItem, PortResult};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, stream};
-use hookline_model::DeliveryJob;
+use hookline_model::{DeliveryJob, ids};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -230,8 +230,11 @@ impl Service {
             let mut jobs: Vec<DeliveryJob> = moved.into_iter().flatten().collect();
             // An ordered webhook's delivery being retried comes first in its lane: the ones
             // after it were due earlier (a lease after their publish) and would pass it. The
-            // rest keep the page's order, which is their publish order.
-            jobs.sort_by_key(|job| !lane_heads.contains(&job.delivery_id));
+            // other ordered ones go by their publish time (a delivery id starts with its
+            // event's creation millisecond), not by due time, which a sweep that found one
+            // waiting moved on; within a millisecond (a batch) they keep the page's order,
+            // which is the store's order of insertion.
+            jobs.sort_by(|a, b| lane_key(a, &lane_heads).cmp(&lane_key(b, &lane_heads)));
             if !jobs.is_empty() {
                 self.ports.queue.enqueue(&jobs).await?;
                 report.enqueued += jobs.len();
@@ -257,4 +260,17 @@ impl Service {
     pub async fn fire_retry(&self, job: &hookline_model::DeliveryJob) -> PortResult<()> {
         self.ports.queue.enqueue(std::slice::from_ref(job)).await
     }
+}
+
+/// Where the sweep puts `job` among those it queues: lane heads first, then ordered jobs by
+/// their event's creation millisecond (the first ten characters of the delivery's ULID).
+fn lane_key<'a>(job: &'a DeliveryJob, lane_heads: &HashSet<String>) -> (bool, &'a str) {
+    let published = if job.ordered {
+        job.delivery_id
+            .get(..ids::DELIVERY.len() + 11)
+            .unwrap_or("")
+    } else {
+        ""
+    };
+    (!lane_heads.contains(&job.delivery_id), published)
 }

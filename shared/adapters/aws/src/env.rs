@@ -56,19 +56,9 @@ pub async fn lambda_service_and_queue(
     // Every invocation takes rate-limit turns from the table (issue 15 item 5).
     let rate_limiter = Arc::new(dynamo_store.rate_limiter());
     let store = SealedStore::new(Arc::new(dynamo_store), Arc::new(ring));
-    let mut queue = SqsQueue::new(
-        aws_sdk_sqs::Client::new(&aws),
-        required("HOOKLINE_QUEUE_URL")?,
-    );
-    // The retry function's sweep sends the DLQ's jobs back (template.yaml gives it the URL).
-    if let Ok(url) = required("HOOKLINE_DEAD_LETTER_QUEUE_URL") {
-        queue = queue.with_dead_letters(url);
-    }
-    // Ordered webhooks' jobs go to the FIFO queue (issue 15 item 4); its DLQ, like the
-    // other, is sent back by the retry function's sweep.
-    if let Ok(url) = required("HOOKLINE_ORDERED_QUEUE_URL") {
-        queue = queue.with_ordered(url, required("HOOKLINE_ORDERED_DEAD_LETTER_QUEUE_URL").ok());
-    }
+    let queue = lambda_queue(aws_sdk_sqs::Client::new(&aws), |name| {
+        std::env::var(name).ok()
+    })?;
     // How retries come back: found by the sweep (the default; no per-retry schedule) or one
     // EventBridge Scheduler schedule each.
     let scheduler: Arc<dyn RetryScheduler> = match std::env::var("HOOKLINE_RETRY_TIMER")
@@ -107,6 +97,29 @@ pub async fn lambda_service_and_queue(
     Ok((service, queue))
 }
 
+/// The delivery queue as every function sends to it, from `HOOKLINE_QUEUE_URL` (and the
+/// variables `lookup` reads): the jobs of ordered webhooks go to the FIFO queue of
+/// `HOOKLINE_ORDERED_QUEUE_URL` (issue 15 item 4), and the dead-letter queues named are sent
+/// back by the retry function's sweep (template.yaml gives it their URLs). One place, so no
+/// function sends an ordered job to the queue that keeps no order.
+pub fn lambda_queue(
+    client: aws_sdk_sqs::Client,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<SqsQueue, String> {
+    let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    let mut queue = SqsQueue::new(
+        client,
+        get("HOOKLINE_QUEUE_URL").ok_or("HOOKLINE_QUEUE_URL is not set")?,
+    );
+    if let Some(url) = get("HOOKLINE_DEAD_LETTER_QUEUE_URL") {
+        queue = queue.with_dead_letters(url);
+    }
+    if let Some(url) = get("HOOKLINE_ORDERED_QUEUE_URL") {
+        queue = queue.with_ordered(url, get("HOOKLINE_ORDERED_DEAD_LETTER_QUEUE_URL"));
+    }
+    Ok(queue)
+}
+
 /// The stack's table as every function uses it: laid out as the table records
 /// ([`crate::table::log_shards_of`]), its status counters kept by the stream function
 /// (template.yaml, StreamFunction), new deliveries queued as `config` says.
@@ -139,4 +152,34 @@ pub async fn emulator_config(endpoint: &str) -> aws_config::SdkConfig {
         ))
         .load()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::Config::builder()
+                .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+                .build(),
+        )
+    }
+
+    #[test]
+    fn every_function_sends_ordered_jobs_to_the_fifo_queue_the_template_names() {
+        let env = |name: &str| match name {
+            "HOOKLINE_QUEUE_URL" => Some("https://sqs/deliveries".to_string()),
+            "HOOKLINE_ORDERED_QUEUE_URL" => Some("https://sqs/ordered.fifo".to_string()),
+            _ => None,
+        };
+        let queue = lambda_queue(client(), env).unwrap();
+        assert_eq!(queue.ordered_url(), Some("https://sqs/ordered.fifo"));
+        let without = lambda_queue(client(), |name: &str| {
+            (name == "HOOKLINE_QUEUE_URL").then(|| "https://sqs/deliveries".to_string())
+        })
+        .unwrap();
+        assert_eq!(without.ordered_url(), None);
+        assert!(lambda_queue(client(), |_: &str| None).is_err());
+    }
 }

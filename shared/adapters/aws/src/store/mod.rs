@@ -512,7 +512,11 @@ impl DynamoStore {
             .take(limit)
             .map(|(_, item)| item)
             .collect();
-        self.mark_ordered(&mut page).await?;
+        if let Err(error) = self.mark_ordered(&mut page).await {
+            // Not known to be unordered, so not sent as such: left for the next sweep.
+            tracing::warn!(%error, "due deliveries left for the next sweep");
+            page.retain(|item| !matches!(item, DueItem::Delivery { .. }));
+        }
         Ok(page)
     }
 
