@@ -1136,16 +1136,17 @@ async fn a_fan_out_resumed_by_the_sweep_queues_only_the_deliveries_it_adds() {
     assert_eq!((counts.pending, counts.delivered), (50, 10));
 }
 
-/// A fan-out of three or more is stored as the event (due until finished), one plain put per
+/// A fan-out of more than ten is stored as the event (due until finished), one plain put per
 /// delivery and the event marked finished, not as one transaction (which bills every item
 /// twice): each delivery is queued by the stream once, and nothing is left for the sweep.
+/// (Up to ten, the event carries its plan instead: `planned_fan_out.rs`.)
 #[tokio::test(flavor = "multi_thread")]
-async fn a_fan_out_of_three_is_stored_without_a_transaction_and_finished() {
+async fn a_fan_out_of_eleven_is_stored_without_a_transaction_and_finished() {
     let stack = stack().await;
-    assert_eq!(stack.ports.store.max_atomic_fan_out(), 2);
+    assert_eq!(stack.ports.store.max_atomic_fan_out(), 10);
     let (url, hits) = flaky_receiver(0).await;
     let account = stack.account_with_webhook(&url).await;
-    stack.add_webhooks(&account, &url, 2).await;
+    stack.add_webhooks(&account, &url, 10).await;
     let event_id = stack.publish(&account).await;
     let stored = stack
         .ports
@@ -1155,13 +1156,13 @@ async fn a_fan_out_of_three_is_stored_without_a_transaction_and_finished() {
         .unwrap()
         .unwrap();
     assert!(stored.fanned_out, "publish finished its fan-out");
-    assert_eq!(stored.deliveries, 3);
+    assert_eq!(stored.deliveries, 11);
     let bodies = stack.drain_bodies().await;
-    assert_eq!(bodies.len(), 3, "each delivery queued once: {bodies:?}");
+    assert_eq!(bodies.len(), 11, "each delivery queued once: {bodies:?}");
     for body in &bodies {
         stack.deliver_body(&stack.service, body).await;
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    assert_eq!(hits.load(Ordering::SeqCst), 11);
     // An hour on, the sweep finds no unfinished fan-out and nothing due.
     let later = stack.service_with(stack.config.clone(), Some(chrono::Duration::hours(1)));
     let report = hookline_fn_retry::handle(
@@ -1178,7 +1179,7 @@ async fn a_fan_out_of_three_is_stored_without_a_transaction_and_finished() {
     assert!(stack.drain_bodies().await.is_empty());
     stack.settle().await;
     let counts = stack.service.status_counts(&account).await.unwrap();
-    assert_eq!((counts.pending, counts.delivered), (0, 3));
+    assert_eq!((counts.pending, counts.delivered), (0, 11));
 }
 
 /// Before: a delivery read right after publish could miss its event (an eventually

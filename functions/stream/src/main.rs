@@ -1,7 +1,5 @@
 //! The stream function on Lambda, invoked by the table's stream (template.yaml).
 
-use hookline_aws::DynamoStore;
-use hookline_aws::store::Counting;
 use hookline_service::{Config, FanOutQueue, Mode, Queue};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -11,13 +9,11 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(Mode::Lambda)?;
     let table = std::env::var("HOOKLINE_TABLE").map_err(|_| "HOOKLINE_TABLE is not set")?;
     let aws = aws_config::load_from_env().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        table,
-        config.log_retention_days,
-    )
-    .with_counting(Counting::FromStream)
-    .with_fan_out_queue(config.fan_out_queue);
+    // Laid out as the table records: a planned fan-out's deliveries are looked for, and
+    // stored, under the keys publish used.
+    let store =
+        hookline_aws::env::lambda_store(aws_sdk_dynamodb::Client::new(&aws), table, &config)
+            .await?;
     // It queues new deliveries when publish leaves that to it (an ordered webhook's to the
     // FIFO queue, as every function sends them).
     let queue = match config.fan_out_queue {

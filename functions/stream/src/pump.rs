@@ -1,6 +1,6 @@
 //! Reads a table's stream on an emulator and hands its records to [`crate::handle`] in batches,
 //! as Lambda's event source mapping does (moto keeps the stream but fires no trigger), with the
-//! template's filter (deliveries only). The records go through the same JSON as a real
+//! template's filters (deliveries, and inserted events). The records go through the same JSON as a real
 //! invocation's event (`infra/events/dynamodb-stream.json`).
 
 use aws_lambda_events::event::dynamodb::Event;
@@ -126,13 +126,16 @@ impl StreamPump {
                     if let Some(sequence) = &change.sequence_number {
                         self.checkpoints.insert(shard_id.clone(), sequence.clone());
                     }
-                    // The event source mapping's filter (template.yaml): deliveries only.
-                    let is_delivery = change
+                    // The event source mapping's filters (template.yaml): deliveries, and
+                    // inserted events.
+                    let kind = change
                         .new_image
                         .as_ref()
                         .and_then(|i| i.get("kind"))
-                        .is_some_and(|k| matches!(k, AttributeValue::S(s) if s == "delivery"));
-                    if !is_delivery {
+                        .and_then(|k| k.as_s().ok())
+                        .map(String::as_str);
+                    let inserted = record.event_name.as_ref().map(|n| n.as_str()) == Some("INSERT");
+                    if !(kind == Some("delivery") || (kind == Some("event") && inserted)) {
                         continue;
                     }
                     let mut dynamodb = json!({

@@ -201,7 +201,9 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Stores a new event already fanned out, together with its deliveries (at most
     /// [`Store::max_atomic_fan_out`], each due for the sweep at `sweep_at` and counted as pending
-    /// once), all or nothing: a small fan-out's publish in one write. Returns the stored
+    /// once), all or nothing: a small fan-out's publish in one write (or, where that write
+    /// costs more, the event with its plan and then each delivery, a store-side process
+    /// completing the plan should the rest fail: `DynamoStore`'s planned fan-outs). Returns the stored
     /// event instead, writing nothing, when one with that id exists (idempotent publish).
     async fn insert_event_with_deliveries(
         &self,

@@ -233,7 +233,7 @@ const INSERT_CONCURRENCY: usize = 16;
 /// delivery is one conditional put (billed once; a transaction bills every item twice). The
 /// event stays due until the fan-out is finished, so a crash part way is finished by a retried
 /// publish or the sweep, and a put that finds its delivery stored answers not new.
-async fn insert_one_by_one(
+pub(super) async fn insert_one_by_one(
     store: &DynamoStore,
     deliveries: &[Delivery],
     sweep_at: DateTime<Utc>,

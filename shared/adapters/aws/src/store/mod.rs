@@ -11,6 +11,8 @@ mod jobs;
 
 pub use fold::{CounterChange, counter_change, inserted_delivery_job};
 mod logs;
+mod planned;
+pub use planned::{PlannedFanOut, inserted_planned_fan_out};
 pub mod rate_limits;
 mod webhooks;
 
@@ -789,9 +791,13 @@ impl Store for DynamoStore {
     /// the stream, a transaction of n deliveries bills 2(n + 1) write units against n + 4 for
     /// the event put as due, n plain puts and the event marked finished (its `due` entry a put
     /// and a delete): from three deliveries on, the separate writes cost less.
+    ///
+    /// With the fan-out queued by the stream as well, a small fan-out is stored as planned
+    /// (`planned`): n + 1 write units, and its plan on the event stays small up to ten.
     fn max_atomic_fan_out(&self) -> usize {
         match self.counting {
             Counting::InTransaction => MAX_ATOMIC_FAN_OUT,
+            Counting::FromStream if self.plans_fan_outs() => planned::MAX_PLANNED_FAN_OUT,
             Counting::FromStream => 2,
         }
     }
@@ -802,6 +808,9 @@ impl Store for DynamoStore {
         deliveries: &[Delivery],
         sweep_at: DateTime<Utc>,
     ) -> PortResult<Option<Event>> {
+        if self.plans_fan_outs() {
+            return self.insert_planned(event, deliveries, sweep_at).await;
+        }
         let stored = Event {
             fanned_out: true,
             deliveries: deliveries.len() as u32,
