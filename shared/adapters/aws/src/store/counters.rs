@@ -11,7 +11,7 @@
 use super::*;
 use aws_sdk_dynamodb::types::Update;
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Counter items per account and day.
 const COUNTER_SHARDS: u32 = 16;
@@ -198,15 +198,7 @@ pub(super) async fn insert_deliveries(
                 .iter()
                 .map(|d| store.delivery_key(&d.account_id, &d.id))
                 .collect();
-            let existing: HashSet<String> = store
-                .batch_get_with(keys, true, Some("sk"))
-                .await?
-                .iter()
-                .filter_map(|item| {
-                    let sk = item.get(SK)?.as_s().ok()?;
-                    sk.strip_prefix("DLV#").map(String::from)
-                })
-                .collect();
+            let existing = store.stored_delivery_ids(keys, true).await?;
             let missing: Vec<&Delivery> =
                 chunk.iter().filter(|d| !existing.contains(&d.id)).collect();
             if missing.is_empty()

@@ -151,6 +151,40 @@ impl DynamoStore {
         self
     }
 
+    /// The item of a new event stored with its `deliveries` deliveries (fanned out, so never
+    /// due), expiring with the log.
+    fn fanned_out_event_item(&self, event: &Event, deliveries: usize) -> PortResult<Item> {
+        let stored = Event {
+            fanned_out: true,
+            deliveries: deliveries as u32,
+            ..event.clone()
+        };
+        let mut item = to_item(
+            &stored,
+            self.event_key(&event.account_id, &event.id),
+            KIND_EVENT,
+        )?;
+        item.insert(EXPIRES_AT.into(), self.expires_at(event.created_at));
+        Ok(item)
+    }
+
+    /// The ids of the deliveries stored under `keys` (their sort keys only).
+    async fn stored_delivery_ids(
+        &self,
+        keys: Vec<Item>,
+        consistent: bool,
+    ) -> PortResult<HashSet<String>> {
+        Ok(self
+            .batch_get_with(keys, consistent, Some("sk"))
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let sk = item.get(SK)?.as_s().ok()?;
+                sk.strip_prefix("DLV#").map(String::from)
+            })
+            .collect())
+    }
+
     pub fn log_shards(&self) -> u32 {
         self.log_shards
     }
@@ -811,18 +845,8 @@ impl Store for DynamoStore {
         if self.plans_fan_outs() {
             return self.insert_planned(event, deliveries, sweep_at).await;
         }
-        let stored = Event {
-            fanned_out: true,
-            deliveries: deliveries.len() as u32,
-            ..event.clone()
-        };
         // Fanned out already, so never in the due index; its deliveries are.
-        let mut item = to_item(
-            &stored,
-            self.event_key(&event.account_id, &event.id),
-            KIND_EVENT,
-        )?;
-        item.insert(EXPIRES_AT.into(), self.expires_at(event.created_at));
+        let item = self.fanned_out_event_item(event, deliveries.len())?;
         let mut actions = vec![put_action(
             &self.table,
             item,

@@ -68,17 +68,7 @@ impl DynamoStore {
         deliveries: &[Delivery],
         sweep_at: DateTime<Utc>,
     ) -> PortResult<Option<Event>> {
-        let stored = Event {
-            fanned_out: true,
-            deliveries: deliveries.len() as u32,
-            ..event.clone()
-        };
-        let mut item = to_item(
-            &stored,
-            self.event_key(&event.account_id, &event.id),
-            KIND_EVENT,
-        )?;
-        item.insert(EXPIRES_AT.into(), self.expires_at(event.created_at));
+        let mut item = self.fanned_out_event_item(event, deliveries.len())?;
         if !deliveries.is_empty() {
             item.insert(
                 PLANNED.into(),
@@ -138,15 +128,7 @@ impl DynamoStore {
             .collect();
         // Eventually consistent (half the price): the stream is a second or more behind the
         // puts, and one it misses is refused by the put's condition below.
-        let stored: HashSet<String> = self
-            .batch_get_with(keys, false, Some("sk"))
-            .await?
-            .iter()
-            .filter_map(|item| {
-                let sk = item.get(SK)?.as_s().ok()?;
-                sk.strip_prefix("DLV#").map(String::from)
-            })
-            .collect();
+        let stored = self.stored_delivery_ids(keys, false).await?;
         let mut missing = Vec::new();
         for (event, webhook_id, id) in wanted {
             if stored.contains(&id) {
