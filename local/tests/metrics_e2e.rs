@@ -105,12 +105,14 @@ async fn metrics_and_logs_follow_deliveries() {
     tokio::time::timeout(Duration::from_secs(10), received.recv())
         .await
         .expect("delivered");
-    // Both attempts recorded.
+    // Both attempts recorded, and the worker done with them (the in-flight gauge goes down
+    // just after the outcome is counted).
     let mut after = HashMap::new();
     for _ in 0..100 {
         after = scrape(&http, &server).await.1;
         if value(&after, "hookline_deliveries_total{outcome=\"retrying\"}") > 0.0
             && value(&after, "hookline_deliveries_total{outcome=\"delivered\"}") > 0.0
+            && value(&after, "hookline_deliveries_in_flight") == 0.0
         {
             break;
         }
