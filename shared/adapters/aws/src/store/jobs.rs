@@ -183,10 +183,7 @@ pub(super) fn due_job(item: &Item) -> Option<DueItem> {
 }
 
 pub(super) fn is_job(item: &Item) -> bool {
-    item.get(KIND)
-        .and_then(|k| k.as_s().ok())
-        .map(String::as_str)
-        == Some(KIND_JOB)
+    super::item_kind(item) == Some(KIND_JOB)
 }
 
 pub(super) async fn insert_job(

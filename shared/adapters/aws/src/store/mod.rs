@@ -122,6 +122,47 @@ fn to_item<T: Serialize>(value: &T, key: Item, kind: &str) -> PortResult<Item> {
     Ok(item)
 }
 
+pub(super) fn item_kind(item: &Item) -> Option<&str> {
+    item.get(KIND)
+        .and_then(|k| k.as_s().ok())
+        .map(String::as_str)
+}
+
+/// A delivery's context as `load_delivery` reads it: the delivery decoded (its state decides
+/// what is read again), the rest as stored.
+#[derive(Default)]
+struct ContextItems {
+    delivery: Option<Delivery>,
+    event: Option<Item>,
+    webhook: Option<Item>,
+    account: Option<Item>,
+}
+
+impl ContextItems {
+    fn fill(&mut self, items: Vec<Item>) -> PortResult<()> {
+        for item in items {
+            match item_kind(&item) {
+                Some(KIND_DELIVERY) => self.delivery = Some(from_item(item)?),
+                Some(KIND_EVENT) => self.event = Some(item),
+                Some(KIND_WEBHOOK) => self.webhook = Some(item),
+                Some(KIND_ACCOUNT) => self.account = Some(item),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether an eventually consistent copy of a delivery is enough to send `job`: a new delivery
+/// awaiting its first send. Its state moves only by an attempt, so a stale copy can only be
+/// one a duplicate of this job has just moved on, and that duplicate's record refuses this
+/// one's (a duplicate send, as at-least-once allows). Anything else (a retry, a manual retry's
+/// new round, a finished delivery) is read again consistently: a stale copy of those could
+/// send a retry early or skip a manual retry.
+fn settled_by_eventual_read(delivery: &Delivery, job: &DeliveryJob) -> bool {
+    job.round == 0 && delivery.status == DeliveryStatus::Pending && delivery.attempt_count == 0
+}
+
 fn from_item<T: DeserializeOwned>(item: Item) -> PortResult<T> {
     serde_dynamo::from_item(item).map_err(|e| PortError::new("decoding an item", e))
 }
@@ -221,6 +262,18 @@ impl DynamoStore {
     pub fn with_context_cache(mut self, ttl: Duration) -> Self {
         self.context_cache = Some(std::sync::Arc::new(context_cache::ContextCache::new(ttl)));
         self
+    }
+
+    /// Keeps the webhooks and accounts among `items` in the context cache (deliver on Lambda).
+    fn cached_context(&self, items: Vec<Item>) -> Vec<Item> {
+        if let Some(cache) = &self.context_cache {
+            for item in &items {
+                if matches!(item_kind(item), Some(KIND_WEBHOOK | KIND_ACCOUNT)) {
+                    cache.put(item);
+                }
+            }
+        }
+        items
     }
 
     fn forget_cached(&self, key: Item) {
@@ -471,11 +524,7 @@ impl DynamoStore {
                     .and_then(|v| v.as_n().ok())
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                let kind = item
-                    .get(KIND)
-                    .and_then(|k| k.as_s().ok())
-                    .map(String::as_str);
-                let due = match kind {
+                let due = match item_kind(&item) {
                     Some(KIND_EVENT) => item
                         .get("accountId")
                         .zip(item.get("id"))
@@ -907,60 +956,70 @@ impl Store for DynamoStore {
     }
 
     async fn load_delivery(&self, job: &DeliveryJob) -> PortResult<Option<DeliveryContext>> {
-        // Strongly consistent: a job queued right after its delivery, event or webhook was
-        // written must see them (an eventually consistent read may not, and a delivery would
-        // end on a missing event it has).
-        // Webhook and account from the cache while fresh; the delivery and its event always.
-        let mut keys = vec![
-            self.delivery_key(&job.account_id, &job.delivery_id),
-            self.event_key(&job.account_id, &job.event_id),
-        ];
-        let mut cached = Vec::new();
-        for key in [
-            webhook_key(&job.account_id, &job.webhook_id),
-            account_key(&job.account_id),
+        // Eventually consistent first (half the read units), then consistently whatever that
+        // read cannot settle: an item it did not find (a job is queued right after its
+        // delivery, event or webhook is written, and a replica may not have it yet) or a
+        // delivery past its first attempt (its state moves; a stale copy would send a retry
+        // early or a finished delivery again). A new delivery's first send, the commonest
+        // read, is settled by the first read alone. Webhook and account come from the cache
+        // while fresh; an event never changes once stored.
+        let delivery_key = self.delivery_key(&job.account_id, &job.delivery_id);
+        let event_key = self.event_key(&job.account_id, &job.event_id);
+        let webhook_key = webhook_key(&job.account_id, &job.webhook_id);
+        let account_key = account_key(&job.account_id);
+        let mut context = ContextItems::default();
+        let mut keys = vec![delivery_key.clone(), event_key.clone()];
+        for (key, slot) in [
+            (&webhook_key, &mut context.webhook),
+            (&account_key, &mut context.account),
         ] {
-            match self.context_cache.as_ref().and_then(|c| c.get(&key)) {
-                Some(item) => cached.push(item),
-                None => keys.push(key),
+            match self.context_cache.as_ref().and_then(|c| c.get(key)) {
+                Some(item) => *slot = Some(item),
+                None => keys.push(key.clone()),
             }
         }
-        let mut items = self.batch_get_with(keys, true, None).await?;
-        if let Some(cache) = &self.context_cache {
-            for item in &items {
-                if matches!(
-                    item.get(KIND)
-                        .and_then(|k| k.as_s().ok())
-                        .map(String::as_str),
-                    Some(KIND_WEBHOOK | KIND_ACCOUNT)
-                ) {
-                    cache.put(item);
-                }
+        let items = self.batch_get_with(keys, false, None).await?;
+        context.fill(self.cached_context(items))?;
+        let mut unsettled = Vec::new();
+        if !context
+            .delivery
+            .as_ref()
+            .is_some_and(|d| settled_by_eventual_read(d, job))
+        {
+            // What the consistent read finds replaces the eventual copy, found or not.
+            context.delivery = None;
+            unsettled.push(delivery_key);
+        }
+        for (key, found) in [
+            (event_key, context.event.is_some()),
+            (webhook_key, context.webhook.is_some()),
+            (account_key, context.account.is_some()),
+        ] {
+            if !found {
+                unsettled.push(key);
             }
         }
-        items.extend(cached);
-        let (mut delivery, mut event, mut webhook, mut account) = (None, None, None, None);
-        for item in items {
-            match item
-                .get(KIND)
-                .and_then(|k| k.as_s().ok())
-                .map(String::as_str)
-            {
-                Some(KIND_DELIVERY) => delivery = Some(from_item::<Delivery>(item)?),
-                Some(KIND_EVENT) => event = Some(from_item(item)?),
-                Some(KIND_WEBHOOK) => webhook = Some(from_item(item)?),
-                Some(KIND_ACCOUNT) => account = Some(from_item(item)?),
-                _ => {}
-            }
+        if !unsettled.is_empty() {
+            let items = self.batch_get_with(unsettled, true, None).await?;
+            context.fill(self.cached_context(items))?;
         }
+        let ContextItems {
+            delivery,
+            event,
+            webhook,
+            account,
+        } = context;
         Ok(delivery
             .filter(|d| d.event_id == job.event_id && d.webhook_id == job.webhook_id)
-            .map(|delivery| DeliveryContext {
-                delivery,
-                event,
-                webhook,
-                account,
-            }))
+            .map(|delivery| -> PortResult<DeliveryContext> {
+                Ok(DeliveryContext {
+                    delivery,
+                    event: event.map(from_item).transpose()?,
+                    webhook: webhook.map(from_item).transpose()?,
+                    account: account.map(from_item).transpose()?,
+                })
+            })
+            .transpose()?)
     }
 
     async fn record_attempt(
