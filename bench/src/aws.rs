@@ -44,6 +44,8 @@ pub struct Prices {
     /// Billed duration assumed per invocation, in ms.
     pub api_ms: f64,
     pub deliver_batch_ms: f64,
+    /// Added to a deliver invocation per job it handles (jobs go up to ten to a message).
+    pub deliver_job_ms: f64,
     pub retry_ms: f64,
     pub stream_batch_ms: f64,
 }
@@ -60,6 +62,7 @@ pub const PRICES: Prices = Prices {
     lambda_memory_mb: 256.0,
     api_ms: 20.0,
     deliver_batch_ms: 100.0,
+    deliver_job_ms: 5.0,
     retry_ms: 10.0,
     stream_batch_ms: 50.0,
 };
@@ -103,6 +106,8 @@ pub struct CostRun {
     pub scenario: Scenario,
     pub deliveries: usize,
     pub invocations: BTreeMap<String, u64>,
+    /// Jobs the deliver invocations handled (attempts, and jobs skipped or put back).
+    pub deliver_jobs: u64,
     pub operations: BTreeMap<String, OpBill>,
     pub per_delivery: PerDelivery,
     /// USD per million deliveries.
@@ -233,6 +238,8 @@ struct Stack {
     queue_url: String,
     fifo_url: String,
     admin_key: String,
+    /// Jobs handed to deliver so far (a message holds up to ten).
+    deliver_jobs: std::sync::atomic::AtomicU64,
 }
 
 async fn stack(moto: &str) -> Stack {
@@ -312,6 +319,7 @@ async fn stack(moto: &str) -> Stack {
         queue_url,
         fifo_url,
         admin_key,
+        deliver_jobs: Default::default(),
     }
 }
 
@@ -421,6 +429,16 @@ impl Stack {
                     record
                 })
                 .collect();
+            let jobs: usize = messages
+                .iter()
+                .map(|m| {
+                    m.body()
+                        .and_then(|b| hookline_aws::sqs::jobs_of_body(b).ok())
+                        .map_or(1, |jobs| jobs.len())
+                })
+                .sum();
+            self.deliver_jobs
+                .fetch_add(jobs as u64, std::sync::atomic::Ordering::Relaxed);
             let mut event = SqsEvent::default();
             event.records = records;
             let started = std::time::Instant::now();
@@ -668,9 +686,13 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
     // So does an ordered one, whose deliveries go one after the other.
     let measured_deliver =
         (scenario.rate_limit.is_some() || scenario.ordered).then_some(deliver_time);
+    let deliver_jobs = stack
+        .deliver_jobs
+        .load(std::sync::atomic::Ordering::Relaxed);
     let cost = cost(
         &per_delivery,
         &invocations,
+        deliver_jobs,
         deliveries,
         measured_deliver,
         scenario.ordered,
@@ -680,6 +702,7 @@ pub async fn run(moto: &str, scenario: Scenario) -> CostRun {
         scenario,
         deliveries,
         invocations,
+        deliver_jobs,
         operations: ledger.ops,
         per_delivery,
         cost,
@@ -729,6 +752,7 @@ fn round4(v: f64) -> f64 {
 fn cost(
     per: &PerDelivery,
     invocations: &BTreeMap<String, u64>,
+    deliver_jobs: u64,
     deliveries: usize,
     measured_deliver: Option<Duration>,
     fifo: bool,
@@ -737,7 +761,9 @@ fn cost(
     let scale = 1_000_000.0 / deliveries as f64;
     let gb = p.lambda_memory_mb / 1024.0;
     let deliver_seconds = measured_deliver.map_or(
-        invocations["deliver"] as f64 * p.deliver_batch_ms / 1000.0,
+        (invocations["deliver"] as f64 * p.deliver_batch_ms
+            + deliver_jobs as f64 * p.deliver_job_ms)
+            / 1000.0,
         |measured| measured.as_secs_f64(),
     );
     let seconds = invocations["api"] as f64 * p.api_ms / 1000.0

@@ -156,7 +156,7 @@ fn aws_markdown(out: &mut String, runs: &[CostRun]) {
     let p = &PRICES;
     let _ = writeln!(
         out,
-        "Cost per delivery on the Lambda path (handlers in-process on moto, every request billed by `bench/src/billing.rs` from the items themselves: the larger of an item's size before and after per started KB, twice in a transaction, plus every index write at its entry's size; reads per started 4 KB, halved when eventually consistent; SQS per started 64 KB). Receivers answer with a 4 KiB body. us-east-1 list prices: DynamoDB on-demand ${}/M WRU and ${}/M RRU, SQS ${}/M requests, Scheduler ${}/M invocations, Lambda arm64 ${}/M requests and ${}/GB-s at {} MB with assumed billed durations of {} ms per api call, {} ms per deliver batch, {} ms per retry and {} ms per stream batch; API Gateway HTTP API ${}/M requests shown apart.\n",
+        "Cost per delivery on the Lambda path (handlers in-process on moto, every request billed by `bench/src/billing.rs` from the items themselves: the larger of an item's size before and after per started KB, twice in a transaction, plus every index write at its entry's size; reads per started 4 KB, halved when eventually consistent; SQS per started 64 KB). Receivers answer with a 4 KiB body. us-east-1 list prices: DynamoDB on-demand ${}/M WRU and ${}/M RRU, SQS ${}/M requests, Scheduler ${}/M invocations, Lambda arm64 ${}/M requests and ${}/GB-s at {} MB with assumed billed durations of {} ms per api call, {} ms per deliver batch and {} ms more per job in it (its reads, signing, send and record at 256 MB's share of a CPU), {} ms per retry and {} ms per stream batch; API Gateway HTTP API ${}/M requests shown apart.\n",
         p.dynamodb_per_million_wru,
         p.dynamodb_per_million_rru,
         p.sqs_per_million_requests,
@@ -166,6 +166,7 @@ fn aws_markdown(out: &mut String, runs: &[CostRun]) {
         p.lambda_memory_mb,
         p.api_ms,
         p.deliver_batch_ms,
+        p.deliver_job_ms,
         p.retry_ms,
         p.stream_batch_ms,
         p.api_gateway_http_per_million
@@ -251,13 +252,13 @@ fn aws_markdown(out: &mut String, runs: &[CostRun]) {
     if !loads.is_empty() {
         let _ = writeln!(
             out,
-            "\nAt production loads: the busiest partition key's write units per second on the table and on any index (target: at most {KEY_BUDGET}, half of DynamoDB's 1,000 per partition), and the Scheduler and SQS request rates against their default quotas (us-east-1): Scheduler CreateSchedule 5,000/s and invocations 1,000/s ([Scheduler quotas](https://docs.aws.amazon.com/scheduler/latest/UserGuide/scheduler-quotas.html)); SQS standard queues take a nearly unlimited number of API calls per second and hold at most 120,000 in-flight messages ([SQS quotas](https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html)). The failing load is the steady state of a webhook that fails every attempt: every delivery runs its whole retry schedule, so each second adds the first attempts of 10,000 new deliveries and the retries of earlier ones.\n"
+            "\nAt production loads: the busiest partition key's write units per second on the table and on any index (target: at most {KEY_BUDGET}, half of DynamoDB's 1,000 per partition), and the Scheduler and SQS request rates against their default quotas (us-east-1): Scheduler CreateSchedule 5,000/s and invocations 1,000/s ([Scheduler quotas](https://docs.aws.amazon.com/scheduler/latest/UserGuide/scheduler-quotas.html)); SQS standard queues take a nearly unlimited number of API calls per second and hold at most 120,000 in-flight messages ([SQS quotas](https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html)); Lambda runs at most 1,000 executions at once per region by default ([Lambda quotas](https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html)): the concurrency shown is every function's invocations per second times its modeled billed duration above, so a receiver slower than the model's 100 ms raises deliver's share. The failing load is the steady state of a webhook that fails every attempt: every delivery runs its whole retry schedule, so each second adds the first attempts of 10,000 new deliveries and the retries of earlier ones.\n"
         );
         let _ = writeln!(
             out,
-            "| load | from scenario | busiest key | scope | WRU/s | within 500 | CreateSchedule/s | Scheduler invocations/s | SQS requests/s |"
+            "| load | from scenario | busiest key | scope | WRU/s | within 500 | CreateSchedule/s | Scheduler invocations/s | SQS requests/s | Lambda concurrency |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
         for (load, r) in loads {
             let busiest = r
                 .heat
@@ -272,7 +273,7 @@ fn aws_markdown(out: &mut String, runs: &[CostRun]) {
                 .map_or(0.0, |b| b.requests as f64 / r.deliveries as f64);
             let _ = writeln!(
                 out,
-                "| {} | {} | {} `{}` | {:?} | {:.0} | {} | {:.0} | {:.0} | {:.0} |",
+                "| {} | {} | {} `{}` | {:?} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
                 load.name,
                 r.scenario.name,
                 k.place,
@@ -282,11 +283,25 @@ fn aws_markdown(out: &mut String, runs: &[CostRun]) {
                 if rate <= KEY_BUDGET { "yes" } else { "**no**" },
                 creates * load.deliveries_per_sec,
                 d.scheduler_invocations * load.deliveries_per_sec,
-                d.sqs_requests * load.deliveries_per_sec
+                d.sqs_requests * load.deliveries_per_sec,
+                lambda_seconds_per_delivery(r) * load.deliveries_per_sec
             );
         }
     }
     let _ = writeln!(out);
+}
+
+/// Lambda execution time per delivery by the model's billed durations, all functions: at a
+/// load of n deliveries a second, n times this is the executions running at once.
+fn lambda_seconds_per_delivery(r: &CostRun) -> f64 {
+    let p = &PRICES;
+    let inv = |f: &str| r.invocations.get(f).copied().unwrap_or(0) as f64;
+    let ms = inv("api") * p.api_ms
+        + inv("deliver") * p.deliver_batch_ms
+        + r.deliver_jobs as f64 * p.deliver_job_ms
+        + inv("retry") * p.retry_ms
+        + inv("stream") * p.stream_batch_ms;
+    ms / 1000.0 / r.deliveries as f64
 }
 
 /// The loads DESIGN.md section 8 names, each with the scenario that has its shape.

@@ -125,7 +125,7 @@ impl Stack {
     }
 
     /// The stream function queues what was published; the deliver function takes each
-    /// message from SQS, one batch per message.
+    /// message from SQS (its jobs), one batch per message.
     async fn deliver_all(&mut self) {
         self.stream
             .pump(&self.counted, Some(&self.queue as &dyn Queue), 1000)
@@ -143,8 +143,11 @@ impl Stack {
                 .await
                 .unwrap();
             for message in out.messages.unwrap_or_default() {
+                // Up to ten jobs to a message.
+                delivered += hookline_aws::sqs::jobs_of_body(message.body().unwrap())
+                    .unwrap()
+                    .len();
                 deliver_message(&self.service, &self.sqs, &self.queue_url, &message).await;
-                delivered += 1;
             }
             if delivered >= 3 {
                 return;

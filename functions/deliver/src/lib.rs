@@ -1,8 +1,10 @@
-//! The deliver function: an SQS batch of delivery jobs, each attempted on its own. A message
-//! whose attempt could not be recorded (a backend failure), that does not parse, or whose
-//! handling panicked is reported as a batch item failure, so SQS redelivers only that one
-//! (and, after maxReceiveCount, moves a poison message to the DLQ). A failed HTTP attempt is
-//! not a batch failure: its retry is scheduled.
+//! The deliver function: an SQS batch of messages, each holding up to ten delivery jobs
+//! (`hookline_aws::sqs::JOBS_PER_MESSAGE`), every job attempted on its own and at once. A
+//! message with a job whose attempt could not be recorded (a backend failure), that does not
+//! parse, or whose handling panicked is reported as a batch item failure, so SQS redelivers
+//! only that message (and, after maxReceiveCount, moves a poison message to the DLQ); its
+//! jobs that did end are then skipped, their deliveries read as ended. A failed HTTP attempt
+//! is not a batch failure: its retry is scheduled.
 //!
 //! Messages of the FIFO queue of ordered webhooks (issue 15 item 4) are attempted one after
 //! the other within their message group (a webhook), each group on a task of its own. A
@@ -13,7 +15,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use hookline_aws::SqsQueue;
-use hookline_aws::sqs::MAX_VISIBILITY_SECONDS;
+use hookline_aws::sqs::{MAX_VISIBILITY_SECONDS, jobs_of_body};
 use hookline_model::DeliveryJob;
 use hookline_service::{DeliverOutcome, Service};
 use lambda_runtime::{Error, LambdaEvent};
@@ -186,9 +188,16 @@ async fn hold(lanes: Option<&SqsQueue>, holds: Vec<(String, i32)>) {
     }
 }
 
+fn jobs_of(message: &SqsMessage) -> Result<Vec<DeliveryJob>, String> {
+    jobs_of_body(message.body.as_deref().ok_or("message has no body")?)
+}
+
+/// The job of a FIFO queue's message: one to a message, so a group's order is the queue's.
 fn job_of(message: &SqsMessage) -> Result<DeliveryJob, String> {
-    let body = message.body.as_deref().ok_or("message has no body")?;
-    serde_json::from_str(body).map_err(|e| format!("not a delivery job: {e}"))
+    match <[DeliveryJob; 1]>::try_from(jobs_of(message)?) {
+        Ok([job]) => Ok(job),
+        Err(jobs) => Err(format!("{} jobs in an ordered message", jobs.len())),
+    }
 }
 
 struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
@@ -200,9 +209,22 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Attempts every job of `message` at once; fails when any could not be recorded, so the
+/// message comes back (the others are then skipped: their deliveries read as ended).
 async fn deliver_message(service: &Service, message: SqsMessage) -> Result<(), String> {
-    let job = job_of(&message)?;
-    let outcome = service.deliver(&job).await.map_err(|e| e.to_string())?;
-    tracing::info!(delivery_id = %job.delivery_id, ?outcome, "delivery attempted");
-    Ok(())
+    let jobs = jobs_of(&message)?;
+    let outcomes = futures::future::join_all(jobs.iter().map(|job| service.deliver(job))).await;
+    let mut failed = None;
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        match outcome {
+            Ok(outcome) => {
+                tracing::info!(delivery_id = %job.delivery_id, ?outcome, "delivery attempted");
+            }
+            Err(error) => {
+                tracing::warn!(delivery_id = %job.delivery_id, %error, "attempt not recorded");
+                failed = Some(error.to_string());
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }

@@ -67,7 +67,7 @@ async fn sqs_queue_on_moto_meets_the_queue_contract() {
                 .unwrap();
             let mut jobs = Vec::new();
             for message in out.messages.unwrap_or_default() {
-                jobs.push(serde_json::from_str::<DeliveryJob>(message.body().unwrap()).unwrap());
+                jobs.extend(hookline_aws::sqs::jobs_of_body(message.body().unwrap()).unwrap());
                 client
                     .delete_message()
                     .queue_url(&url)
