@@ -42,6 +42,8 @@ struct Replica {
     eventual_reads: Arc<AtomicUsize>,
     consistent_reads: Arc<AtomicUsize>,
     blanked: Arc<AtomicUsize>,
+    /// BatchGetItems that read a webhook's item.
+    webhook_reads: Arc<AtomicUsize>,
 }
 
 /// Marks a request whose answer the lagging replica gives.
@@ -68,6 +70,9 @@ impl Intercept for Replica {
             return Ok(());
         }
         let body = String::from_utf8_lossy(request.body().bytes().unwrap_or_default());
+        if body.contains("\"WH#") {
+            self.webhook_reads.fetch_add(1, Ordering::SeqCst);
+        }
         // Deliver's context read names the delivery's key; the stream's reads do too, but
         // they run while the replica keeps up.
         if !body.contains("\"DLV#") {
@@ -195,6 +200,12 @@ impl Stack {
     /// An account with one webhook to `url`, and one event published to it; the stream
     /// function queues its delivery, whose job this answers.
     async fn published(&mut self, url: &str) -> DeliveryJob {
+        let mut jobs = self.published_many(url, 1).await;
+        jobs.remove(0)
+    }
+
+    /// [`Stack::published`] with `events` events: their jobs.
+    async fn published_many(&mut self, url: &str, events: usize) -> Vec<DeliveryJob> {
         let account = self
             .service
             .create_account("Eventual Clinic")
@@ -213,22 +224,25 @@ impl Stack {
             )
             .await
             .unwrap();
-        self.service
-            .publish(NewEvent {
-                account_id: account.clone(),
-                event_type: "reading.weight".into(),
-                payload: serde_json::value::to_raw_value(&serde_json::json!({"kg": 81.5})).unwrap(),
-                id: None,
-            })
-            .await
-            .unwrap();
+        for _ in 0..events {
+            self.service
+                .publish(NewEvent {
+                    account_id: account.clone(),
+                    event_type: "reading.weight".into(),
+                    payload: serde_json::value::to_raw_value(&serde_json::json!({"kg": 81.5}))
+                        .unwrap(),
+                    id: None,
+                })
+                .await
+                .unwrap();
+        }
         self.pump
             .pump(&self.store, Some(self.queue.as_ref()), 1000)
             .await
             .unwrap();
-        let mut jobs = self.queue.take();
-        assert_eq!(jobs.len(), 1, "the stream queued the delivery");
-        jobs.remove(0)
+        let jobs = self.queue.take();
+        assert_eq!(jobs.len(), events, "the stream queued every delivery");
+        jobs
     }
 
     async fn status(&self, job: &DeliveryJob) -> (DeliveryStatus, u32) {
@@ -294,4 +308,21 @@ async fn a_first_send_reads_once_eventually_and_a_retry_reads_its_delivery_consi
     assert_eq!(stack.replica.reads(), (1, 1));
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     assert_eq!(stack.status(&job).await, (DeliveryStatus::Delivered, 2));
+}
+
+/// The jobs of a message start together (up to 100 an invocation): one of them reads the
+/// webhook and account the cache does not have, and the others take them from the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_started_together_read_their_webhook_once() {
+    let mut stack = stack().await;
+    let (url, hits) = receiver(0).await;
+    let jobs = stack.published_many(&url, 10).await;
+    stack.replica.webhook_reads.store(0, Ordering::SeqCst);
+    let outcomes =
+        futures::future::join_all(jobs.iter().map(|job| stack.service.deliver(job))).await;
+    for outcome in outcomes {
+        assert_eq!(outcome.unwrap(), DeliverOutcome::Delivered);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 10);
+    assert_eq!(stack.replica.webhook_reads.load(Ordering::SeqCst), 1);
 }

@@ -5,7 +5,7 @@
 
 use super::Item;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Entries kept at most; past it the cache starts afresh (a container serves few accounts).
@@ -14,6 +14,8 @@ const MAX_ENTRIES: usize = 10_000;
 pub(crate) struct ContextCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, Item)>>,
+    /// One read at a time per missing key ([`ContextCache::fill_guards`]).
+    fills: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// An item's key as one string (`pk` and `sk`).
@@ -31,7 +33,36 @@ impl ContextCache {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            fills: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Waits until no other task is reading any of `keys`, and keeps the others waiting while
+    /// the guards live: the jobs of a message start together (up to 100 an invocation), and
+    /// without this each would read the same missing webhook and account. A waiter looks in
+    /// the cache again once it has the guards. Keys are locked in one order, so two tasks
+    /// cannot wait on each other.
+    pub(crate) async fn fill_guards(
+        &self,
+        keys: &[&Item],
+    ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut ids: Vec<String> = keys.iter().map(|k| key_id(k)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let locks: Vec<_> = {
+            let mut fills = self.fills.lock().unwrap_or_else(|e| e.into_inner());
+            if fills.len() >= MAX_ENTRIES {
+                fills.clear();
+            }
+            ids.into_iter()
+                .map(|id| fills.entry(id).or_default().clone())
+                .collect()
+        };
+        let mut guards = Vec::with_capacity(locks.len());
+        for lock in locks {
+            guards.push(lock.lock_owned().await);
+        }
+        guards
     }
 
     /// The item under `key` if it was read less than the time to live ago.

@@ -967,19 +967,33 @@ impl Store for DynamoStore {
         let event_key = self.event_key(&job.account_id, &job.event_id);
         let webhook_key = webhook_key(&job.account_id, &job.webhook_id);
         let account_key = account_key(&job.account_id);
-        let mut context = ContextItems::default();
+        let cached = |key: &Item| self.context_cache.as_ref().and_then(|c| c.get(key));
+        let mut fills = Vec::new();
+        if let Some(cache) = &self.context_cache {
+            let missing: Vec<&Item> = [&webhook_key, &account_key]
+                .into_iter()
+                .filter(|key| cache.get(key).is_none())
+                .collect();
+            fills = cache.fill_guards(&missing).await;
+        }
+        let mut context = ContextItems {
+            webhook: cached(&webhook_key),
+            account: cached(&account_key),
+            ..Default::default()
+        };
         let mut keys = vec![delivery_key.clone(), event_key.clone()];
-        for (key, slot) in [
-            (&webhook_key, &mut context.webhook),
-            (&account_key, &mut context.account),
+        for (key, found) in [
+            (&webhook_key, context.webhook.is_some()),
+            (&account_key, context.account.is_some()),
         ] {
-            match self.context_cache.as_ref().and_then(|c| c.get(key)) {
-                Some(item) => *slot = Some(item),
-                None => keys.push(key.clone()),
+            if !found {
+                keys.push(key.clone());
             }
         }
         let items = self.batch_get_with(keys, false, None).await?;
         context.fill(self.cached_context(items))?;
+        // Cached now (unless the replica lagged): the jobs waiting on these keys read them there.
+        drop(fills);
         let mut unsettled = Vec::new();
         if !context
             .delivery
