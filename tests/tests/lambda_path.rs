@@ -1191,9 +1191,6 @@ async fn a_fan_out_of_eleven_is_stored_without_a_transaction_and_finished() {
     assert_eq!((counts.pending, counts.delivered), (0, 11));
 }
 
-/// Before: a delivery read right after publish could miss its event (an eventually
-/// consistent read) and end `failed` ("event missing") without a request. Now the read is
-/// consistent, and what it still misses is retried.
 /// Issue 12: the jobs of a fan-out go ten to a message (fewer SQS requests and deliver
 /// invocations); deliver attempts each, and a message that comes back sends none again.
 #[tokio::test(flavor = "multi_thread")]
@@ -1219,6 +1216,9 @@ async fn several_jobs_share_a_message_and_each_is_delivered_once() {
     assert_eq!((counts.delivered, counts.pending), (3, 0));
 }
 
+/// Before: a delivery read right after publish could miss its event (an eventually
+/// consistent read) and end `failed` ("event missing") without a request. Now what the read
+/// misses is read again consistently, and what that still misses is retried.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delivery_whose_event_cannot_be_read_is_retried_not_failed() {
     let stack = stack().await;

@@ -19,6 +19,12 @@ use hookline_aws::sqs::{MAX_VISIBILITY_SECONDS, jobs_of_body};
 use hookline_model::DeliveryJob;
 use hookline_service::{DeliverOutcome, Service};
 use lambda_runtime::{Error, LambdaEvent};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Jobs attempted at once in one invocation: a batch of 100 messages holds up to 1,000, and a
+/// Lambda sandbox has 1,024 file descriptors (each send holds a socket).
+const SENDS_IN_FLIGHT: usize = 100;
 
 /// A batch from the delivery queue (no ordered messages in it).
 pub async fn handle(
@@ -64,14 +70,16 @@ pub async fn handle_with_lanes(
             }),
         ));
     }
+    let sends = Arc::new(Semaphore::new(SENDS_IN_FLIGHT));
     for message in singles {
         let service = service.clone();
+        let sends = sends.clone();
         // A task per message: a panic stays in its task and fails only that message.
         let id = message.message_id.clone().unwrap_or_default();
         tasks.push((
             vec![id.clone()],
             tokio::spawn(async move {
-                match deliver_message(&service, message).await {
+                match deliver_message(&service, message, &sends).await {
                     Ok(()) => Vec::new(),
                     Err(reason) => {
                         tracing::warn!(message_id = %id, %reason, "message failed; SQS will redeliver it");
@@ -211,9 +219,18 @@ impl Drop for AbortOnDrop {
 
 /// Attempts every job of `message` at once; fails when any could not be recorded, so the
 /// message comes back (the others are then skipped: their deliveries read as ended).
-async fn deliver_message(service: &Service, message: SqsMessage) -> Result<(), String> {
+async fn deliver_message(
+    service: &Service,
+    message: SqsMessage,
+    sends: &Semaphore,
+) -> Result<(), String> {
     let jobs = jobs_of(&message)?;
-    let outcomes = futures::future::join_all(jobs.iter().map(|job| service.deliver(job))).await;
+    let outcomes = futures::future::join_all(jobs.iter().map(|job| async move {
+        // Never closed, so a permit always comes.
+        let _permit = sends.acquire().await;
+        service.deliver(job).await
+    }))
+    .await;
     let mut failed = None;
     for (job, outcome) in jobs.iter().zip(outcomes) {
         match outcome {

@@ -42,7 +42,8 @@ impl Service {
                     .await?
             }
         };
-        let wait = (at - now).to_std().unwrap_or_default();
+        // From the time the turn was given, not asked for: taking it may have taken a while.
+        let wait = (at - self.ports.clock.now()).to_std().unwrap_or_default();
         // An ordered delivery holds its lane: put back, it would lose its place. One in
         // flight at a time, its turn is at most a spacing (a second) away.
         if wait <= self.config.rate_wait_inline || job.ordered {

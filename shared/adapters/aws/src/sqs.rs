@@ -7,10 +7,10 @@
 //! Why several jobs to a message (issue 12): SQS bills a request per message sent, received
 //! and deleted (ten to a call) and per started 64 KB, and the event source mapping invokes
 //! deliver per batch of messages. Ten jobs of about 250 bytes to a message cut the SQS
-//! requests per delivery from 0.3 to about 0.03, and deliver's invocations tenfold, which
-//! keeps it under Lambda's default concurrency (1,000) at 100,000 deliveries a second. The
-//! cost: a message whose job could not be recorded comes back whole; its other jobs are then
-//! read and skipped (already delivered) or attempted as they stand.
+//! requests per delivery from 0.3 to about 0.03, and deliver's invocations tenfold (its share
+//! of Lambda's concurrency at 100,000 deliveries a second from about 1,500 to 600). The cost: a
+//! message whose job could not be recorded comes back whole; its other jobs are then read
+//! again and skipped (ended, or a retry not yet due) or, if still new, attempted again.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;

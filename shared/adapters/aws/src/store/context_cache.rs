@@ -39,28 +39,33 @@ impl ContextCache {
 
     /// Waits until no other task is reading any of `keys`, and keeps the others waiting while
     /// the guards live: the jobs of a message start together (up to 100 an invocation), and
-    /// without this each would read the same missing webhook and account. A waiter looks in
-    /// the cache again once it has the guards. Keys are locked in one order, so two tasks
-    /// cannot wait on each other.
+    /// without this each would read the same missing webhook and account. A key found in the
+    /// cache once its turn comes is not held (the task it waited for read it). Keys are locked
+    /// in one order, so two tasks cannot wait on each other. A key that is not found (a
+    /// deleted webhook) is not cached, so its jobs read it one after the other.
     pub(crate) async fn fill_guards(
         &self,
         keys: &[&Item],
     ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
-        let mut ids: Vec<String> = keys.iter().map(|k| key_id(k)).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let mut keys: Vec<(String, &Item)> = keys.iter().map(|k| (key_id(k), *k)).collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        keys.dedup_by(|a, b| a.0 == b.0);
         let locks: Vec<_> = {
             let mut fills = self.fills.lock().unwrap_or_else(|e| e.into_inner());
             if fills.len() >= MAX_ENTRIES {
                 fills.clear();
             }
-            ids.into_iter()
-                .map(|id| fills.entry(id).or_default().clone())
+            keys.into_iter()
+                .map(|(id, key)| (fills.entry(id).or_default().clone(), key))
                 .collect()
         };
         let mut guards = Vec::with_capacity(locks.len());
-        for lock in locks {
-            guards.push(lock.lock_owned().await);
+        for (lock, key) in locks {
+            let guard = lock.lock_owned().await;
+            // Read by the task this one waited for: nothing to hold the others back for.
+            if self.get(key).is_none() {
+                guards.push(guard);
+            }
         }
         guards
     }

@@ -160,7 +160,12 @@ impl ContextItems {
 /// new round, a finished delivery) is read again consistently: a stale copy of those could
 /// send a retry early or skip a manual retry.
 fn settled_by_eventual_read(delivery: &Delivery, job: &DeliveryJob) -> bool {
-    job.round == 0 && delivery.status == DeliveryStatus::Pending && delivery.attempt_count == 0
+    // An ordered job is not: a refused record ends its message without a retry held in its
+    // lane, and its order would be left to the sweep.
+    job.round == 0
+        && !job.ordered
+        && delivery.status == DeliveryStatus::Pending
+        && delivery.attempts_made() == 0
 }
 
 fn from_item<T: DeserializeOwned>(item: Item) -> PortResult<T> {
@@ -956,13 +961,15 @@ impl Store for DynamoStore {
     }
 
     async fn load_delivery(&self, job: &DeliveryJob) -> PortResult<Option<DeliveryContext>> {
-        // Eventually consistent first (half the read units), then consistently whatever that
-        // read cannot settle: an item it did not find (a job is queued right after its
-        // delivery, event or webhook is written, and a replica may not have it yet) or a
-        // delivery past its first attempt (its state moves; a stale copy would send a retry
-        // early or a finished delivery again). A new delivery's first send, the commonest
-        // read, is settled by the first read alone. Webhook and account come from the cache
-        // while fresh; an event never changes once stored.
+        // The delivery and its event eventually consistently first (half the read units),
+        // then consistently whatever that read cannot settle: an item it did not find (a job
+        // is queued right after its delivery is written, and a replica may not have it yet)
+        // or a delivery past its first attempt (its state moves; a stale copy would send a
+        // retry early or a finished delivery again). A new delivery's first send, the
+        // commonest read, is settled by the first read alone. An event never changes once
+        // stored. Webhook and account come from the cache while fresh, else consistently, at
+        // the same time: a stale webhook could fail a delivery for good (inactive a moment
+        // ago) or be sent to after its 410, and then be kept for the cache's time to live.
         let delivery_key = self.delivery_key(&job.account_id, &job.delivery_id);
         let event_key = self.event_key(&job.account_id, &job.event_id);
         let webhook_key = webhook_key(&job.account_id, &job.webhook_id);
@@ -981,18 +988,27 @@ impl Store for DynamoStore {
             account: cached(&account_key),
             ..Default::default()
         };
-        let mut keys = vec![delivery_key.clone(), event_key.clone()];
-        for (key, found) in [
+        let uncached: Vec<Item> = [
             (&webhook_key, context.webhook.is_some()),
             (&account_key, context.account.is_some()),
-        ] {
-            if !found {
-                keys.push(key.clone());
+        ]
+        .into_iter()
+        .filter(|(_, found)| !found)
+        .map(|(key, _)| key.clone())
+        .collect();
+        let (eventual, consistent) = tokio::join!(
+            self.batch_get_with(vec![delivery_key.clone(), event_key.clone()], false, None),
+            async {
+                if uncached.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.batch_get_with(uncached, true, None).await
+                }
             }
-        }
-        let items = self.batch_get_with(keys, false, None).await?;
-        context.fill(self.cached_context(items))?;
-        // Cached now (unless the replica lagged): the jobs waiting on these keys read them there.
+        );
+        context.fill(eventual?)?;
+        context.fill(self.cached_context(consistent?))?;
+        // Cached now: the jobs waiting on these keys read them there.
         drop(fills);
         let mut unsettled = Vec::new();
         if !context
@@ -1004,18 +1020,12 @@ impl Store for DynamoStore {
             context.delivery = None;
             unsettled.push(delivery_key);
         }
-        for (key, found) in [
-            (event_key, context.event.is_some()),
-            (webhook_key, context.webhook.is_some()),
-            (account_key, context.account.is_some()),
-        ] {
-            if !found {
-                unsettled.push(key);
-            }
+        if context.event.is_none() {
+            unsettled.push(event_key);
         }
         if !unsettled.is_empty() {
             let items = self.batch_get_with(unsettled, true, None).await?;
-            context.fill(self.cached_context(items))?;
+            context.fill(items)?;
         }
         let ContextItems {
             delivery,

@@ -146,6 +146,11 @@ impl DynamoRateLimiter {
     }
 }
 
+/// The time since `since` in whole microseconds: what the item keeps.
+fn elapsed_micros(since: std::time::Instant) -> chrono::Duration {
+    chrono::Duration::microseconds(since.elapsed().as_micros() as i64)
+}
+
 /// The item outlives any turn it hands out by a day (DynamoDB TTL, in seconds).
 fn expires(now: DateTime<Utc>) -> i64 {
     now.timestamp() + 86_400
@@ -169,7 +174,9 @@ impl DynamoRateLimiter {
             .get(webhook_id)
             .copied()
             .unwrap_or(true);
+        let started = std::time::Instant::now();
         for _ in 0..MAX_TRIES {
+            let now = now + elapsed_micros(started);
             if busy_first && let Some(turn) = self.take_after_others(webhook_id, now, step).await? {
                 self.remember(webhook_id, true);
                 return Utc
@@ -206,9 +213,14 @@ impl RateLimiter for DynamoRateLimiter {
         per_second: u32,
         now: DateTime<Utc>,
     ) -> PortResult<DateTime<Utc>> {
+        // `now` moved on by the time this waits here and in the updates below: a turn taken
+        // from a time gone by would be sent at once, together with the turns after it, above
+        // the rate (up to 100 jobs of a webhook ask at once in one invocation).
+        let asked = std::time::Instant::now();
         let lane = self.lane(webhook_id);
         lane.asking.fetch_add(1, Ordering::SeqCst);
         let mut granted = lane.granted.lock().await;
+        let now = now + elapsed_micros(asked);
         // A turn taken for a caller that gave up (its task was dropped) is left over: one gone
         // by is not handed out, or two sends could go out together above the rate.
         while let Some(turn) = granted.pop_front() {
