@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 pub fn run_line(r: &RunResult) -> String {
     format!(
-        "{}: {} deliveries/s ({} publishes/s), latency from publish p50 {} / p90 {} / p99 {} / max {} ms, lost {}, duplicates {}, peak RSS {} MB",
+        "{}: {} deliveries/s ({} publishes/s), latency from publish p50 {} / p90 {} / p99 {} / max {} ms, lost {}, duplicates {}, peak RSS {} MB, server CPU {} us a delivery",
         r.name,
         r.deliveries_per_sec,
         r.publishes_per_sec,
@@ -17,7 +17,8 @@ pub fn run_line(r: &RunResult) -> String {
         r.latency_from_publish.max_ms,
         r.lost,
         r.duplicates,
-        r.peak_rss_mb
+        r.peak_rss_mb,
+        r.server_cpu_us_per_delivery
     )
 }
 
@@ -71,9 +72,9 @@ pub fn markdown(results: &Results) -> String {
         );
         let _ = writeln!(
             out,
-            "| run | webhooks x events | publish | deliveries/s | publishes/s | publish->receive p50 / p90 / p99 / max ms | ack->receive p50 / p99 ms | lost | duplicates | peak RSS MB |"
+            "| run | webhooks x events | publish | deliveries/s | publishes/s | publish->receive p50 / p90 / p99 / max ms | ack->receive p50 / p99 ms | lost | duplicates | peak RSS MB | server CPU us a delivery |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &results.serve {
             let publish = match r.paced_rate {
                 Some(rate) => format!("paced {rate}/s"),
@@ -81,7 +82,7 @@ pub fn markdown(results: &Results) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} x {} | {} | {} | {} | {} / {} / {} / {} | {} / {} | {} | {} | {} |",
+                "| {} | {} x {} | {} | {} | {} | {} / {} / {} / {} | {} / {} | {} | {} | {} | {} |",
                 r.name,
                 r.webhooks,
                 r.events,
@@ -96,7 +97,8 @@ pub fn markdown(results: &Results) -> String {
                 r.latency_from_ack.p99_ms,
                 r.lost,
                 r.duplicates,
-                r.peak_rss_mb
+                r.peak_rss_mb,
+                r.server_cpu_us_per_delivery
             );
         }
         let _ = writeln!(out);

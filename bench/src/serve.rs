@@ -96,6 +96,26 @@ impl Server {
         (self.peak_rss_kib.load(Ordering::Relaxed) as f64 / 1024.0 * 10.0).round() / 10.0
     }
 
+    /// The CPU time (user and system) the process has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields 14 and 15 (utime, stime), counted after the parenthesised name.
+        let ticks: u64 = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        ticks as f64 / per_second
+    }
+
     fn api(&self, path: &str) -> String {
         format!("{}/api/v3{path}", self.base)
     }
@@ -271,6 +291,16 @@ pub struct RunResult {
     /// From the publish acknowledgement to the delivery's arrival.
     pub latency_from_ack: Percentiles,
     pub peak_rss_mb: f64,
+    /// The server's CPU time (user and system, all threads) from the first publish to the
+    /// last arrival, over the deliveries: steadier than throughput on a shared machine.
+    pub server_cpu_us_per_delivery: f64,
+}
+
+/// What the server used during a run.
+struct ServerUse {
+    peak_rss_mb: f64,
+    /// CPU time from the first publish to the last arrival.
+    cpu_seconds: f64,
 }
 
 fn summarize(
@@ -280,7 +310,7 @@ fn summarize(
     rate: Option<f64>,
     published: &Published,
     arrivals: Vec<Arrival>,
-    peak_rss_mb: f64,
+    server: ServerUse,
 ) -> RunResult {
     let events = published.sent.len();
     let expected = events * webhooks;
@@ -353,7 +383,8 @@ fn summarize(
         seconds: (elapsed * 100.0).round() / 100.0,
         latency_from_publish: Percentiles::of(from_publish),
         latency_from_ack: Percentiles::of(from_ack),
-        peak_rss_mb,
+        peak_rss_mb: server.peak_rss_mb,
+        server_cpu_us_per_delivery: (server.cpu_seconds * 1e6 / delivered.max(1) as f64).round(),
     }
 }
 
@@ -370,8 +401,10 @@ pub async fn run(
     let server = Server::start(binary);
     let account_id = account_with_webhooks(&server, receiver, webhooks).await;
     receiver.take();
+    let cpu_before = server.cpu_seconds();
     let published = publish(&server, &account_id, events, concurrency, rate).await;
     receiver.wait_for(events * webhooks, IDLE_LIMIT).await;
+    let cpu = server.cpu_seconds() - cpu_before;
     let result = summarize(
         name,
         webhooks,
@@ -379,7 +412,10 @@ pub async fn run(
         rate,
         &published,
         receiver.take(),
-        server.peak_rss_mb(),
+        ServerUse {
+            peak_rss_mb: server.peak_rss_mb(),
+            cpu_seconds: cpu,
+        },
     );
     eprintln!("{}", crate::report::run_line(&result));
     result
@@ -471,8 +507,10 @@ pub async fn fan_out_burst(binary: &Path, receiver: &Receiver, webhooks: usize) 
     let account_id = account_with_webhooks(&server, receiver, webhooks).await;
     receiver.take();
     let rss_before = server.peak_rss_mb();
+    let cpu_before = server.cpu_seconds();
     let published = publish(&server, &account_id, 1, 1, None).await;
     receiver.wait_for(webhooks, IDLE_LIMIT).await;
+    let cpu = server.cpu_seconds() - cpu_before;
     let result = summarize(
         "fan-out burst",
         webhooks,
@@ -480,7 +518,10 @@ pub async fn fan_out_burst(binary: &Path, receiver: &Receiver, webhooks: usize) 
         None,
         &published,
         receiver.take(),
-        server.peak_rss_mb(),
+        ServerUse {
+            peak_rss_mb: server.peak_rss_mb(),
+            cpu_seconds: cpu,
+        },
     );
     let burst = FanOutBurst {
         webhooks,

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 /// Deliveries in flight at once.
 const WORKERS: usize = 256;
+/// Log lines formatted but not written yet, at most.
+const LOG_LINES_WAITING: usize = 4096;
 /// How often the local sweep looks for overdue work.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -30,9 +32,25 @@ pub struct ServeArgs {
 
 /// Runs until SIGINT or SIGTERM; logs go to stderr as JSON lines, filtered by `RUST_LOG`.
 pub async fn run(args: ServeArgs) -> Result<(), String> {
+    // Lines are written by a thread of their own, as many to a `write` as are waiting:
+    // formatting stays with the caller, the write leaves it (a `write` per line, three per
+    // delivery, was 4 % of the server's CPU). Never lossy: past `LOG_LINES_WAITING` callers
+    // wait for the writer rather than lines being lost (or piling up in memory: the default
+    // 128,000 took the fan-out's peak RSS from 110-130 MB to 140-190 MB). A SIGKILL loses what
+    // is not written yet; returning from here writes the rest.
+    let (writer, _written_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_LINES_WAITING)
+        .thread_name("hookline-log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     tracing_subscriber::fmt()
         .json()
-        .with_writer(std::io::stderr)
+        // The current span (the request's id) is enough: its list repeated it on every line.
+        .with_span_list(false)
+        .with_writer(writer)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

@@ -160,10 +160,7 @@ async fn receiver() -> (String, Arc<Mutex<Received>>) {
     let app = Router::new()
         .route("/w/{webhook}", post(hook))
         .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), received)
+    (common::serve_on_loopback(app).await, received)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

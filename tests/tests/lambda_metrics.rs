@@ -17,11 +17,11 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 use std::sync::Arc;
 
+mod common;
+
 async fn receiver_answering_200() -> String {
     let app = Router::new().route("/hook", post(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("{}/hook", common::serve_on_loopback(app).await);
     url
 }
 

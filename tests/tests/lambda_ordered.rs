@@ -74,9 +74,7 @@ async fn receiver(failures: usize) -> (String, Arc<Seen>) {
     let app = Router::new()
         .route("/hook", post(endpoint))
         .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("{}/hook", common::serve_on_loopback(app).await);
     (url, seen)
 }
 

@@ -38,9 +38,7 @@ async fn receiver() -> (String, Hits) {
             }),
         )
         .with_state(hits.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("{}/hook", common::serve_on_loopback(app).await);
     (url, hits)
 }
 

@@ -51,7 +51,7 @@ pub async fn handle(
         .chain_update(last.event_id.as_bytes())
         .chain_update(records.len().to_le_bytes())
         .finalize();
-    let batch_id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let batch_id = hex::encode(&digest[..16]);
     let count = records.len();
     let jobs: Vec<_> = match queue {
         Some(_) => records

@@ -18,8 +18,7 @@ pub fn generate_api_key() -> String {
 
 /// What is stored of a key, and what a presented key is looked up by.
 pub fn hash_api_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// Compares two key hashes in constant time.
@@ -69,6 +68,15 @@ pub fn validate_header_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_hash_is_its_sha256_in_lowercase_hex() {
+        // Stored hashes look keys up: the format may never change.
+        assert_eq!(
+            hash_api_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn keys_are_long_random_and_hash_stably() {

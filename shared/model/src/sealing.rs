@@ -99,7 +99,7 @@ fn key_id(bytes: &[u8]) -> String {
         .chain_update(b"hookline sealing key id\0")
         .chain_update(bytes)
         .finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&digest[..8])
 }
 
 /// 32 random bytes for a new key.

@@ -127,3 +127,11 @@ pub async fn deliver_message(
         .await
         .unwrap();
 }
+
+/// Serves `app` on 127.0.0.1 (an ephemeral port) for the rest of the test: its base URL.
+pub async fn serve_on_loopback(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}

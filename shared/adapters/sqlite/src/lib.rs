@@ -101,7 +101,7 @@ impl SqliteStore {
                     "INSERT INTO meta (key, value) VALUES (?1, ?2) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )
-                .and_then(|mut s| s.execute([key, value]))
+                .and_then(|mut s| s.execute([&key, &value]))
                 .map_err(db::sql("writing meta"))?;
                 Ok(())
             })
