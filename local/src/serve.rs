@@ -35,9 +35,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     // Lines are written by a thread of their own, as many to a `write` as are waiting:
     // formatting stays with the caller, the write leaves it (a `write` per line, three per
     // delivery, was 4 % of the server's CPU). Never lossy: past `LOG_LINES_WAITING` callers
-    // wait for the writer rather than lines being lost (or piling up in memory: the default
-    // 128,000 took the fan-out's peak RSS from 110-130 MB to 140-190 MB). A SIGKILL loses what
-    // is not written yet; returning from here writes the rest.
+    // wait for the writer rather than lines being lost, or piling up in memory (the default,
+    // 128,000, can hold tens of MB). A SIGKILL loses what is not written yet; returning from
+    // here writes what is waiting (docs/DECISIONS.md, "Log lines written off the request
+    // path").
     let (writer, _written_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(LOG_LINES_WAITING)

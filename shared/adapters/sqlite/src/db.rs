@@ -250,7 +250,12 @@ fn write_forever(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
 /// with each write in a savepoint of its own, so the failed one is undone alone.
 fn commit_group(conn: &Connection, group: &mut [Box<dyn WriteJob>]) -> Result<(), PortError> {
     run(conn, "BEGIN IMMEDIATE")?;
-    if group.iter_mut().all(|job| job.run(conn)) {
+    // A write that ended the transaction (SQLite rolls back by itself on a full disk) counts
+    // as failed even when it carried on: the writes after it must not run outside one.
+    if group
+        .iter_mut()
+        .all(|job| job.run(conn) && !conn.is_autocommit())
+    {
         return run(conn, "COMMIT");
     }
     // Some failures (a full disk) end the transaction themselves.
@@ -273,15 +278,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn insert(conn: &Connection, v: i64) -> PortResult<()> {
-        conn.execute("INSERT INTO t (v) VALUES (?1)", [v])
-            .map(drop)
-            .map_err(sql("inserting"))
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_failing_write_is_undone_alone_and_the_rest_of_its_group_commits() {
-        let dir = std::env::temp_dir().join(format!("hookline-db-group-{}", std::process::id()));
+    /// A store with one table `t (v INTEGER PRIMARY KEY)`, in a directory of its own.
+    async fn table(name: &str) -> (Arc<Db>, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("hookline-db-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let db = Db::open(&dir.join(DB_FILE)).unwrap();
@@ -291,40 +290,94 @@ mod tests {
         })
         .await
         .unwrap();
-        // A slow write holds the writer, so the next ones are taken as one group.
+        (db, dir)
+    }
+
+    fn insert(conn: &Connection, v: i64) -> PortResult<()> {
+        conn.execute("INSERT INTO t (v) VALUES (?1)", [v])
+            .map(drop)
+            .map_err(sql("inserting"))
+    }
+
+    /// Holds the writer for a moment with a write of `v`, so that the writes made meanwhile
+    /// are taken as one group; answers once it is committed.
+    async fn holding_the_writer<F: std::future::Future>(
+        db: &Arc<Db>,
+        v: i64,
+        meanwhile: F,
+    ) -> F::Output {
         let slow = tokio::spawn({
             let db = db.clone();
             async move {
-                db.write(|c| {
+                db.write(move |c| {
                     std::thread::sleep(Duration::from_millis(300));
-                    insert(c, 1)
+                    insert(c, v)
                 })
                 .await
             }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (two, three, four) = tokio::join!(
-            db.write(|c| insert(c, 2)),
-            // Its first insert succeeds, its second fails: both must be undone.
-            db.write(|c| {
-                insert(c, 3)?;
-                insert(c, 3)
-            }),
-            db.write(|c| insert(c, 4)),
-        );
+        let output = meanwhile.await;
         slow.await.unwrap().unwrap();
+        output
+    }
+
+    async fn stored(db: &Arc<Db>) -> Vec<i64> {
+        db.read(|c| {
+            let mut statement = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
+            let rows = statement.query_map([], |row| row.get(0)).unwrap();
+            Ok(rows.map(Result::unwrap).collect())
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failing_write_is_undone_alone_and_the_rest_of_its_group_commits() {
+        let (db, dir) = table("group").await;
+        let (two, three, four) = holding_the_writer(&db, 1, async {
+            tokio::join!(
+                db.write(|c| insert(c, 2)),
+                // Its first insert succeeds, its second fails: both must be undone.
+                db.write(|c| {
+                    insert(c, 3)?;
+                    insert(c, 3)
+                }),
+                db.write(|c| insert(c, 4)),
+            )
+        })
+        .await;
         two.unwrap();
         assert!(three.is_err(), "the failing write answers its error");
         four.unwrap();
-        let stored: Vec<i64> = db
-            .read(|c| {
-                let mut statement = c.prepare("SELECT v FROM t ORDER BY v").unwrap();
-                let rows = statement.query_map([], |row| row.get(0)).unwrap();
-                Ok(rows.map(Result::unwrap).collect())
-            })
-            .await
-            .unwrap();
-        assert_eq!(stored, vec![1, 2, 4]);
+        assert_eq!(stored(&db).await, vec![1, 2, 4]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_write_that_ends_the_transaction_fails_its_group_and_stores_none_of_it() {
+        // As SQLite ends the transaction itself on a full disk: the writes after it must not
+        // be stored one by one outside a transaction.
+        let (db, dir) = table("ended").await;
+        let (ended, after) = holding_the_writer(&db, 1, async {
+            tokio::join!(
+                db.write(|c| {
+                    insert(c, 2)?;
+                    c.execute_batch("ROLLBACK").map_err(sql("ending"))
+                }),
+                db.write(|c| insert(c, 3)),
+            )
+        })
+        .await;
+        assert!(
+            ended.is_err() && after.is_err(),
+            "the group could not commit"
+        );
+        assert_eq!(
+            stored(&db).await,
+            vec![1],
+            "nothing of that group is stored"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
