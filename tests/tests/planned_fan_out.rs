@@ -16,7 +16,8 @@ use hookline_model::{
     Account, Delivery, DeliveryJob, DeliveryStatus, Event, StatusCounts, Webhook, ids,
 };
 use hookline_service::FanOutQueue;
-use hookline_service::ports::{PortResult, Queue, Store};
+use hookline_service::ports::{AccountStore, DeliveryStore, WebhookStore};
+use hookline_service::ports::{PortResult, Queue};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 

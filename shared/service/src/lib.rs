@@ -27,7 +27,10 @@ pub mod webhooks;
 pub use config::{Config, FanOutQueue, Mode};
 pub use deliver::DeliverOutcome;
 pub use error::{ServiceError, ServiceResult};
-pub use ports::{Clock, HttpSender, PortError, Queue, RetryScheduler, Store, SystemClock};
+pub use ports::{
+    AccountStore, Clock, DeliveryStore, HttpSender, PortError, Queue, RetryScheduler, Store,
+    SweepStore, SystemClock, WebhookStore,
+};
 
 use std::sync::Arc;
 

@@ -81,9 +81,10 @@ pub struct DeliveryPage {
     pub total: u64,
 }
 
-/// One step of a walk through a range ([`Store::walk_deliveries`], [`Store::walk_events`]):
-/// what it found, and where the next step starts (`None`: the walk is over). A step may find
-/// nothing and still not be the last (the store read only items a filter left out).
+/// One step of a walk through a range ([`DeliveryStore::walk_deliveries`],
+/// [`DeliveryStore::walk_events`]): what it found, and where the next step starts (`None`: the walk
+/// is over). A step may find nothing and still not be the last (the store read only items a filter
+/// left out).
 #[derive(Debug, Clone)]
 pub struct Walk<T> {
     pub items: Vec<T>,
@@ -97,17 +98,23 @@ pub struct Page<T> {
     pub total: u64,
 }
 
-/// The most deliveries [`Store::insert_event_with_deliveries`] takes; a larger fan-out stores
-/// its event first and its deliveries in chunks.
+/// The most deliveries [`DeliveryStore::insert_event_with_deliveries`] takes; a larger fan-out
+/// stores its event first and its deliveries in chunks.
 pub const MAX_ATOMIC_FAN_OUT: usize = 40;
 
-/// [`Store::attempts_per_write`] unless a store says otherwise.
+/// [`DeliveryStore::attempts_per_write`] unless a store says otherwise.
 pub const ATTEMPTS_PER_WRITE: usize = 40;
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- accounts and keys ---
+/// Everything a backend keeps, in four parts by concern: accounts and keys, webhooks, events
+/// and deliveries, the sweep. A backend implements each part (an adapter keeps a file per
+/// part) and is a `Store` by that alone.
+pub trait Store: AccountStore + WebhookStore + DeliveryStore + SweepStore {}
 
+impl<T> Store for T where T: AccountStore + WebhookStore + DeliveryStore + SweepStore {}
+
+/// Accounts, their API keys, and the deployment's registered event types.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
     /// Stores a new account with its first API key.
     async fn insert_account(&self, account: &Account, key: &ApiKeyRecord) -> PortResult<()>;
     async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>>;
@@ -133,9 +140,11 @@ pub trait Store: Send + Sync + 'static {
     /// Registered types, by name.
     async fn list_event_types(&self) -> PortResult<Vec<EventTypeInfo>>;
     async fn get_event_type(&self, name: &str) -> PortResult<Option<EventTypeInfo>>;
+}
 
-    // --- webhooks ---
-
+/// Webhooks, per account.
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
     /// Stores a new webhook unless its account has `max_per_account` already (false then).
     async fn insert_webhook(&self, webhook: &Webhook, max_per_account: u32) -> PortResult<bool>;
     /// Replaces a stored webhook, as of the `version` it was read at, with `version + 1`;
@@ -165,9 +174,11 @@ pub trait Store: Send + Sync + 'static {
         page: u32,
         size: u32,
     ) -> PortResult<Page<Webhook>>;
+}
 
-    // --- events and deliveries ---
-
+/// Events, their deliveries and attempts, the delivery log and its status counts.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync + 'static {
     /// Stores a new event, due for the sweep at `sweep_at` until its fan-out is done.
     /// Returns the stored event instead when one with that id exists (idempotent publish).
     async fn insert_event(
@@ -175,36 +186,19 @@ pub trait Store: Send + Sync + 'static {
         event: &Event,
         sweep_at: DateTime<Utc>,
     ) -> PortResult<Option<Event>>;
-    /// The largest fan-out this store writes with [`Store::insert_event_with_deliveries`];
+    /// The largest fan-out this store writes with [`DeliveryStore::insert_event_with_deliveries`];
     /// publish stores a larger one event first, then its deliveries in chunks. A store whose
     /// atomic write costs more than those separate writes (a DynamoDB transaction bills every
     /// item twice) answers less than [`MAX_ATOMIC_FAN_OUT`].
     fn max_atomic_fan_out(&self) -> usize {
         MAX_ATOMIC_FAN_OUT
     }
-    /// [`Store::due`] for one part of a sweep done by `parts` invocations at once: a store that
-    /// spreads its due items over shards answers those of the shards in part `part`; one that
-    /// does not answers everything in part 0 and nothing in the others.
-    async fn due_in_part(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-        part: u32,
-        parts: u32,
-    ) -> PortResult<Vec<DueItem>> {
-        let _ = parts;
-        if part == 0 {
-            self.due(before, limit).await
-        } else {
-            Ok(Vec::new())
-        }
-    }
     /// Stores a new event already fanned out, together with its deliveries (at most
-    /// [`Store::max_atomic_fan_out`], each due for the sweep at `sweep_at` and counted as pending
-    /// once), all or nothing: a small fan-out's publish in one write (or, where that write
-    /// costs more, the event with its plan and then each delivery, a store-side process
-    /// completing the plan should the rest fail: `DynamoStore`'s planned fan-outs). Returns the stored
-    /// event instead, writing nothing, when one with that id exists (idempotent publish).
+    /// [`DeliveryStore::max_atomic_fan_out`], each due for the sweep at `sweep_at` and counted as
+    /// pending once), all or nothing: a small fan-out's publish in one write (or, where that write
+    /// costs more, the event with its plan and then each delivery, a store-side process completing
+    /// the plan should the rest fail: `DynamoStore`'s planned fan-outs). Returns the stored event
+    /// instead, writing nothing, when one with that id exists (idempotent publish).
     async fn insert_event_with_deliveries(
         &self,
         event: &Event,
@@ -235,12 +229,12 @@ pub trait Store: Send + Sync + 'static {
     /// duplicate got there first) or it is gone.
     async fn record_attempt(&self, delivery: &Delivery, record: &AttemptRecord)
     -> PortResult<bool>;
-    /// [`Store::record_attempt`] for many deliveries in as few writes as it can: one answer
+    /// [`DeliveryStore::record_attempt`] for many deliveries in as few writes as it can: one answer
     /// per delivery, in order, each as `record_attempt` would give it; one delivery's failure
     /// never fails another's answer.
     async fn record_attempts(&self, batch: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>>;
-    /// How many attempt records the service gathers into one [`Store::record_attempts`] call
-    /// at most: a store that commits many writes at once (the local SQLite store) takes more
+    /// How many attempt records the service gathers into one [`DeliveryStore::record_attempts`]
+    /// call at most: a store that commits many writes at once (the local SQLite store) takes more
     /// than the default, which suits a DynamoDB transaction.
     fn attempts_per_write(&self) -> usize {
         ATTEMPTS_PER_WRITE
@@ -279,12 +273,12 @@ pub trait Store: Send + Sync + 'static {
     async fn status_counts(&self, account_id: &str) -> PortResult<StatusCounts>;
     /// One step of a walk through the deliveries matching `query` (its `page` and `size` are
     /// ignored), in an order of the store's choosing: at most `limit` of them, from `cursor`
-    /// (`None` to begin; then a step's `next`). Each delivery that matches throughout the walk
-    /// is found exactly once; a walk never reads the whole range at once, so a job can walk a
-    /// history of any size a page at a time. By default, the pages of [`Store::list_deliveries`]
-    /// by number: right only for a store whose pages stay put while a walk goes on. A replay
-    /// filtered by status moves what it requeues out of the filter, so a real store walks by
-    /// position (as SQLite and DynamoDB do), or a page's worth would be skipped.
+    /// (`None` to begin; then a step's `next`). Each delivery that matches throughout the walk is
+    /// found exactly once; a walk never reads the whole range at once, so a job can walk a history
+    /// of any size a page at a time. By default, the pages of [`DeliveryStore::list_deliveries`] by
+    /// number: right only for a store whose pages stay put while a walk goes on. A replay filtered
+    /// by status moves what it requeues out of the filter, so a real store walks by position (as
+    /// SQLite and DynamoDB do), or a page's worth would be skipped.
     async fn walk_deliveries(
         &self,
         account_id: &str,
@@ -315,8 +309,8 @@ pub trait Store: Send + Sync + 'static {
         })
     }
     /// One step of a walk through the account's events created in `[from, to]`, as
-    /// [`Store::walk_deliveries`] walks deliveries. An event's id may be the publisher's own,
-    /// so it says nothing of the event's time: the range is on `created_at`.
+    /// [`DeliveryStore::walk_deliveries`] walks deliveries. An event's id may be the publisher's
+    /// own, so it says nothing of the event's time: the range is on `created_at`.
     async fn walk_events(
         &self,
         account_id: &str,
@@ -328,9 +322,12 @@ pub trait Store: Send + Sync + 'static {
         let _ = (account_id, from, to, cursor, limit);
         Err(PortError("this store cannot walk events".to_string()))
     }
+}
 
-    // --- background jobs ---
-
+/// What the sweep finds overdue (unfinished fan-outs, deliveries, background jobs), and the
+/// background jobs themselves.
+#[async_trait]
+pub trait SweepStore: Send + Sync + 'static {
     /// Stores a new job, due for the sweep at `sweep_at` (its lease) while it runs.
     async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {
         let _ = (job, sweep_at);
@@ -348,8 +345,23 @@ pub trait Store: Send + Sync + 'static {
         Err(PortError("this store keeps no jobs".to_string()))
     }
 
-    // --- the sweep ---
-
+    /// [`SweepStore::due`] for one part of a sweep done by `parts` invocations at once: a store
+    /// that spreads its due items over shards answers those of the shards in part `part`; one that
+    /// does not answers everything in part 0 and nothing in the others.
+    async fn due_in_part(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+        part: u32,
+        parts: u32,
+    ) -> PortResult<Vec<DueItem>> {
+        let _ = parts;
+        if part == 0 {
+            self.due(before, limit).await
+        } else {
+            Ok(Vec::new())
+        }
+    }
     /// Items whose sweep time is at or before `before`, oldest first, at most `limit`.
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>>;
     /// Moves an item's sweep time to `until` (it was just re-enqueued).

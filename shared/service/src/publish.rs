@@ -607,7 +607,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl Store for MemoryStore {
+    impl AccountStore for MemoryStore {
         async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>> {
             self.get_account.fetch_add(1, Ordering::SeqCst);
             Ok(self
@@ -622,16 +622,7 @@ mod tests {
                     webhook_secret: None,
                 }))
         }
-        async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>> {
-            self.list_webhooks.fetch_add(1, Ordering::SeqCst);
-            Ok(self
-                .accounts
-                .lock()
-                .unwrap()
-                .get(account_id)
-                .cloned()
-                .unwrap_or_default())
-        }
+
         async fn get_event_type(&self, name: &str) -> PortResult<Option<EventTypeInfo>> {
             self.get_event_type.fetch_add(1, Ordering::SeqCst);
             Ok(self
@@ -644,6 +635,89 @@ mod tests {
                     description: "registered".into(),
                 }))
         }
+
+        // Publishing calls none of these: reaching one is a test failure.
+        async fn insert_account(&self, _: &Account, _: &ApiKeyRecord) -> PortResult<()> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn list_accounts(&self, _: u32, _: u32) -> PortResult<Page<Account>> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn set_account_secret(&self, _: &str, _: Option<&str>) -> PortResult<bool> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn insert_api_key(&self, _: &ApiKeyRecord) -> PortResult<()> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn find_api_key(&self, _: &str) -> PortResult<Option<ApiKeyRecord>> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn list_api_keys(&self, _: &str) -> PortResult<Vec<ApiKeyRecord>> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn delete_api_key(&self, _: &str, _: &str) -> PortResult<bool> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn delete_admin_keys(&self) -> PortResult<u32> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn insert_event_type(&self, _: &EventTypeInfo) -> PortResult<bool> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn list_event_types(&self) -> PortResult<Vec<EventTypeInfo>> {
+            unreachable!("publishing never calls this")
+        }
+    }
+
+    #[async_trait]
+    impl WebhookStore for MemoryStore {
+        async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>> {
+            self.list_webhooks.fetch_add(1, Ordering::SeqCst);
+            Ok(self
+                .accounts
+                .lock()
+                .unwrap()
+                .get(account_id)
+                .cloned()
+                .unwrap_or_default())
+        }
+
+        async fn insert_webhook(&self, _: &Webhook, _: u32) -> PortResult<bool> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn update_webhook(&self, _: &Webhook) -> PortResult<bool> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn deactivate_webhook(&self, _: &str, _: &str, _: DateTime<Utc>) -> PortResult<bool> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn delete_webhook(&self, _: &str, _: &str) -> PortResult<Option<Webhook>> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn get_webhook(&self, _: &str, _: &str) -> PortResult<Option<Webhook>> {
+            unreachable!("publishing never calls this")
+        }
+
+        async fn list_webhooks_page(&self, _: &str, _: u32, _: u32) -> PortResult<Page<Webhook>> {
+            unreachable!("publishing never calls this")
+        }
+    }
+
+    #[async_trait]
+    impl DeliveryStore for MemoryStore {
         async fn insert_event_with_deliveries(
             &self,
             event: &Event,
@@ -653,9 +727,11 @@ mod tests {
             self.write(event, || self.insert(event, deliveries, true))
                 .await
         }
+
         async fn insert_event(&self, event: &Event, _: DateTime<Utc>) -> PortResult<Option<Event>> {
             self.write(event, || self.insert(event, &[], false)).await
         }
+
         async fn insert_deliveries(
             &self,
             _: &Event,
@@ -675,6 +751,7 @@ mod tests {
                 .map(|d| stored.insert(d.id.clone()))
                 .collect())
         }
+
         async fn finish_fan_out(&self, event: &Event, deliveries: u32) -> PortResult<()> {
             let mut events = self.events.lock().unwrap();
             let stored = events
@@ -685,85 +762,49 @@ mod tests {
             Ok(())
         }
 
-        // Publishing calls none of these: reaching one is a test failure.
-        async fn insert_account(&self, _: &Account, _: &ApiKeyRecord) -> PortResult<()> {
-            unreachable!("publishing never calls this")
-        }
-        async fn list_accounts(&self, _: u32, _: u32) -> PortResult<Page<Account>> {
-            unreachable!("publishing never calls this")
-        }
-        async fn set_account_secret(&self, _: &str, _: Option<&str>) -> PortResult<bool> {
-            unreachable!("publishing never calls this")
-        }
-        async fn insert_api_key(&self, _: &ApiKeyRecord) -> PortResult<()> {
-            unreachable!("publishing never calls this")
-        }
-        async fn find_api_key(&self, _: &str) -> PortResult<Option<ApiKeyRecord>> {
-            unreachable!("publishing never calls this")
-        }
-        async fn list_api_keys(&self, _: &str) -> PortResult<Vec<ApiKeyRecord>> {
-            unreachable!("publishing never calls this")
-        }
-        async fn delete_api_key(&self, _: &str, _: &str) -> PortResult<bool> {
-            unreachable!("publishing never calls this")
-        }
-        async fn delete_admin_keys(&self) -> PortResult<u32> {
-            unreachable!("publishing never calls this")
-        }
-        async fn insert_event_type(&self, _: &EventTypeInfo) -> PortResult<bool> {
-            unreachable!("publishing never calls this")
-        }
-        async fn list_event_types(&self) -> PortResult<Vec<EventTypeInfo>> {
-            unreachable!("publishing never calls this")
-        }
-        async fn insert_webhook(&self, _: &Webhook, _: u32) -> PortResult<bool> {
-            unreachable!("publishing never calls this")
-        }
-        async fn update_webhook(&self, _: &Webhook) -> PortResult<bool> {
-            unreachable!("publishing never calls this")
-        }
-        async fn deactivate_webhook(&self, _: &str, _: &str, _: DateTime<Utc>) -> PortResult<bool> {
-            unreachable!("publishing never calls this")
-        }
-        async fn delete_webhook(&self, _: &str, _: &str) -> PortResult<Option<Webhook>> {
-            unreachable!("publishing never calls this")
-        }
-        async fn get_webhook(&self, _: &str, _: &str) -> PortResult<Option<Webhook>> {
-            unreachable!("publishing never calls this")
-        }
-        async fn list_webhooks_page(&self, _: &str, _: u32, _: u32) -> PortResult<Page<Webhook>> {
-            unreachable!("publishing never calls this")
-        }
         async fn get_event(&self, _: &str, _: &str) -> PortResult<Option<Event>> {
             unreachable!("publishing never calls this")
         }
+
         async fn get_events(&self, _: &str, _: &[String]) -> PortResult<Vec<Event>> {
             unreachable!("publishing never calls this")
         }
+
         async fn load_delivery(&self, _: &DeliveryJob) -> PortResult<Option<DeliveryContext>> {
             unreachable!("publishing never calls this")
         }
+
         async fn record_attempt(&self, _: &Delivery, _: &AttemptRecord) -> PortResult<bool> {
             unreachable!("publishing never calls this")
         }
+
         async fn record_attempts(&self, _: &[(Delivery, AttemptRecord)]) -> Vec<PortResult<bool>> {
             unreachable!("publishing never calls this")
         }
+
         async fn requeue_delivery(&self, _: &Delivery, _: DateTime<Utc>) -> PortResult<bool> {
             unreachable!("publishing never calls this")
         }
+
         async fn list_deliveries(&self, _: &str, _: &DeliveryQuery) -> PortResult<DeliveryPage> {
             unreachable!("publishing never calls this")
         }
+
         async fn get_delivery(&self, _: &str, _: &str) -> PortResult<Option<Delivery>> {
             unreachable!("publishing never calls this")
         }
+
         async fn status_counts(&self, _: &str) -> PortResult<StatusCounts> {
             unreachable!("publishing never calls this")
         }
+    }
+
+    #[async_trait]
+    impl SweepStore for MemoryStore {
         async fn due(&self, _: DateTime<Utc>, _: usize) -> PortResult<Vec<DueItem>> {
             unreachable!("publishing never calls this")
         }
+
         async fn postpone(&self, _: &DueItem, _: DateTime<Utc>) -> PortResult<()> {
             unreachable!("publishing never calls this")
         }

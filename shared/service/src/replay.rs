@@ -1,14 +1,17 @@
 //! Replay and recovery (issue 15 item 3), as background jobs: `replay` sends a time range of
 //! deliveries again (as new attempts of the same deliveries, so the same `webhook-id`);
 //! `replay_missing` gives a webhook the events since a time that it would have matched but
-//! never got. A job walks its range a page at a time ([`Store::walk_deliveries`],
-//! [`Store::walk_events`]), saving where it stands after each page: nothing is loaded whole,
-//! and a job whose worker died is resumed by the sweep once its lease runs out.
+//! never got. A job walks its range a page at a time ([`DeliveryStore::walk_deliveries`],
+//! [`DeliveryStore::walk_events`]), saving where it stands after each page: nothing is loaded
+//! whole, and a job whose worker died is resumed by the sweep once its lease runs out.
 //!
-//! The request that starts a job works on it for `HOOKLINE_JOB_INLINE` (2 s), so a small range is done
-//! when it answers; the sweep carries a larger one on (every second locally, every minute on
-//! Lambda, for its budget). A page whose worker dies before it saves its place is walked
-//! again: its deliveries may be sent once more (at least once, never lost).
+//! The request that starts a job works on it for `HOOKLINE_JOB_INLINE` (2 s), so a small range
+//! is done when it answers; the sweep carries a larger one on (every second locally, every
+//! minute on Lambda, for its budget). A page whose worker dies before it saves its place is
+//! walked again: its deliveries may be sent once more (at least once, never lost).
+//!
+//! [`DeliveryStore::walk_deliveries`]: crate::DeliveryStore::walk_deliveries
+//! [`DeliveryStore::walk_events`]: crate::DeliveryStore::walk_events
 
 use crate::ports::{DeliveryQuery, DueItem, PortResult};
 use crate::publish::deliveries_of;

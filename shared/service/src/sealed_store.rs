@@ -8,11 +8,11 @@
 //! `<account>/<webhook>/header/<name>` for custom header values), so a
 //! sealed value copied into another record does not open there.
 
-use crate::Store;
 use crate::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortError,
     PortResult, Walk,
 };
+use crate::{AccountStore, DeliveryStore, Store, SweepStore, WebhookStore};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookline_model::sealing::{KeyRing, SealingError};
@@ -199,9 +199,7 @@ impl SealedStore {
 }
 
 #[async_trait]
-impl Store for SealedStore {
-    // --- accounts and keys ---
-
+impl AccountStore for SealedStore {
     async fn insert_account(&self, account: &Account, key: &ApiKeyRecord) -> PortResult<()> {
         self.inner
             .insert_account(&self.seal_account(account)?, key)
@@ -247,9 +245,6 @@ impl Store for SealedStore {
     async fn delete_admin_keys(&self) -> PortResult<u32> {
         self.inner.delete_admin_keys().await
     }
-
-    // --- event types ---
-
     async fn insert_event_type(&self, event_type: &EventTypeInfo) -> PortResult<bool> {
         self.inner.insert_event_type(event_type).await
     }
@@ -259,9 +254,10 @@ impl Store for SealedStore {
     async fn get_event_type(&self, name: &str) -> PortResult<Option<EventTypeInfo>> {
         self.inner.get_event_type(name).await
     }
+}
 
-    // --- webhooks ---
-
+#[async_trait]
+impl WebhookStore for SealedStore {
     async fn insert_webhook(&self, webhook: &Webhook, max_per_account: u32) -> PortResult<bool> {
         self.inner
             .insert_webhook(&self.seal_webhook(webhook)?, max_per_account)
@@ -316,24 +312,16 @@ impl Store for SealedStore {
             total: listed.total,
         })
     }
+}
 
-    // --- events and deliveries ---
-
+#[async_trait]
+impl DeliveryStore for SealedStore {
     async fn insert_event(
         &self,
         event: &Event,
         sweep_at: DateTime<Utc>,
     ) -> PortResult<Option<Event>> {
         self.inner.insert_event(event, sweep_at).await
-    }
-    async fn due_in_part(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-        part: u32,
-        parts: u32,
-    ) -> PortResult<Vec<DueItem>> {
-        self.inner.due_in_part(before, limit, part, parts).await
     }
     fn max_atomic_fan_out(&self) -> usize {
         self.inner.max_atomic_fan_out()
@@ -442,9 +430,19 @@ impl Store for SealedStore {
             .walk_events(account_id, from, to, cursor, limit)
             .await
     }
+}
 
-    // --- background jobs ---
-
+#[async_trait]
+impl SweepStore for SealedStore {
+    async fn due_in_part(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+        part: u32,
+        parts: u32,
+    ) -> PortResult<Vec<DueItem>> {
+        self.inner.due_in_part(before, limit, part, parts).await
+    }
     async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {
         self.inner.insert_job(job, sweep_at).await
     }
@@ -454,9 +452,6 @@ impl Store for SealedStore {
     async fn update_job(&self, job: &Job, sweep_at: Option<DateTime<Utc>>) -> PortResult<bool> {
         self.inner.update_job(job, sweep_at).await
     }
-
-    // --- the sweep ---
-
     async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {
         self.inner.due(before, limit).await
     }

@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use hookline_model::{
     Account, ApiKeyRecord, Delivery, DeliveryJob, Event, EventTypeInfo, Job, StatusCounts, Webhook,
 };
-use hookline_service::Store;
 use hookline_service::ports::{
     AttemptRecord, DeliveryContext, DeliveryPage, DeliveryQuery, DueItem, Page, PortResult, Walk,
 };
+use hookline_service::{AccountStore, DeliveryStore, Store, SweepStore, WebhookStore};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -200,7 +200,7 @@ impl CachedStore {
 }
 
 #[async_trait]
-impl Store for CachedStore {
+impl AccountStore for CachedStore {
     async fn insert_account(&self, account: &Account, key: &ApiKeyRecord) -> PortResult<()> {
         let result = self.inner.insert_account(account, key).await;
         self.accounts.invalidate(&account.id);
@@ -269,7 +269,10 @@ impl Store for CachedStore {
             .get_or_load(name, || self.inner.get_event_type(name))
             .await
     }
+}
 
+#[async_trait]
+impl WebhookStore for CachedStore {
     async fn insert_webhook(&self, webhook: &Webhook, max_per_account: u32) -> PortResult<bool> {
         let result = self.inner.insert_webhook(webhook, max_per_account).await;
         self.webhooks.invalidate(&webhook.account_id);
@@ -322,7 +325,10 @@ impl Store for CachedStore {
     ) -> PortResult<Page<Webhook>> {
         self.inner.list_webhooks_page(account_id, page, size).await
     }
+}
 
+#[async_trait]
+impl DeliveryStore for CachedStore {
     async fn insert_event(
         &self,
         event: &Event,
@@ -339,18 +345,10 @@ impl Store for CachedStore {
         Ok(existing)
     }
 
-    async fn due_in_part(
-        &self,
-        before: DateTime<Utc>,
-        limit: usize,
-        part: u32,
-        parts: u32,
-    ) -> PortResult<Vec<DueItem>> {
-        self.inner.due_in_part(before, limit, part, parts).await
-    }
     fn max_atomic_fan_out(&self) -> usize {
         self.inner.max_atomic_fan_out()
     }
+
     async fn insert_event_with_deliveries(
         &self,
         event: &Event,
@@ -484,6 +482,7 @@ impl Store for CachedStore {
     ) -> PortResult<DeliveryPage> {
         self.inner.list_deliveries(account_id, query).await
     }
+
     async fn first_deliveries(
         &self,
         account_id: &str,
@@ -502,14 +501,6 @@ impl Store for CachedStore {
 
     async fn status_counts(&self, account_id: &str) -> PortResult<StatusCounts> {
         self.inner.status_counts(account_id).await
-    }
-
-    async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {
-        self.inner.due(before, limit).await
-    }
-
-    async fn postpone(&self, item: &DueItem, until: DateTime<Utc>) -> PortResult<()> {
-        self.inner.postpone(item, until).await
     }
 
     // Walks and jobs read and write what this cache does not keep: straight through.
@@ -537,6 +528,27 @@ impl Store for CachedStore {
         self.inner
             .walk_events(account_id, from, to, cursor, limit)
             .await
+    }
+}
+
+#[async_trait]
+impl SweepStore for CachedStore {
+    async fn due_in_part(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+        part: u32,
+        parts: u32,
+    ) -> PortResult<Vec<DueItem>> {
+        self.inner.due_in_part(before, limit, part, parts).await
+    }
+
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {
+        self.inner.due(before, limit).await
+    }
+
+    async fn postpone(&self, item: &DueItem, until: DateTime<Utc>) -> PortResult<()> {
+        self.inner.postpone(item, until).await
     }
 
     async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {

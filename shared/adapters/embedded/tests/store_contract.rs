@@ -5,6 +5,7 @@
 use hookline_aws::{DynamoStore, table::ensure_table};
 use hookline_embedded::{CachedStore, EmbeddedDynamo};
 use hookline_service::Store;
+use hookline_service::ports::{AccountStore, DeliveryStore, WebhookStore};
 use std::sync::Arc;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {

@@ -1,8 +1,11 @@
 //! Accounts, API keys and registered event types.
 
+use crate::SqliteStore;
 use crate::db::sql;
 use crate::{decode, encode, ms, page_bounds};
+use async_trait::async_trait;
 use hookline_model::{Account, ApiKeyRecord, EventTypeInfo};
+use hookline_service::ports::AccountStore;
 use hookline_service::ports::{Page, PortResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -154,4 +157,73 @@ pub(crate) fn get_event_type(conn: &Connection, name: &str) -> PortResult<Option
     conn.prepare_cached("SELECT name, description FROM event_types WHERE name = ?1")
         .and_then(|mut s| s.query_row([name], event_type_row).optional())
         .map_err(sql("reading an event type"))
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn insert_account(&self, account: &Account, key: &ApiKeyRecord) -> PortResult<()> {
+        owned!(account, key);
+        self.db
+            .write(move |c| insert_account(c, &account, &key))
+            .await
+    }
+
+    async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>> {
+        owned!(account_id);
+        self.db.read(move |c| get_account(c, &account_id)).await
+    }
+
+    async fn list_accounts(&self, page: u32, size: u32) -> PortResult<Page<Account>> {
+        self.db.read(move |c| list_accounts(c, page, size)).await
+    }
+
+    async fn set_account_secret(&self, account_id: &str, secret: Option<&str>) -> PortResult<bool> {
+        owned!(account_id);
+        let secret = secret.map(String::from);
+        self.db
+            .write(move |c| set_account_secret(c, &account_id, secret.as_deref()))
+            .await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> PortResult<()> {
+        owned!(key);
+        self.db.write(move |c| insert_api_key(c, &key)).await
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> PortResult<Option<ApiKeyRecord>> {
+        owned!(key_hash);
+        self.db.read(move |c| find_api_key(c, &key_hash)).await
+    }
+
+    async fn list_api_keys(&self, account_id: &str) -> PortResult<Vec<ApiKeyRecord>> {
+        owned!(account_id);
+        self.db.read(move |c| list_api_keys(c, &account_id)).await
+    }
+
+    async fn delete_api_key(&self, account_id: &str, key_id: &str) -> PortResult<bool> {
+        owned!(account_id, key_id);
+        self.db
+            .write(move |c| delete_api_key(c, &account_id, &key_id))
+            .await
+    }
+
+    async fn delete_admin_keys(&self) -> PortResult<u32> {
+        self.db.write(delete_admin_keys).await
+    }
+
+    async fn insert_event_type(&self, event_type: &EventTypeInfo) -> PortResult<bool> {
+        owned!(event_type);
+        self.db
+            .write(move |c| insert_event_type(c, &event_type))
+            .await
+    }
+
+    async fn list_event_types(&self) -> PortResult<Vec<EventTypeInfo>> {
+        self.db.read(list_event_types).await
+    }
+
+    async fn get_event_type(&self, name: &str) -> PortResult<Option<EventTypeInfo>> {
+        owned!(name);
+        self.db.read(move |c| get_event_type(c, &name)).await
+    }
 }

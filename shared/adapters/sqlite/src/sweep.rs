@@ -2,9 +2,13 @@
 //! expired events and deliveries deleted in small batches, their counts with them.
 
 use crate::db::sql;
+use crate::{SqliteStore, jobs};
 use crate::{counts, ms, parse_nanos_text};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hookline_model::Job;
 use hookline_model::{DeliveryJob, DeliveryStatus};
+use hookline_service::ports::SweepStore;
 use hookline_service::ports::{DueItem, PortResult};
 use rusqlite::{Connection, params};
 
@@ -153,4 +157,37 @@ pub(crate) fn delete_expired(
         .map_err(sql("deleting expired events"))?;
     let jobs = crate::jobs::delete_expired(conn, before, batch)?;
     Ok(expired.len() + events + jobs)
+}
+
+#[async_trait]
+impl SweepStore for SqliteStore {
+    async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {
+        owned!(job);
+        self.db
+            .write(move |c| jobs::insert_job(c, &job, sweep_at))
+            .await
+    }
+
+    async fn get_job(&self, account_id: &str, job_id: &str) -> PortResult<Option<Job>> {
+        owned!(account_id, job_id);
+        self.db
+            .read(move |c| jobs::get_job(c, &account_id, &job_id))
+            .await
+    }
+
+    async fn update_job(&self, job: &Job, sweep_at: Option<DateTime<Utc>>) -> PortResult<bool> {
+        owned!(job);
+        self.db
+            .write(move |c| jobs::update_job(c, &job, sweep_at))
+            .await
+    }
+
+    async fn due(&self, before: DateTime<Utc>, limit: usize) -> PortResult<Vec<DueItem>> {
+        self.db.read(move |c| due(c, before, limit)).await
+    }
+
+    async fn postpone(&self, item: &DueItem, until: DateTime<Utc>) -> PortResult<()> {
+        owned!(item);
+        self.db.write(move |c| postpone(c, &item, until)).await
+    }
 }

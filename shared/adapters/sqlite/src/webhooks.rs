@@ -1,9 +1,12 @@
 //! Webhooks: per account, oldest first, written over the version they were read at.
 
+use crate::SqliteStore;
 use crate::db::sql;
 use crate::{decode, encode, ms, page_bounds};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookline_model::{GONE_DISABLED_REASON, Webhook, WebhookHealth};
+use hookline_service::ports::WebhookStore;
 use hookline_service::ports::{Page, PortResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -144,4 +147,66 @@ pub(crate) fn list_webhooks_page(
             .collect::<PortResult<_>>()?,
         total: total as u64,
     })
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn insert_webhook(&self, webhook: &Webhook, max_per_account: u32) -> PortResult<bool> {
+        owned!(webhook);
+        self.db
+            .write(move |c| insert_webhook(c, &webhook, max_per_account))
+            .await
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> PortResult<bool> {
+        owned!(webhook);
+        self.db.write(move |c| update_webhook(c, &webhook)).await
+    }
+
+    async fn deactivate_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        at: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        owned!(account_id, webhook_id);
+        self.db
+            .write(move |c| deactivate_webhook(c, &account_id, &webhook_id, at))
+            .await
+    }
+
+    async fn delete_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+    ) -> PortResult<Option<Webhook>> {
+        owned!(account_id, webhook_id);
+        self.db
+            .write(move |c| delete_webhook(c, &account_id, &webhook_id))
+            .await
+    }
+
+    async fn get_webhook(&self, account_id: &str, webhook_id: &str) -> PortResult<Option<Webhook>> {
+        owned!(account_id, webhook_id);
+        self.db
+            .read(move |c| get_webhook(c, &account_id, &webhook_id))
+            .await
+    }
+
+    async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>> {
+        owned!(account_id);
+        self.db.read(move |c| list_webhooks(c, &account_id)).await
+    }
+
+    async fn list_webhooks_page(
+        &self,
+        account_id: &str,
+        page: u32,
+        size: u32,
+    ) -> PortResult<Page<Webhook>> {
+        owned!(account_id);
+        self.db
+            .read(move |c| list_webhooks_page(c, &account_id, page, size))
+            .await
+    }
 }

@@ -3,7 +3,7 @@
 //! directory of the emulated DynamoDB store.
 
 use hookline_embedded::CachedStore;
-use hookline_service::Store;
+use hookline_service::ports::{AccountStore, DeliveryStore};
 use hookline_sqlite::SqliteStore;
 use std::sync::Arc;
 

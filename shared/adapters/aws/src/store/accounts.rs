@@ -264,3 +264,54 @@ pub(super) async fn list_event_types(store: &DynamoStore) -> PortResult<Vec<Even
         .map(from_item)
         .collect()
 }
+
+#[async_trait]
+impl AccountStore for DynamoStore {
+    async fn insert_account(&self, account: &Account, key: &ApiKeyRecord) -> PortResult<()> {
+        accounts::insert_account(self, account, key).await
+    }
+
+    async fn get_account(&self, account_id: &str) -> PortResult<Option<Account>> {
+        self.get_as(account_key(account_id)).await
+    }
+
+    async fn list_accounts(&self, page: u32, size: u32) -> PortResult<Page<Account>> {
+        accounts::list_accounts(self, page, size).await
+    }
+
+    async fn set_account_secret(&self, account_id: &str, secret: Option<&str>) -> PortResult<bool> {
+        accounts::set_account_secret(self, account_id, secret).await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> PortResult<()> {
+        accounts::insert_api_key(self, key).await
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> PortResult<Option<ApiKeyRecord>> {
+        self.get_as(api_key_key(key_hash)).await
+    }
+
+    async fn list_api_keys(&self, account_id: &str) -> PortResult<Vec<ApiKeyRecord>> {
+        accounts::list_api_keys(self, account_id).await
+    }
+
+    async fn delete_api_key(&self, account_id: &str, key_id: &str) -> PortResult<bool> {
+        accounts::delete_api_key(self, account_id, key_id).await
+    }
+
+    async fn delete_admin_keys(&self) -> PortResult<u32> {
+        accounts::delete_admin_keys(self).await
+    }
+
+    async fn insert_event_type(&self, event_type: &EventTypeInfo) -> PortResult<bool> {
+        accounts::insert_event_type(self, event_type).await
+    }
+
+    async fn list_event_types(&self) -> PortResult<Vec<EventTypeInfo>> {
+        accounts::list_event_types(self).await
+    }
+
+    async fn get_event_type(&self, name: &str) -> PortResult<Option<EventTypeInfo>> {
+        self.get_as(accounts::event_type_key(name)).await
+    }
+}

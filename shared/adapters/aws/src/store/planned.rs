@@ -87,13 +87,10 @@ impl DynamoStore {
             Ok(_) => {}
             // Its deliveries are stored already, or the stream stores them.
             Err(e) if is_conditional_failure(&e) => {
-                return match self.get_event(&event.account_id, &event.id).await? {
-                    Some(existing) => Ok(Some(existing)),
-                    None => Err(PortError(format!(
-                        "publishing {}: the event was there and is gone",
-                        event.id
-                    ))),
-                };
+                return self
+                    .existing_event(event, "the event was there and is gone")
+                    .await
+                    .map(Some);
             }
             Err(e) => return Err(sdk("PutItem")(e)),
         }

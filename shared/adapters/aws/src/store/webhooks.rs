@@ -191,3 +191,77 @@ pub(super) async fn list_webhooks_page(
         .collect::<PortResult<_>>()?;
     Ok(Page { items, total })
 }
+
+#[async_trait]
+impl WebhookStore for DynamoStore {
+    async fn insert_webhook(&self, webhook: &Webhook, max_per_account: u32) -> PortResult<bool> {
+        webhooks::insert_webhook(self, webhook, max_per_account).await
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> PortResult<bool> {
+        // Written or lost to a newer version: either way the cached copy is old (forgotten
+        // after the write too, in case a delivery read the old one back in meanwhile).
+        let key = || webhook_key(&webhook.account_id, &webhook.id);
+        self.forget_cached(key());
+        let written = webhooks::update_webhook(self, webhook).await;
+        self.forget_cached(key());
+        written
+    }
+
+    async fn deactivate_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        at: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        self.forget_cached(webhook_key(account_id, webhook_id));
+        webhooks::deactivate_webhook(self, account_id, webhook_id, at).await
+    }
+
+    async fn delete_webhook(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+    ) -> PortResult<Option<Webhook>> {
+        webhooks::delete_webhook(self, account_id, webhook_id).await
+    }
+
+    async fn get_webhook(&self, account_id: &str, webhook_id: &str) -> PortResult<Option<Webhook>> {
+        // Strongly consistent: a read before a write over its version (a PATCH, a health
+        // write, a switch-off) sees the last write.
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(webhook_key(account_id, webhook_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk("GetItem"))?;
+        out.item.map(from_item).transpose()
+    }
+
+    async fn list_webhooks(&self, account_id: &str) -> PortResult<Vec<Webhook>> {
+        self.query_all(
+            "#pk = :pk AND begins_with(#sk, :prefix)",
+            names(&[("#pk", PK), ("#sk", SK)]),
+            HashMap::from([
+                (":pk".into(), s(account_pk(account_id))),
+                (":prefix".into(), s("WH#")),
+            ]),
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
+    }
+
+    async fn list_webhooks_page(
+        &self,
+        account_id: &str,
+        page: u32,
+        size: u32,
+    ) -> PortResult<Page<Webhook>> {
+        webhooks::list_webhooks_page(self, account_id, page, size).await
+    }
+}
