@@ -31,7 +31,7 @@ impl AttemptRecorder {
         }
     }
 
-    /// What [`DeliveryStore::record_attempt`] answers, written in a batch with others.
+    /// What [`DeliveryStore::record_attempt`](crate::DeliveryStore::record_attempt) answers, written in a batch with others.
     pub(crate) async fn record(
         &self,
         delivery: &Delivery,

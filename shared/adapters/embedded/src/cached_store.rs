@@ -503,8 +503,7 @@ impl DeliveryStore for CachedStore {
         self.inner.status_counts(account_id).await
     }
 
-    // Walks and jobs read and write what this cache does not keep: straight through.
-
+    // Walks read what this cache does not keep: straight through.
     async fn walk_deliveries(
         &self,
         account_id: &str,
@@ -551,6 +550,7 @@ impl SweepStore for CachedStore {
         self.inner.postpone(item, until).await
     }
 
+    // Jobs are what this cache does not keep: straight through.
     async fn insert_job(&self, job: &Job, sweep_at: DateTime<Utc>) -> PortResult<()> {
         self.inner.insert_job(job, sweep_at).await
     }

@@ -1,5 +1,6 @@
-//! The sweep's due index (unfinished fan-outs, deliveries not yet terminal) and retention:
-//! expired events and deliveries deleted in small batches, their counts with them.
+//! The sweep's due index (unfinished fan-outs, deliveries not yet terminal, running jobs) and
+//! retention: expired events and deliveries deleted in small batches, their counts with them.
+//! The port's `SweepStore` part is here; the jobs' own rows are written by `jobs`.
 
 use crate::db::sql;
 use crate::{SqliteStore, jobs};
