@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 pub fn run_line(r: &RunResult) -> String {
     format!(
-        "{}: {} deliveries/s ({} publishes/s), latency from publish p50 {} / p90 {} / p99 {} / max {} ms, lost {}, duplicates {}, peak RSS {} MB, server CPU {} us a delivery",
+        "{}: {} deliveries/s ({} publishes/s), latency from publish p50 {} / p90 {} / p99 {} / max {} ms, lost {}, duplicates {}, peak RSS {} MB, server CPU {} us a delivery (load generator and receiver {} us)",
         r.name,
         r.deliveries_per_sec,
         r.publishes_per_sec,
@@ -18,7 +18,8 @@ pub fn run_line(r: &RunResult) -> String {
         r.lost,
         r.duplicates,
         r.peak_rss_mb,
-        r.server_cpu_us_per_delivery
+        r.server_cpu_us_per_delivery,
+        r.harness_cpu_us_per_delivery
     )
 }
 
@@ -72,9 +73,9 @@ pub fn markdown(results: &Results) -> String {
         );
         let _ = writeln!(
             out,
-            "| run | webhooks x events | publish | deliveries/s | publishes/s | publish->receive p50 / p90 / p99 / max ms | ack->receive p50 / p99 ms | lost | duplicates | peak RSS MB | server CPU us a delivery |"
+            "| run | webhooks x events | publish | deliveries/s | publishes/s | publish->receive p50 / p90 / p99 / max ms | ack->receive p50 / p99 ms | lost | duplicates | peak RSS MB | server CPU us a delivery | load generator and receiver CPU us a delivery |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in &results.serve {
             let publish = match r.paced_rate {
                 Some(rate) => format!("paced {rate}/s"),
@@ -82,7 +83,7 @@ pub fn markdown(results: &Results) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} x {} | {} | {} | {} | {} / {} / {} / {} | {} / {} | {} | {} | {} | {} |",
+                "| {} | {} x {} | {} | {} | {} | {} / {} / {} / {} | {} / {} | {} | {} | {} | {} | {} |",
                 r.name,
                 r.webhooks,
                 r.events,
@@ -98,7 +99,8 @@ pub fn markdown(results: &Results) -> String {
                 r.lost,
                 r.duplicates,
                 r.peak_rss_mb,
-                r.server_cpu_us_per_delivery
+                r.server_cpu_us_per_delivery,
+                r.harness_cpu_us_per_delivery
             );
         }
         let _ = writeln!(out);

@@ -98,27 +98,37 @@ impl Server {
 
     /// The CPU time (user and system) the process has used so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields 14 and 15 (utime, stime), counted after the parenthesised name.
-        let ticks: u64 = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| {
-                rest.split_whitespace()
-                    .skip(11)
-                    .take(2)
-                    .filter_map(|v| v.parse::<u64>().ok())
-                    .sum()
-            })
-            .unwrap_or(0);
-        // SAFETY: sysconf only reads a configuration value.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        ticks as f64 / per_second
+        cpu_seconds_of(&format!("/proc/{}/stat", self.child.id()))
     }
 
     fn api(&self, path: &str) -> String {
         format!("{}/api/v3{path}", self.base)
     }
+}
+
+/// The CPU time (user and system, all threads) a process has used so far, in seconds, from
+/// its `/proc/<pid>/stat`.
+fn cpu_seconds_of(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields 14 and 15 (utime, stime), counted after the parenthesised name.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / per_second
+}
+
+/// The CPU time the benchmark itself (load generator and receiver) has used so far.
+fn harness_cpu_seconds() -> f64 {
+    cpu_seconds_of("/proc/self/stat")
 }
 
 impl Drop for Server {
@@ -294,6 +304,9 @@ pub struct RunResult {
     /// The server's CPU time (user and system, all threads) from the first publish to the
     /// last arrival, over the deliveries: steadier than throughput on a shared machine.
     pub server_cpu_us_per_delivery: f64,
+    /// The benchmark's own CPU time (load generator and receiver) over the same time, over
+    /// the deliveries: what of the machine the server did not have.
+    pub harness_cpu_us_per_delivery: f64,
 }
 
 /// What the server used during a run.
@@ -301,6 +314,8 @@ struct ServerUse {
     peak_rss_mb: f64,
     /// CPU time from the first publish to the last arrival.
     cpu_seconds: f64,
+    /// The benchmark's own CPU time over the same time.
+    harness_cpu_seconds: f64,
 }
 
 fn summarize(
@@ -385,6 +400,8 @@ fn summarize(
         latency_from_ack: Percentiles::of(from_ack),
         peak_rss_mb: server.peak_rss_mb,
         server_cpu_us_per_delivery: (server.cpu_seconds * 1e6 / delivered.max(1) as f64).round(),
+        harness_cpu_us_per_delivery: (server.harness_cpu_seconds * 1e6 / delivered.max(1) as f64)
+            .round(),
     }
 }
 
@@ -401,10 +418,13 @@ pub async fn run(
     let server = Server::start(binary);
     let account_id = account_with_webhooks(&server, receiver, webhooks).await;
     receiver.take();
-    let cpu_before = server.cpu_seconds();
+    let (cpu_before, harness_before) = (server.cpu_seconds(), harness_cpu_seconds());
     let published = publish(&server, &account_id, events, concurrency, rate).await;
     receiver.wait_for(events * webhooks, IDLE_LIMIT).await;
-    let cpu = server.cpu_seconds() - cpu_before;
+    let (cpu, harness_cpu) = (
+        server.cpu_seconds() - cpu_before,
+        harness_cpu_seconds() - harness_before,
+    );
     let result = summarize(
         name,
         webhooks,
@@ -415,6 +435,7 @@ pub async fn run(
         ServerUse {
             peak_rss_mb: server.peak_rss_mb(),
             cpu_seconds: cpu,
+            harness_cpu_seconds: harness_cpu,
         },
     );
     eprintln!("{}", crate::report::run_line(&result));
@@ -507,10 +528,13 @@ pub async fn fan_out_burst(binary: &Path, receiver: &Receiver, webhooks: usize) 
     let account_id = account_with_webhooks(&server, receiver, webhooks).await;
     receiver.take();
     let rss_before = server.peak_rss_mb();
-    let cpu_before = server.cpu_seconds();
+    let (cpu_before, harness_before) = (server.cpu_seconds(), harness_cpu_seconds());
     let published = publish(&server, &account_id, 1, 1, None).await;
     receiver.wait_for(webhooks, IDLE_LIMIT).await;
-    let cpu = server.cpu_seconds() - cpu_before;
+    let (cpu, harness_cpu) = (
+        server.cpu_seconds() - cpu_before,
+        harness_cpu_seconds() - harness_before,
+    );
     let result = summarize(
         "fan-out burst",
         webhooks,
@@ -521,6 +545,7 @@ pub async fn fan_out_burst(binary: &Path, receiver: &Receiver, webhooks: usize) 
         ServerUse {
             peak_rss_mb: server.peak_rss_mb(),
             cpu_seconds: cpu,
+            harness_cpu_seconds: harness_cpu,
         },
     );
     let burst = FanOutBurst {

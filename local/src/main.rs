@@ -4,6 +4,7 @@
 
 mod cli;
 mod listen;
+mod log_lines;
 mod main_key;
 mod serve;
 

@@ -48,9 +48,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             std::io::stderr(),
         ));
     tracing_subscriber::fmt()
-        .json()
-        // The current span (the request's id) is enough: its list repeated it on every line.
-        .with_span_list(false)
+        // JSON lines; the current span (the request's id) and not the list of spans, which
+        // repeated it on every line.
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+        .event_format(crate::log_lines::JsonLines)
         .with_writer(writer)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

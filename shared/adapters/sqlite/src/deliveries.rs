@@ -19,22 +19,35 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 /// alike); attempts keep at most 4 KiB of each answer, so only a bug comes near it.
 const MAX_RECORD_BYTES: usize = 400 * 1024;
 
-fn put_event(conn: &Connection, event: &Event, due: Option<DateTime<Utc>>) -> PortResult<()> {
+/// Stores `event` unless its id is taken; the event stored under that id when it is. One
+/// b-tree search, not a read before the insert: repeats are rare, every publish inserts.
+fn put_event(
+    conn: &Connection,
+    event: &Event,
+    due: Option<DateTime<Utc>>,
+) -> PortResult<Option<Event>> {
     let body = encode(event)?;
-    conn.prepare_cached(
-        "INSERT INTO events (account_id, id, created_ms, due_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            event.account_id,
-            event.id,
-            ms(event.created_at),
-            due.map(ms),
-            body
-        ])
-    })
-    .map_err(sql("inserting an event"))?;
-    Ok(())
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (account_id, id, created_ms, due_ms, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                event.account_id,
+                event.id,
+                ms(event.created_at),
+                due.map(ms),
+                body
+            ])
+        })
+        .map_err(sql("inserting an event"))?;
+    if inserted > 0 {
+        return Ok(None);
+    }
+    get_event(conn, &event.account_id, &event.id)?
+        .map(Some)
+        .ok_or_else(|| PortError(format!("event {} was neither stored nor found", event.id)))
 }
 
 pub(crate) fn insert_event(
@@ -42,11 +55,7 @@ pub(crate) fn insert_event(
     event: &Event,
     sweep_at: DateTime<Utc>,
 ) -> PortResult<Option<Event>> {
-    if let Some(stored) = get_event(conn, &event.account_id, &event.id)? {
-        return Ok(Some(stored));
-    }
-    put_event(conn, event, Some(sweep_at))?;
-    Ok(None)
+    put_event(conn, event, Some(sweep_at))
 }
 
 pub(crate) fn insert_event_with_deliveries(
@@ -55,15 +64,14 @@ pub(crate) fn insert_event_with_deliveries(
     deliveries: &[Delivery],
     sweep_at: DateTime<Utc>,
 ) -> PortResult<Option<Event>> {
-    if let Some(stored) = get_event(conn, &event.account_id, &event.id)? {
-        return Ok(Some(stored));
-    }
     let fanned_out = Event {
         deliveries: deliveries.len() as u32,
         fanned_out: true,
         ..event.clone()
     };
-    put_event(conn, &fanned_out, None)?;
+    if let Some(stored) = put_event(conn, &fanned_out, None)? {
+        return Ok(Some(stored));
+    }
     insert_deliveries(conn, deliveries, sweep_at)?;
     Ok(None)
 }
