@@ -8,24 +8,23 @@ use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Formats events as JSON lines. Span fields are kept by the subscriber's field formatter,
-/// which must be [`tracing_subscriber::fmt::format::JsonFields`]: its text (a JSON object) is
-/// copied into the line as it is.
+/// [`JsonFields`]: its text (a JSON object) is copied into the line as it is.
 pub struct JsonLines;
 
-impl<S, N> FormatEvent<S, N> for JsonLines
+impl<S> FormatEvent<S, JsonFields> for JsonLines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, JsonFields>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -52,7 +51,7 @@ where
             writer.write_str(",\"span\":{")?;
             let extensions = span.extensions();
             let stored = extensions
-                .get::<FormattedFields<N>>()
+                .get::<FormattedFields<JsonFields>>()
                 .map(|f| f.fields.trim())
                 .unwrap_or_default();
             // `{"k":v,...}` from JsonFields: its entries, then the span's name.
@@ -117,13 +116,11 @@ impl Visit for FieldWriter<'_, '_> {
         self.entry(field, |out| write!(out, "{value}"));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // JSON has no NaN or infinity (serde_json writes null for them too).
-        self.entry(field, |out| {
-            if value.is_finite() {
-                write!(out, "{value}")
-            } else {
-                out.write_str("null")
-            }
+        // serde_json's spelling (`1.0`, `1e20`), as the library writes it; JSON has no NaN or
+        // infinity, so those are null, as there.
+        self.entry(field, |out| match serde_json::Number::from_f64(value) {
+            Some(number) => write!(out, "{number}"),
+            None => out.write_str("null"),
         });
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -132,7 +129,8 @@ impl Visit for FieldWriter<'_, '_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.entry(field, |out| {
             out.write_char('"')?;
-            write!(Escaped(out), "{value:?}")?;
+            // A value whose Debug fails keeps what it wrote: the line stays JSON.
+            let _ = write!(Escaped(out), "{value:?}");
             out.write_char('"')
         });
     }
@@ -140,7 +138,8 @@ impl Visit for FieldWriter<'_, '_> {
 
 fn write_json_display(out: &mut Writer<'_>, value: &dyn fmt::Display) -> fmt::Result {
     out.write_char('"')?;
-    write!(Escaped(out), "{value}")?;
+    // A value whose Display fails keeps what it wrote: the line stays JSON.
+    let _ = write!(Escaped(out), "{value}");
     out.write_char('"')
 }
 
@@ -163,6 +162,8 @@ impl Write for Escaped<'_, '_> {
                 b'\n' => "\\n",
                 b'\r' => "\\r",
                 b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
                 0..=0x1f => "",
                 _ => continue,
             };
@@ -214,7 +215,8 @@ mod tests {
         let span = tracing::info_span!("request", request_id = %"req-\"1\"\t");
         let _entered = span.enter();
         tracing::warn!(%error, ratio = 0.5, nan = f64::NAN, negative = -3i64, flag = true,
-            "sweep failed: {}", "tab\tand \u{1} control");
+            whole = 1.0, negative_zero = -0.0, large = 1e20, small = 1e-7, huge = f64::MAX,
+            infinite = f64::INFINITY, "sweep failed: {}", "tab\tand \u{1} \u{8} \u{c} control");
         tracing::info!(target: "hookline::publish", event_id = ?"evt_1", "published");
         let empty = tracing::info_span!("quiet");
         let _quiet = empty.enter();
@@ -255,6 +257,14 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, log_some_events);
 
+        // The same text, but for the timestamps (and so key order and spellings too).
+        let text = |lines: &Lines| {
+            let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|line| line.split_once("\",\"level\"").unwrap().1.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(text(&ours), text(&theirs));
         let (ours, theirs) = (lines_of(&ours), lines_of(&theirs));
         assert_eq!(ours.len(), 4);
         assert_eq!(ours, theirs);
