@@ -1,8 +1,8 @@
 //! The JSON line of one log event, in the shape of `tracing-subscriber`'s JSON format
 //! (`timestamp`, `level`, `fields`, `target`, the current `span` with its `name`), written
-//! straight into the line. That format gathers each event's fields into a map of JSON values
-//! and parses the span's fields back from their text on every line: with three lines per
-//! delivery it was 8 % of the server's CPU (docs/BENCHMARKS.md, "Fourth pass").
+//! straight into the line. That format sends each field through serde and parses the span's
+//! fields back from their text on every line: with three lines per delivery (one webhook) it
+//! was 8 % of the server's CPU (docs/BENCHMARKS.md, "Fourth pass").
 
 use std::fmt::{self, Write};
 use tracing::field::{Field, Visit};
